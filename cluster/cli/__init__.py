@@ -1,0 +1,1 @@
+"""The `gitraft` command line: one module per subcommand, each with `register(subparsers)`."""

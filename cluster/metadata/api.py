@@ -1,0 +1,252 @@
+"""The metadata store's contract: what the proxy may ask of Raft-replicated metadata.
+
+Every *command* is one Raft log entry, applied deterministically on every proxy: time,
+ids and random choices travel inside the call (`now`, `intent_id`, ...), never read
+at apply. A command returns only after it is committed *and* applied on this proxy,
+so a query issued after it sees its effect. Commands carry a `command_id`-style
+identity where a retry after an unknown outcome (leader change, timeout) must apply
+once: the implementation deduplicates them.
+
+Failures of the store itself raise (see common.errors):
+- `UnavailableError("no quorum ...")` when a command cannot commit within its timeout
+  (outcome unknown: the command may still apply later; retrying is safe);
+- `NotFoundError` / `FailedPreconditionError` / `AlreadyExistsError` for command
+  results that refuse (unknown repository, wrong lease owner, path taken).
+
+*Queries* read this proxy's applied state. `barrier()` gives a linearizable read point:
+after it returns, the local state includes every command committed before it began.
+
+Allowed job transitions (`JobState`):
+    ready -> in_progress            lease_jobs
+    in_progress -> in_progress      renew_leases (same owner)
+    in_progress -> completed        complete_job (same owner, lease not expired)
+    in_progress -> failed           fail_job (attempts < max_attempts; ready again at retry_at)
+    in_progress -> dead             fail_job (attempts reached max_attempts)
+    in_progress -> ready            lease expired (seen by the next lease_jobs)
+    failed -> in_progress           lease_jobs once `now >= retry_at`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class JobState(StrEnum):
+    READY = "ready"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class ChangeType(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE_REPLICA = "delete_replica"
+    RENAME = "rename"
+    OPTIMIZE = "optimize"
+
+
+@dataclass(frozen=True)
+class Storage:
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class Replica:
+    storage: str
+    # -1 = assigned but never written (no data yet).
+    generation: int
+    assigned: bool = True
+
+
+@dataclass(frozen=True)
+class Repository:
+    repository_id: str
+    relative_path: str
+    replica_path: str
+    primary: str
+    replication_factor: int
+    created_at: float
+    replicas: tuple[Replica, ...] = ()
+
+    @property
+    def generation(self) -> int:
+        """The repository's generation: the max over its replicas (-1 when none)."""
+        return max((r.generation for r in self.replicas), default=-1)
+
+    def up_to_date(self) -> tuple[str, ...]:
+        """Assigned storages whose generation equals the repository's."""
+        g = self.generation
+        return tuple(r.storage for r in self.replicas if r.assigned and r.generation == g)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    repository_id: str
+    change: ChangeType
+    source: str
+    target: str
+    source_generation: int
+    state: JobState
+    attempts: int
+    lease_owner: str = ""
+    lease_expires_at: float = 0.0
+    retry_at: float = 0.0
+    last_error: str = ""
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    # For `rename`: the new relative path; free-form per change.
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    intent_id: str
+    repository_id: str
+    proxy: str
+    storages: tuple[str, ...]
+    deadline: float
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What finish_write did."""
+
+    generation: int
+    # Storages that got an `update` job (deduplicated against jobs already waiting).
+    scheduled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RaftStatus:
+    """This proxy's view of Raft."""
+
+    self_address: str
+    leader_address: str
+    role: str  # "leader" | "follower" | "candidate"
+    term: int
+    commit_index: int
+    applied_index: int
+    # Raft address -> whether this member sees it connected.
+    peers: dict[str, bool] = field(default_factory=dict)
+
+
+class MetadataStore(Protocol):
+    """Raft-replicated cluster metadata. All methods are safe to call from the event loop."""
+
+    # --- lifecycle -------------------------------------------------------------
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def barrier(self) -> None:
+        """Wait until local state includes every command committed before this call."""
+        ...
+
+    def status(self) -> RaftStatus: ...
+    def is_leader(self) -> bool: ...
+
+    # --- commands --------------------------------------------------------------
+    async def register_storage(self, name: str, address: str) -> None: ...
+
+    async def create_repository(
+        self,
+        repository_id: str,
+        relative_path: str,
+        replica_path: str,
+        storages: list[str],
+        primary: str,
+        replication_factor: int,
+        now: float,
+    ) -> Repository:
+        """Create the metadata; every storage gets a replica row at generation -1.
+
+        Idempotent for the same repository_id; AlreadyExistsError when the path is taken by
+        another id."""
+        ...
+
+    async def remove_repository(self, repository_id: str, now: float) -> None: ...
+
+    async def rename_repository(self, repository_id: str, new_relative_path: str, now: float) -> None: ...
+
+    async def begin_write(
+        self, intent_id: str, repository_id: str, storages: list[str], proxy: str, deadline: float
+    ) -> WriteIntent:
+        """Record a mutator in flight before it reaches any node. Idempotent on intent_id."""
+        ...
+
+    async def finish_write(
+        self, intent_id: str, succeeded: list[str], failed: list[str], now: float
+    ) -> WriteResult:
+        """Close the intent. In one command: the storages in `succeeded` go to generation
+        max+1 (all to the same value); every other assigned replica gets an `update` job
+        from the first of `succeeded` (deduplicated against ready jobs for the same target);
+        storages in `failed` are marked as needing a checksum comparison. With `succeeded`
+        empty, no generation changes. Idempotent on intent_id."""
+        ...
+
+    async def set_generation(self, repository_id: str, storage: str, generation: int, now: float) -> int:
+        """Raise a replica's generation to `generation` (never lowers it); returns the new value."""
+        ...
+
+    async def lease_jobs(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[Job]:
+        """Lease up to `limit` jobs that are ready (or failed with retry_at <= now, or
+        in_progress with an expired lease) to `owner`, oldest first, at most one job per
+        (repository, target) in progress at once."""
+        ...
+
+    async def renew_leases(
+        self, owner: str, job_ids: list[int], now: float, lease_seconds: float
+    ) -> None: ...
+
+    async def complete_job(self, job_id: int, owner: str, now: float) -> None:
+        """Mark completed and raise the target's generation to the job's source_generation,
+        in one command. FailedPreconditionError when `owner` no longer holds the lease."""
+        ...
+
+    async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job: ...
+
+    async def set_replication_factor(
+        self, repository_id: str, assign: list[str], unassign: list[str], now: float
+    ) -> Repository: ...
+
+    async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository: ...
+
+    async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:
+        """Make `authoritative_storage` the newest (generation max+1) and schedule updates
+        from it for every other assigned replica."""
+        ...
+
+    async def record_health(self, proxy: str, storage: str, healthy: bool, now: float) -> None:
+        """Record one proxy's view of a node (submit only on change, plus a slow refresh)."""
+        ...
+
+    # --- queries (local applied state; call barrier() first where routing needs it) --
+    async def storages(self) -> list[Storage]: ...
+    async def get_repository(self, relative_path: str) -> Repository | None: ...
+    async def get_repository_by_id(self, repository_id: str) -> Repository | None: ...
+    async def list_repositories(self) -> list[Repository]: ...
+    async def healthy_storages(self, now: float) -> set[str]:
+        """Storages seen healthy by a majority of live proxies (a proxy is live while its
+        health views are fresher than the staleness window)."""
+        ...
+
+    async def up_to_date_replicas(self, repository_id: str) -> list[str]: ...
+    async def valid_primaries(self, repository_id: str, now: float) -> list[str]:
+        """Healthy, up-to-date, assigned replicas (candidates for primary)."""
+        ...
+
+    async def dataloss(self, now: float, include_partial: bool) -> tuple[list[Repository], list[Repository]]:
+        """(unavailable, partially_available): repositories with no healthy up-to-date replica,
+        and ones whose some assigned replica is outdated or unhealthy."""
+        ...
+
+    async def expired_intents(self, now: float) -> list[WriteIntent]: ...
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """(state, target storage) -> number of jobs."""
+        ...
+
+    async def list_jobs(self, states: list[JobState] | None, limit: int) -> list[Job]: ...

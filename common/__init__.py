@@ -1,0 +1,4 @@
+"""What storage nodes and proxies share: errors, auth, paths, config, logs.
+
+Imports neither `cluster` nor `node`.
+"""

@@ -1,0 +1,104 @@
+"""Wiring of a storage node's grpc.aio server.
+
+`NodeServer` owns the server: auth and error interceptors, every gitraft service, the
+standard health service (SERVING once started, NOT_SERVING while stopping) and server
+reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from common.auth import TokenAuthInterceptor
+from common.interceptors import ErrorInterceptor
+from gitraft.v1 import (
+    commit_pb2,
+    commit_pb2_grpc,
+    ref_pb2,
+    ref_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
+    server_pb2,
+    server_pb2_grpc,
+    smarthttp_pb2,
+    smarthttp_pb2_grpc,
+)
+from node.commit_service import CommitServicer
+from node.config import NodeConfig
+from node.ref_service import RefServicer
+from node.repository_service import RepositoryServicer
+from node.server_service import ServerServicer
+from node.smarthttp_service import SmartHTTPServicer
+from node.storage import Storage
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    repository_pb2.DESCRIPTOR.services_by_name["RepositoryService"].full_name,
+    ref_pb2.DESCRIPTOR.services_by_name["RefService"].full_name,
+    commit_pb2.DESCRIPTOR.services_by_name["CommitService"].full_name,
+    smarthttp_pb2.DESCRIPTOR.services_by_name["SmartHTTPService"].full_name,
+    server_pb2.DESCRIPTOR.services_by_name["ServerService"].full_name,
+)
+
+# Messages of up to 16 MiB: streams carry data in smaller chunks, this only bounds one.
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+class NodeServer:
+    """A running (or ready to run) storage node."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.storage = Storage(config.name, config.storage_path)
+        self.server = grpc.aio.server(
+            interceptors=[TokenAuthInterceptor(config.token), ErrorInterceptor()],
+            options=GRPC_OPTIONS,
+        )
+        self.health = health.aio.HealthServicer()
+        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
+            RepositoryServicer(self.storage), self.server
+        )
+        ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
+        commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)
+        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
+            SmartHTTPServicer(self.storage), self.server
+        )
+        server_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.storage), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port."""
+        self.port = self.server.add_insecure_port(self.config.listen_addr)
+        if not self.port:
+            raise OSError(f"cannot listen on {self.config.listen_addr!r}")
+        await self.server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "node serving",
+            extra={"node": self.config.name, "addr": self.config.listen_addr, "port": self.port},
+        )
+        return self.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, then stop, letting RPCs in flight finish for `grace` seconds."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(self.config.shutdown_grace if grace is None else grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", *SERVICE_NAMES):
+            await self.health.set(service, status)
