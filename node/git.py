@@ -1,0 +1,167 @@
+"""Running the real git binary from asyncio, safely.
+
+The one place a storage node starts git. Contract:
+
+- Arguments are a list, never a shell string; nothing is interpolated by a shell.
+- The environment is scrubbed (`git_env`): only PATH, locale-free C messages and a few
+  harmless variables pass through; no system or user config is read
+  (GIT_CONFIG_NOSYSTEM=1, GIT_CONFIG_GLOBAL=/dev/null), git never prompts
+  (GIT_TERMINAL_PROMPT=0), and no inherited GIT_* variable (GIT_DIR, GIT_INDEX_FILE...)
+  leaks in. Callers add what a command needs through `env=` (e.g. GIT_PROTOCOL).
+- A cancelled call (client gone, deadline) kills the child and reaps it; no orphan git.
+
+API:
+    result = await run_git(["rev-parse", "HEAD"], git_dir=path)   # GitResult
+    result = await run_git([...], git_dir=path, stdin=b"...", check=False)
+    proc = await start_git(["upload-pack", "--stateless-rpc", "."], cwd=path)  # streaming
+    env = git_env({"GIT_PROTOCOL": "version=2"})
+
+`run_git` raises GitCommandError (a GitraftError, INTERNAL unless the caller translates
+it) when git exits non-zero and `check` is true; its `stderr` and `exit_code` let callers
+map known failures to better codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import GitraftError
+
+GIT_BINARY = "git"
+
+# Inherited variables that are safe and sometimes needed (finding git, temp files).
+_PASSTHROUGH = ("PATH", "TMPDIR", "TZ", "LD_LIBRARY_PATH")
+
+_BASE_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_ASKPASS": "/bin/false",
+    "GIT_ATTR_NOSYSTEM": "1",
+    "LANG": "C",
+    "LC_ALL": "C",
+}
+
+
+class GitCommandError(GitraftError):
+    """git exited non-zero. Maps to INTERNAL unless a caller translates it."""
+
+    def __init__(self, args: Sequence[str], exit_code: int, stderr: bytes) -> None:
+        self.git_args = list(args)
+        self.exit_code = exit_code
+        self.stderr = stderr
+        last = stderr.decode(errors="replace").strip().splitlines()
+        detail = last[-1] if last else "no error output"
+        name = self.git_args[0] if self.git_args else ""
+        super().__init__(f"git {name} failed with exit code {exit_code}: {detail}")
+
+    @property
+    def stderr_text(self) -> str:
+        return self.stderr.decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class GitResult:
+    """What a finished git command produced."""
+
+    stdout: bytes
+    stderr: bytes
+    exit_code: int
+
+    @property
+    def text(self) -> str:
+        """stdout decoded as UTF-8 (errors replaced), trailing newline removed."""
+        return self.stdout.decode(errors="replace").rstrip("\n")
+
+
+def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The scrubbed environment every git child gets, plus `extra`."""
+    env = {k: os.environ[k] for k in _PASSTHROUGH if k in os.environ}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(_BASE_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def _argv(args: Sequence[str], git_dir: Path | None, git_binary: str) -> list[str]:
+    if isinstance(args, str):
+        raise TypeError("git arguments must be a list, not a string")
+    prefix = [git_binary]
+    if git_dir is not None:
+        prefix.append(f"--git-dir={git_dir}")
+    return [*prefix, *args]
+
+
+async def start_git(
+    args: Sequence[str],
+    *,
+    git_dir: Path | None = None,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | None = asyncio.subprocess.PIPE,
+    stdout: int | None = asyncio.subprocess.PIPE,
+    stderr: int | None = asyncio.subprocess.PIPE,
+    git_binary: str = GIT_BINARY,
+) -> asyncio.subprocess.Process:
+    """Start git for streaming I/O; the caller owns the process (wait/kill it, close stdin)."""
+    return await asyncio.create_subprocess_exec(
+        *_argv(args, git_dir, git_binary),
+        cwd=str(cwd) if cwd is not None else None,
+        env=git_env(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+async def run_git(
+    args: Sequence[str],
+    *,
+    git_dir: Path | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    git_binary: str = GIT_BINARY,
+) -> GitResult:
+    """Run git to completion and collect its output.
+
+    Raises GitCommandError on a non-zero exit when `check`; kills the child when the
+    calling task is cancelled.
+    """
+    proc = await start_git(
+        args,
+        git_dir=git_dir,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        git_binary=git_binary,
+    )
+    try:
+        out, err = await proc.communicate(stdin)
+    except BaseException:
+        await _kill(proc)
+        raise
+    code = proc.returncode if proc.returncode is not None else -1
+    if check and code != 0:
+        raise GitCommandError(args, code, err)
+    return GitResult(out, err, code)
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.shield(proc.wait())
+
+
+async def git_version(git_binary: str = GIT_BINARY) -> str:
+    """The version git reports, e.g. "2.39.5"."""
+    result = await run_git(["version"], git_binary=git_binary)
+    return result.text.removeprefix("git version ").strip()
