@@ -1,0 +1,113 @@
+"""A routing proxy's configuration (TOML, one file per proxy process).
+
+    name = "proxy-1"
+    listen_addr = "127.0.0.1:9001"      # gRPC: the node services + ClusterService
+    http_addr = "127.0.0.1:8081"        # git smart HTTP gateway ("" = off)
+    metrics_addr = "127.0.0.1:9201"     # Prometheus /metrics ("" = off)
+    data_dir = ".gitraft/proxy-1"       # Raft journal, snapshots, SQLite
+    token = "..."                       # clients' token (gRPC bearer, HTTP basic password)
+    node_token = "..."                  # token the nodes require
+    replication_factor = 3
+    create_on_push = true
+
+    [raft]                              # cluster.metadata's RaftConfig keys
+    self_addr = "127.0.0.1:7001"
+    peers = ["127.0.0.1:7002", "127.0.0.1:7003"]
+    password = "..."
+
+    [[nodes]]
+    name = "node-a"
+    address = "127.0.0.1:9101"
+
+Every key has a default that suits a local cluster; `load_proxy_config` raises
+ConfigError naming the file and key for anything it cannot use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.config import ConfigError, load_config
+
+
+@dataclass
+class NodeEntry:
+    """A storage node the proxy routes to."""
+
+    name: str
+    address: str
+
+
+@dataclass
+class ProxyConfig:
+    name: str = "proxy-1"
+    listen_addr: str = "127.0.0.1:9001"
+    http_addr: str = "127.0.0.1:8081"
+    metrics_addr: str = ""
+    data_dir: Path = Path(".gitraft/proxy-1")
+    token: str = ""
+    node_token: str = ""
+    replication_factor: int = 3
+    create_on_push: bool = True
+    log_level: str = "info"
+    # Seconds between health checks of each node, and a check's timeout.
+    health_interval: float = 0.5
+    health_timeout: float = 1.0
+    # Replication workers in this proxy, and their job lease.
+    replication_workers: int = 2
+    lease_seconds: float = 30.0
+    # Seconds a write intent may stay open before it counts as abandoned.
+    write_intent_timeout: float = 300.0
+    shutdown_grace: float = 5.0
+    # Raft settings: the keys of cluster.metadata's RaftConfig.
+    raft: dict[str, Any] = field(default_factory=dict)
+    nodes: list[NodeEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ConfigError("proxy config: 'token' is required")
+        if not self.node_token:
+            raise ConfigError("proxy config: 'node_token' is required")
+        if self.replication_factor < 1:
+            raise ConfigError(
+                f"proxy config: replication_factor must be >= 1, got {self.replication_factor!r}"
+            )
+        names = [n.name for n in self.nodes]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"proxy config: duplicate node names in {names!r}")
+
+
+def load_proxy_config(path: str | Path) -> ProxyConfig:
+    """Read a proxy's TOML file; ConfigError on any problem."""
+    return load_config(path, ProxyConfig)
+
+
+def to_toml(config: ProxyConfig) -> str:
+    """Serialise a ProxyConfig as TOML that load_proxy_config reads back unchanged."""
+    data = asdict(config)
+    nodes = data.pop("nodes")
+    raft = data.pop("raft")
+    lines = [f"{k} = {_value(v)}" for k, v in data.items()]
+    lines.append("")
+    lines.append("[raft]")
+    lines += [f"{k} = {_value(v)}" for k, v in raft.items()]
+    for node in nodes:
+        lines += ["", "[[nodes]]", f"name = {_value(node['name'])}", f"address = {_value(node['address'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
