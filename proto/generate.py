@@ -1,4 +1,4 @@
-"""Regenerate the Python stubs for proto/gitraft/v1/*.proto (run: `make proto`).
+"""Regenerate the Python stubs of proto/gitraft/v1/*.proto into gitraft/v1/ (`make proto`).
 
 The stubs are committed so that a fresh clone needs no generation step;
 tests/unit/test_proto_stubs.py fails when they no longer match the .proto files.
@@ -12,6 +12,8 @@ from pathlib import Path
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 PROTO_ROOT = Path(__file__).resolve().parent
+# Generated modules land in the top-level `gitraft` package: `import gitraft.v1.ref_pb2`.
+OUT_ROOT = PROTO_ROOT.parent
 
 
 def proto_files() -> list[str]:
@@ -28,7 +30,7 @@ def include_dirs() -> list[str]:
 
 def main() -> int:
     args = ["protoc", *(f"-I{d}" for d in include_dirs())]
-    args += [f"--python_out={PROTO_ROOT}", f"--pyi_out={PROTO_ROOT}", f"--grpc_python_out={PROTO_ROOT}"]
+    args += [f"--python_out={OUT_ROOT}", f"--pyi_out={OUT_ROOT}", f"--grpc_python_out={OUT_ROOT}"]
     args += proto_files()
     return int(protoc.main(args))
 
