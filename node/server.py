@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from common.auth import TokenAuthInterceptor
 from common.interceptors import ErrorInterceptor
+from common.metrics import RpcMetricsInterceptor, serve_metrics
 from gitraft.v1 import (
     commit_pb2,
     commit_pb2_grpc,
@@ -59,7 +60,11 @@ class NodeServer:
         self.config = config
         self.storage = Storage(config.name, config.storage_path)
         self.server = grpc.aio.server(
-            interceptors=[TokenAuthInterceptor(config.token), ErrorInterceptor()],
+            interceptors=[
+                RpcMetricsInterceptor("node"),
+                TokenAuthInterceptor(config.token),
+                ErrorInterceptor(),
+            ],
             options=GRPC_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
@@ -77,6 +82,7 @@ class NodeServer:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         self.port = 0
+        self.metrics_port = 0
 
     async def start(self) -> int:
         """Bind and start serving; returns the bound port."""
@@ -84,6 +90,8 @@ class NodeServer:
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
         await self.server.start()
+        if self.config.metrics_addr:
+            self.metrics_port = serve_metrics(self.config.metrics_addr)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "node serving",
