@@ -1,0 +1,141 @@
+"""Fixtures for integration tests against real node processes.
+
+- `node`: one started NodeProcess per test module (stopped at teardown). Tests share it,
+  so each test works on its own repository (`new_repo`).
+- `node_stub(StubClass)`: a stub on the node whose calls carry the token.
+- `new_repo(default_branch="")`: a repository created through CreateRepository, as
+  `(Repository message, path on disk)`.
+- `git_cli(*args, cwd=...)`: the real git, no user or system config, fixed identities.
+- `work_tree(path)`: a non-bare repository with a few commits, ready to push.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+import pytest
+
+from cluster.testing import NodeProcess
+from common.auth import bearer_metadata
+from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
+
+GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "gitraft tests",
+    "GIT_AUTHOR_EMAIL": "tests@gitraft.invalid",
+    "GIT_COMMITTER_NAME": "gitraft tests",
+    "GIT_COMMITTER_EMAIL": "tests@gitraft.invalid",
+}
+# Distinct, increasing commit times, so `git rev-list` order is fully determined.
+_clock = itertools.count(1_700_000_000, 60)
+
+
+def git_cli(*args: str, cwd: Path, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+    """Run git, raise on failure, return stdout (text)."""
+    env = {**os.environ, **GIT_ENV, **(env or {})}
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=stdin, check=True, capture_output=True, text=True
+    )
+    return done.stdout
+
+
+def commit_file(work: Path, name: str, content: str | bytes, message: str) -> str:
+    """Write `name` in the work tree `work`, commit it, return the new commit id."""
+    target = work / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    date = f"@{next(_clock)} +0000"
+    git_cli("add", name, cwd=work)
+    dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    git_cli("commit", "-q", "-m", message, cwd=work, env=dates)
+    return git_cli("rev-parse", "HEAD", cwd=work).strip()
+
+
+class _TokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the bearer token to every call made on a channel."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = bearer_metadata(token)
+
+    def _details(self, details: Any) -> Any:
+        metadata = (*(details.metadata or ()), *self._metadata)
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class NewRepo(Protocol):
+    def __call__(self, default_branch: str = "") -> tuple[shared_pb2.Repository, Path]: ...
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A started storage node, shared by the tests of one module."""
+    workdir = tmp_path_factory.mktemp("node")
+    with NodeProcess("node-a", workdir, secrets.token_hex(16)).start() as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def node_stub(node: NodeProcess) -> Iterator[Callable[[type], Any]]:
+    """`node_stub(SomeServiceStub)`: a stub whose calls carry the node's token."""
+    channel = grpc.intercept_channel(grpc.insecure_channel(node.address), _TokenInterceptor(node.token))
+    try:
+        yield lambda stub_class: stub_class(channel)
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+def new_repo(node: NodeProcess, node_stub: Callable[[type], Any], request: pytest.FixtureRequest) -> NewRepo:
+    """Creates repositories through the RPC, named after the test."""
+    stub = node_stub(repository_pb2_grpc.RepositoryServiceStub)
+    counter = itertools.count()
+
+    def create(default_branch: str = "") -> tuple[shared_pb2.Repository, Path]:
+        rel = f"tests/{request.node.name}-{next(counter)}.git"
+        repo = shared_pb2.Repository(relative_path=rel)
+        req = repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
+        stub.CreateRepository(req, timeout=10)
+        return repo, node.storage_path / rel
+
+    return create
+
+
+@pytest.fixture
+def work_tree(tmp_path: Path) -> Path:
+    """A work tree on branch main with three commits (a.txt, dir/b.txt)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    git_cli("init", "-q", "-b", "main", cwd=work)
+    commit_file(work, "a.txt", "one\n", "first")
+    commit_file(work, "dir/b.txt", "two\n", "second\n\nwith a body\n")
+    commit_file(work, "a.txt", "three\n", "third")
+    return work
