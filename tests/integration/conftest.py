@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator
@@ -120,7 +121,7 @@ def new_repo(node: NodeProcess, node_stub: Callable[[type], Any], request: pytes
     counter = itertools.count()
 
     def create(default_branch: str = "") -> tuple[shared_pb2.Repository, Path]:
-        rel = f"tests/{request.node.name}-{next(counter)}.git"
+        rel = f"tests/{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-{next(counter)}.git"
         repo = shared_pb2.Repository(relative_path=rel)
         req = repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
         stub.CreateRepository(req, timeout=10)
