@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under cluster.cli, in the order `gitraft --help` lists them.
-SUBCOMMANDS = ("node",)
+SUBCOMMANDS = ("node", "dev")
 
 
 def build_parser() -> argparse.ArgumentParser:
