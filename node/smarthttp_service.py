@@ -1,9 +1,82 @@
-"""SmartHTTPService on a storage node (skeleton: every RPC answers UNIMPLEMENTED)."""
+"""SmartHTTPService on a storage node: git's smart HTTP protocol as gRPC streams.
+
+Each RPC runs `git upload-pack` or `git receive-pack` with `--stateless-rpc` on the
+repository and passes bytes through unchanged, in chunks (node.pipes.GitPipe: bounded
+memory, stdin always closed, the child killed when the caller goes away).
+
+- InfoRefs*: `--advertise-refs`; no `# service=` preamble (the gateway writes it for v0).
+- Post*: request chunks go to git's stdin while its stdout streams back.
+- `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
+  `-c key=value`, validated (well-formed, allowed sections, nothing that runs a
+  command). Then the node's own options are added, so they win: receive-pack always
+  checks incoming objects (receive.fsckObjects) and accepts force-pushes.
+- A non-zero exit of git ends the stream with INTERNAL and the tail of its stderr, after
+  whatever git wrote (which carries git's own in-band error for the client).
+"""
 
 from __future__ import annotations
 
-from gitraft.v1 import smarthttp_pb2_grpc
+import re
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+
+from common.errors import InvalidArgumentError
+from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from node.pipes import GitPipe
 from node.storage import Storage
+
+UPLOAD_PACK = "upload-pack"
+RECEIVE_PACK = "receive-pack"
+
+# Appended after the caller's options: the last `-c` wins.
+NODE_CONFIG = {
+    UPLOAD_PACK: (),
+    RECEIVE_PACK: (
+        "receive.fsckObjects=true",
+        "receive.denyNonFastForwards=false",
+        "receive.denyDeletes=false",
+    ),
+}
+
+ALLOWED_CONFIG_SECTIONS = frozenset(
+    {"core", "fetch", "gc", "pack", "receive", "repack", "transfer", "uploadpack"}
+)
+_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9_./:-]+)?\.[A-Za-z][A-Za-z0-9-]*")
+# Keys that name a program, a hook or a proxy would let a caller run commands.
+_CONFIG_DENIED = re.compile(r"hook|command|fsmonitor|proxy|editor|pager|askpass", re.IGNORECASE)
+_GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
+MAX_CONFIG_VALUE = 1024
+
+
+def config_args(options: Iterable[str], service: str) -> list[str]:
+    """`-c` arguments for the caller's `options` followed by the node's own for `service`.
+
+    Raises InvalidArgumentError for anything but an allowed, well-formed `key=value`.
+    """
+    args: list[str] = []
+    for option in (*(validate_config_option(o) for o in options), *NODE_CONFIG[service]):
+        args += ["-c", option]
+    return args
+
+
+def validate_config_option(option: str) -> str:
+    """Return `option` if it is an allowed `key=value`, else raise InvalidArgumentError."""
+    key, sep, value = option.partition("=")
+    if not sep or not _CONFIG_KEY.fullmatch(key):
+        raise InvalidArgumentError(f"git config option is not key=value: {option!r}")
+    if key.split(".", 1)[0].lower() not in ALLOWED_CONFIG_SECTIONS or _CONFIG_DENIED.search(key):
+        raise InvalidArgumentError(f"git config option not allowed: {key!r}")
+    if len(value) > MAX_CONFIG_VALUE or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise InvalidArgumentError(f"git config value not allowed: {option!r}")
+    return option
+
+
+def protocol_env(git_protocol: str) -> dict[str, str]:
+    """GIT_PROTOCOL for git from the client's Git-Protocol value (none when empty)."""
+    if not _GIT_PROTOCOL.fullmatch(git_protocol):
+        raise InvalidArgumentError(f"invalid git protocol: {git_protocol!r}")
+    return {"GIT_PROTOCOL": git_protocol} if git_protocol else {}
 
 
 class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
@@ -11,3 +84,75 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+
+    async def InfoRefsUploadPack(
+        self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[smarthttp_pb2.InfoRefsResponse]:
+        async for chunk in self._advertise(UPLOAD_PACK, request):
+            yield smarthttp_pb2.InfoRefsResponse(data=chunk)
+
+    async def InfoRefsReceivePack(
+        self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[smarthttp_pb2.InfoRefsResponse]:
+        async for chunk in self._advertise(RECEIVE_PACK, request):
+            yield smarthttp_pb2.InfoRefsResponse(data=chunk)
+
+    async def PostUploadPack(
+        self,
+        request_iterator: AsyncIterator[smarthttp_pb2.PostUploadPackRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[smarthttp_pb2.PostUploadPackResponse]:
+        async for chunk in self._post(UPLOAD_PACK, request_iterator):
+            yield smarthttp_pb2.PostUploadPackResponse(data=chunk)
+
+    async def PostReceivePack(
+        self,
+        request_iterator: AsyncIterator[smarthttp_pb2.PostReceivePackRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[smarthttp_pb2.PostReceivePackResponse]:
+        async for chunk in self._post(RECEIVE_PACK, request_iterator):
+            yield smarthttp_pb2.PostReceivePackResponse(data=chunk)
+
+    async def _advertise(self, service: str, request: smarthttp_pb2.InfoRefsRequest) -> AsyncIterator[bytes]:
+        path = self.storage.existing_path_of(request.repository)
+        args = [*config_args(request.git_config_options, service), service]
+        args += ["--stateless-rpc", "--advertise-refs", str(path)]
+        async with GitPipe(args, cwd=path, env=protocol_env(request.git_protocol)) as pipe:
+            async for chunk in pipe.stdout_chunks():
+                yield chunk
+            await pipe.check()
+
+    async def _post(
+        self,
+        service: str,
+        requests: AsyncIterator[smarthttp_pb2.PostUploadPackRequest | smarthttp_pb2.PostReceivePackRequest],
+    ) -> AsyncIterator[bytes]:
+        requests = aiter(requests)
+        first = await anext(requests, None)
+        if first is None:
+            raise InvalidArgumentError("empty request stream")
+        path = self.storage.existing_path_of(_repository_of(first))
+        args = [*config_args(first.git_config_options, service), service, "--stateless-rpc", str(path)]
+        env = protocol_env(first.git_protocol)
+        async with GitPipe(args, cwd=path, env=env, chunks=_data_of(first.data, requests)) as pipe:
+            async for chunk in pipe.stdout_chunks():
+                yield chunk
+            await pipe.check()
+
+
+def _repository_of(
+    request: smarthttp_pb2.PostUploadPackRequest | smarthttp_pb2.PostReceivePackRequest,
+) -> shared_pb2.Repository:
+    if not request.HasField("repository"):
+        raise InvalidArgumentError("repository is required in the first message")
+    return request.repository
+
+
+async def _data_of(
+    first: bytes,
+    rest: AsyncIterator[smarthttp_pb2.PostUploadPackRequest | smarthttp_pb2.PostReceivePackRequest],
+) -> AsyncIterator[bytes]:
+    """The request body: the first message's data, then every later message's."""
+    yield first
+    async for request in rest:
+        yield request.data
