@@ -1,11 +1,198 @@
-"""Node-to-node replication (skeleton: answers UNIMPLEMENTED)."""
+"""Node-to-node replication: ReplicateRepository and UploadPackSession.
+
+UploadPackSession (on the source) runs a full-duplex `git upload-pack <repo>` (as over
+ssh): request `stdin` chunks go to git, stdout and stderr come back as they are written,
+and the last message carries the exit status.
+
+ReplicateRepository (on the target) makes the local repository an exact copy of the
+source repository on another node:
+
+1. HEAD's symbolic target is read from the source (protocol v2 ls-refs, unborn too).
+2. `git fetch --prune --force --atomic "ext::<python> -I node/tunnel.py <socket>"
+   '+refs/*:refs/*'` runs in the target; the tunnel's socket is bridged to an
+   UploadPackSession on the source (node.replication_source). git's own negotiation
+   sends only the missing objects; every ref is mirrored, deletions included (an empty
+   source leaves no refs).
+3. HEAD is pointed at the source's target.
+
+A missing target is created atomically: `git init --bare` in a hidden temporary sibling
+(named like RepositoryService's), fetched into, then renamed into place. Replications of
+one repository on one node run one at a time. The answer reports whether the repository
+was created, the bytes received from the source and the resulting checksum (node.checksum,
+what RepositoryChecksum answers).
+"""
 
 from __future__ import annotations
 
-from node.storage import Storage
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import sys
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pygit2
+
+from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from gitraft.v1 import repository_pb2
+from node import tunnel
+from node.checksum import repository_checksum
+from node.git import GitCommandError, run_git
+from node.pipes import GitPipe
+from node.replication_source import SourceRepository
+from node.smarthttp_service import protocol_env
+from node.storage import Storage, is_bare_repository
+
+log = logging.getLogger(__name__)
+
+# Same marker as node.repository_service.TEMP_MARKER (not imported: that module imports
+# this one), so storage listings skip a replication in progress.
+TEMP_MARKER = ".gitraft-tmp-"
+FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false")
+FETCH_FLAGS = ("--quiet", "--prune", "--force", "--atomic", "--no-tags", "--no-write-fetch-head")
+MIRROR_REFSPEC = "+refs/*:refs/*"
+
+_locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
 
 class ReplicationMixin:
     """ReplicateRepository and UploadPackSession, mixed into RepositoryServicer."""
 
     storage: Storage
+
+    async def UploadPackSession(
+        self,
+        request_iterator: AsyncIterator[repository_pb2.UploadPackSessionRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[repository_pb2.UploadPackSessionResponse]:
+        requests = aiter(request_iterator)
+        first = await anext(requests, None)
+        if first is None:
+            raise InvalidArgumentError("empty request stream")
+        path = self.storage.existing_path_of(first.repository)
+        out: asyncio.Queue[repository_pb2.UploadPackSessionResponse | None] = asyncio.Queue(maxsize=8)
+
+        async def on_stderr(chunk: bytes) -> None:
+            await out.put(repository_pb2.UploadPackSessionResponse(stderr=chunk))
+
+        pipe = GitPipe(
+            ["upload-pack", str(path)],
+            cwd=path,
+            env=protocol_env(first.git_protocol),
+            chunks=_stdin_of(first, requests),
+            on_stderr=on_stderr,
+        )
+        async with pipe:
+            forward = asyncio.create_task(_forward_stdout(pipe, out))
+            try:
+                while (message := await out.get()) is not None:
+                    yield message
+            finally:
+                forward.cancel()
+
+    async def ReplicateRepository(
+        self, request: repository_pb2.ReplicateRepositoryRequest, context: grpc.aio.ServicerContext
+    ) -> repository_pb2.ReplicateRepositoryResponse:
+        target = self.storage.path_of(request.repository)
+        node = request.source_node
+        if not request.source.relative_path or not node.address:
+            raise InvalidArgumentError("source repository and source node address are required")
+        source = SourceRepository(node.address, node.token, request.source)
+        async with _exclusive(target), source:
+            created = not is_bare_repository(target)
+            if created and (target.exists() or target.is_symlink()):
+                raise FailedPreconditionError(f"target path is not a repository: {str(target)!r}")
+            head = await source.head_target()
+            if created:
+                await _copy_new(target, source, head)
+            else:
+                await _mirror(target, source, head)
+        checksum = await asyncio.to_thread(lambda: repository_checksum(pygit2.Repository(str(target))))
+        log.info(
+            "replicated repository",
+            extra={
+                "relative_path": request.repository.relative_path,
+                "source_node": node.name,
+                "repository_created": created,
+                "bytes_fetched": source.bytes_received,
+                "checksum": checksum,
+            },
+        )
+        return repository_pb2.ReplicateRepositoryResponse(
+            created=created, bytes_fetched=source.bytes_received, checksum=checksum
+        )
+
+
+async def _stdin_of(
+    first: repository_pb2.UploadPackSessionRequest,
+    rest: AsyncIterator[repository_pb2.UploadPackSessionRequest],
+) -> AsyncIterator[bytes]:
+    yield first.stdin
+    async for request in rest:
+        yield request.stdin
+
+
+async def _forward_stdout(
+    pipe: GitPipe, out: asyncio.Queue[repository_pb2.UploadPackSessionResponse | None]
+) -> None:
+    async for chunk in pipe.stdout_chunks():
+        await out.put(repository_pb2.UploadPackSessionResponse(stdout=chunk))
+    status = await pipe.wait()
+    await out.put(repository_pb2.UploadPackSessionResponse(exited=True, exit_status=status))
+    await out.put(None)
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(path: Path) -> AsyncIterator[None]:
+    """One replication of `path` at a time in this process."""
+    lock = _locks.get(path)
+    if lock is None:
+        lock = _locks[path] = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def _copy_new(target: Path, source: SourceRepository, head: str | None) -> None:
+    """A full copy into a temporary sibling, renamed to `target` when complete."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.parent / f".{target.name}{TEMP_MARKER}replicate-{secrets.token_hex(6)}"
+    try:
+        await run_git(["init", "--bare", "--quiet", str(temp)])
+        await _mirror(temp, source, head)
+        try:
+            os.rename(temp, target)
+        except OSError as exc:  # created meanwhile: a retry fetches into it
+            raise UnavailableError(f"repository appeared during replication: {str(target)!r}") from exc
+    finally:
+        if temp.exists():
+            await asyncio.to_thread(shutil.rmtree, temp, True)
+
+
+async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> None:
+    """Fetch every ref of `source` into `repo` (pruning the others), then set HEAD."""
+    async with source.tunnel() as link:
+        config = [arg for option in FETCH_CONFIG for arg in ("-c", option)]
+        url = "ext::" + " ".join(_ext_escape(a) for a in (sys.executable, "-I", tunnel.__file__))
+        url += " " + _ext_escape(str(link.socket_path))
+        result = await run_git(
+            [*config, "fetch", *FETCH_FLAGS, url, MIRROR_REFSPEC], git_dir=repo, check=False
+        )
+    if link.error is not None:
+        raise link.error
+    if result.exit_code != 0:
+        stderr = result.stderr + source.stderr_tail
+        raise GitCommandError(["fetch"], result.exit_code, stderr)
+    if head is not None:
+        if not head.startswith("refs/"):
+            raise FailedPreconditionError(f"source HEAD points outside refs/: {head!r}")
+        await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
+
+
+def _ext_escape(arg: str) -> str:
+    """One argument of an `ext::` command: `%` and spaces escaped as git expects."""
+    return arg.replace("%", "%%").replace(" ", "% ")

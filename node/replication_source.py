@@ -1,0 +1,221 @@
+"""The source side of a replication, as seen from the target node.
+
+`SourceRepository` reaches one repository on another node through that node's
+UploadPackSession RPC (a full-duplex `git upload-pack`), in two ways:
+
+- `tunnel()`: a one-connection unix socket (in a private 0700 directory) bridged to a
+  session, for `git fetch` to reach through the `ext::` transport (node/tunnel.py). The
+  token stays in this process; bytes from the source are counted.
+- `head_target()`: HEAD's symbolic target, asked with protocol v2 `ls-refs` (which also
+  reports an unborn HEAD, unlike the v0 advertisement).
+
+Failures of the source (e.g. NOT_FOUND) are kept as our own exception (common.errors)
+in `Tunnel.error` / raised by `head_target`, so the caller reports the real cause rather
+than git's "could not read from remote repository".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from common.auth import bearer_metadata
+from common.errors import GitraftError, error_for_status
+from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
+
+CHUNK_SIZE = 64 * 1024
+STDERR_LIMIT = 4096
+FLUSH = b"0000"
+DELIM = b"0001"
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+def pkt_line(text: str) -> bytes:
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def translate(exc: grpc.aio.AioRpcError, what: str) -> GitraftError:
+    """A source node's RPC error as our exception, naming what failed."""
+    return error_for_status(exc.code(), f"{what}: {exc.details() or exc.code()}")
+
+
+class SourceRepository:
+    """A repository on another node; `async with` opens and closes the channel."""
+
+    def __init__(self, address: str, token: str, repository: shared_pb2.Repository) -> None:
+        self.address = address
+        self.repository = repository
+        self._metadata = bearer_metadata(token)
+        self._channel: grpc.aio.Channel | None = None
+        self.bytes_received = 0
+        self.stderr_tail = b""
+
+    async def __aenter__(self) -> SourceRepository:
+        self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    async def open_session(self, git_protocol: str = "") -> Any:
+        """A started UploadPackSession call (first message sent); the caller reads/writes it."""
+        if self._channel is None:
+            raise RuntimeError("SourceRepository used outside `async with`")
+        stub = repository_pb2_grpc.RepositoryServiceStub(self._channel)
+        call = stub.UploadPackSession(metadata=self._metadata)
+        first = repository_pb2.UploadPackSessionRequest(repository=self.repository, git_protocol=git_protocol)
+        await call.write(first)
+        return call
+
+    async def read_stdout(self, call: Any) -> AsyncIterator[bytes]:
+        """The session's stdout chunks, counted in bytes_received; raises on a failed call."""
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                if message.stderr:
+                    self.stderr_tail = (self.stderr_tail + message.stderr)[-STDERR_LIMIT:]
+                if message.stdout:
+                    self.bytes_received += len(message.stdout)
+                    yield message.stdout
+        except grpc.aio.AioRpcError as exc:
+            raise translate(exc, f"source {self.address}") from exc
+
+    async def head_target(self) -> str | None:
+        """HEAD's symbolic target on the source ("refs/heads/main"), None when detached."""
+        call = await self.open_session("version=2")
+        try:
+            lines = _PktReader(self.read_stdout(call))
+            capabilities = await lines.until_flush()
+            unborn = any(c.startswith("ls-refs=") and "unborn" in c for c in capabilities)
+            args = ["symrefs", "ref-prefix HEAD", *(["unborn"] if unborn else [])]
+            request = pkt_line("command=ls-refs\n") + DELIM + b"".join(pkt_line(a + "\n") for a in args)
+            await call.write(repository_pb2.UploadPackSessionRequest(stdin=request + FLUSH))
+            refs = await lines.until_flush()
+            await call.done_writing()
+            await lines.drain()
+        finally:
+            call.cancel()
+        return _symref_target(refs)
+
+    @contextlib.asynccontextmanager
+    async def tunnel(self) -> AsyncIterator[Tunnel]:
+        """A listening Tunnel for one `git fetch`; closed (and its session ended) on exit."""
+        directory = Path(tempfile.mkdtemp(prefix="gitraft-tunnel-"))
+        tunnel = Tunnel(self, directory / "s")
+        server = await asyncio.start_unix_server(tunnel.serve, path=str(tunnel.socket_path))
+        try:
+            yield tunnel
+        finally:
+            server.close()
+            await tunnel.close()
+            await server.wait_closed()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class Tunnel:
+    """Bridges the first connection on `socket_path` to one UploadPackSession."""
+
+    def __init__(self, source: SourceRepository, socket_path: Path) -> None:
+        self.source = source
+        self.socket_path = socket_path
+        self.error: GitraftError | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """asyncio server callback: serve the first connection, refuse any other."""
+        if self._task is not None:
+            writer.close()
+            return
+        self._task = asyncio.current_task()
+        try:
+            await self._bridge(reader, writer)
+        except GitraftError as exc:
+            self.error = exc
+        except (ConnectionError, OSError):
+            pass  # git went away; its exit status tells the caller
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _bridge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        call = await self.source.open_session()
+        upstream = asyncio.create_task(_socket_to_call(reader, call))
+        try:
+            async for chunk in self.source.read_stdout(call):
+                writer.write(chunk)
+                await writer.drain()
+        finally:
+            upstream.cancel()
+            call.cancel()
+
+
+async def _socket_to_call(reader: asyncio.StreamReader, call: Any) -> None:
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        while data := await reader.read(CHUNK_SIZE):
+            await call.write(repository_pb2.UploadPackSessionRequest(stdin=data))
+        await call.done_writing()
+
+
+class _PktReader:
+    """pkt-lines (as text lines) from a stream of byte chunks."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    async def until_flush(self) -> list[str]:
+        """Lines up to the next flush-pkt (delim-pkts skipped)."""
+        lines: list[str] = []
+        while (length := await self._length()) != 0:
+            if length > 4:
+                lines.append((await self._take(length - 4)).decode(errors="replace").rstrip("\n"))
+        return lines
+
+    async def _length(self) -> int:
+        header = await self._take(4)
+        try:
+            return int(header, 16)
+        except ValueError:
+            raise GitraftError(f"source upload-pack sent a bad pkt-line header: {header!r}") from None
+
+    async def drain(self) -> None:
+        async for _ in self._chunks:
+            pass
+
+    async def _take(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            chunk = await anext(self._chunks, None)
+            if chunk is None:
+                raise GitraftError("source upload-pack ended mid-message")
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def _symref_target(lines: list[str]) -> str | None:
+    """The `symref-target:` of the HEAD line of an ls-refs answer."""
+    for line in lines:
+        _oid, _, rest = line.partition(" ")
+        name, *attributes = rest.split(" ")
+        if name == "HEAD":
+            for attribute in attributes:
+                if attribute.startswith("symref-target:"):
+                    return attribute.removeprefix("symref-target:")
+    return None
