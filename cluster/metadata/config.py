@@ -1,0 +1,97 @@
+"""`RaftConfig`: one proxy's Raft membership, files and timing (the `[raft]` TOML table).
+
+    [raft]
+    self_addr = "127.0.0.1:7001"
+    peers = ["127.0.0.1:7002", "127.0.0.1:7003"]
+    password = "..."             # required: the Raft port unpickles what it receives
+    data_dir = ".gitraft/proxy-1/raft"
+
+Membership is static: every proxy lists the same 3 or 5 addresses (itself in
+`self_addr`, the others in `peers`). Build one with `common.config.from_dict(RaftConfig,
+table)`; every key has a default that suits a local cluster except `password`.
+
+Timing defaults come from NOTES.md (pysyncobj 0.3.17 on 2 cores, loopback):
+unbatched appends (~1-2 ms a commit instead of ~100 ms), elections in ~0.4 s after a
+leader dies, a cut-off leader steps down after 1 s instead of 30 s, and peers retry a
+lost connection every 0.5 s so a restarted member rejoins quickly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.config import ConfigError
+
+
+@dataclass
+class RaftConfig:
+    self_addr: str = "127.0.0.1:7001"
+    peers: list[str] = field(default_factory=list)
+    # Address to bind the Raft port to ("" = self_addr). Only the proxies may reach it.
+    bind_addr: str = ""
+    # Shared secret of the Raft port (Fernet): without it pysyncobj unpickles anything.
+    password: str = ""
+    # Journal, snapshot (full dump) and the derived SQLite database live here.
+    data_dir: Path = Path(".gitraft/raft")
+
+    # Seconds a command may take to commit and apply here before UnavailableError
+    # ("no quorum"; the outcome is then unknown). Retries inside use the same command id.
+    command_timeout: float = 5.0
+    # Seconds before an unanswered attempt is sent again (same command id).
+    retry_interval: float = 1.0
+
+    # pysyncobj timing (see the module docstring).
+    election_timeout_min: float = 0.2
+    election_timeout_max: float = 0.6
+    heartbeat_interval: float = 0.05
+    tick_interval: float = 0.01
+    connection_timeout: float = 2.0
+    connection_retry: float = 0.5
+    leader_fallback_timeout: float = 1.0
+    # False: every command is sent to followers at once (low latency, the write path);
+    # True: appends are batched every heartbeat (more commands/s, ~20-100 ms latency).
+    batch_appends: bool = False
+
+    # Log compaction (snapshot to the full dump file, journal truncated).
+    compaction_min_entries: int = 5000
+    compaction_min_seconds: float = 300.0
+
+    # State machine: how many applied command ids are remembered for deduplication,
+    # and attempts before a replication job is dead.
+    dedup_window: int = 10000
+    job_max_attempts: int = 5
+    # A proxy counts as live while its latest health vote is fresher than this.
+    health_window: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.self_addr in self.peers:
+            raise ConfigError(f"raft: self_addr {self.self_addr!r} must not be listed in peers")
+        if len(set(self.peers)) != len(self.peers):
+            raise ConfigError(f"raft: duplicate peers in {self.peers!r}")
+        if not self.election_timeout_min > 3 * self.heartbeat_interval:
+            raise ConfigError("raft: election_timeout_min must exceed 3 * heartbeat_interval")
+        if not self.election_timeout_max > self.election_timeout_min:
+            raise ConfigError("raft: election_timeout_max must exceed election_timeout_min")
+        if self.connection_timeout < self.election_timeout_max:
+            raise ConfigError("raft: connection_timeout must be >= election_timeout_max")
+        if self.command_timeout <= 0 or self.retry_interval <= 0:
+            raise ConfigError("raft: command_timeout and retry_interval must be > 0")
+        self.data_dir = Path(self.data_dir)
+
+    @property
+    def members(self) -> list[str]:
+        """Every member's address, sorted (the same list on every proxy)."""
+        return sorted([self.self_addr, *self.peers])
+
+    @property
+    def journal_path(self) -> Path:
+        return self.data_dir / "raft.journal"
+
+    @property
+    def dump_path(self) -> Path:
+        return self.data_dir / "raft.dump"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "state.db"

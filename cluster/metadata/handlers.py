@@ -1,0 +1,360 @@
+"""Apply functions for storages, repositories, writes and health votes.
+
+Each handler takes the open transaction's connection and the command's `args`, changes
+rows deterministically (time and ids come from `args`), and returns a JSON-able
+result. A refusal raises `CommandError`, which `statemachine.apply` turns into an
+error value after rolling the command back; nothing here escapes to pysyncobj.
+Job commands live in `cluster.metadata.jobs`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from cluster.metadata.api import ChangeType, JobState
+
+# Closed write intents are kept this long (seconds of command time) so a retried
+# finish_write still finds its result, then pruned.
+INTENT_RETENTION = 3600.0
+
+
+class CommandError(Exception):
+    """A command refused: `kind` is not_found | exists | precondition | invalid."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def repository_row(conn: sqlite3.Connection, repository_id: str) -> sqlite3.Row | tuple[Any, ...]:
+    row = conn.execute(
+        'SELECT repository_id, relative_path, replica_path, "primary", replication_factor, created_at'
+        " FROM repositories WHERE repository_id = ?",
+        (repository_id,),
+    ).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"repository {repository_id!r} not found")
+    return row
+
+
+def load_repository(conn: sqlite3.Connection, repository_id: str) -> dict[str, Any]:
+    """The repository as a dict shaped like `api.Repository` (replicas sorted by storage)."""
+    rid, rel, rpath, primary, factor, created = repository_row(conn, repository_id)
+    replicas = [
+        {"storage": s, "generation": g}
+        for s, g in conn.execute(
+            "SELECT storage, generation FROM replicas WHERE repository_id = ? ORDER BY storage", (rid,)
+        )
+    ]
+    return {
+        "repository_id": rid,
+        "relative_path": rel,
+        "replica_path": rpath,
+        "primary": primary,
+        "replication_factor": factor,
+        "created_at": created,
+        "replicas": replicas,
+    }
+
+
+def generations(conn: sqlite3.Connection, repository_id: str) -> dict[str, int]:
+    """Assigned storage -> generation."""
+    rows = conn.execute(
+        "SELECT storage, generation FROM replicas WHERE repository_id = ? ORDER BY storage", (repository_id,)
+    )
+    return {s: g for s, g in rows}
+
+
+def next_job_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'next_job_id'").fetchone()
+    job_id = int(row[0]) if row else 1
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_job_id', ?)", (job_id + 1,))
+    return job_id
+
+
+def schedule_update(
+    conn: sqlite3.Connection, repository_id: str, source: str, target: str, generation: int, now: float
+) -> None:
+    """An `update` job source -> target, merged into a waiting one for the same target.
+
+    A job that is ready or failed (waiting for its retry) is retargeted to the new
+    source and generation instead of adding a second job; an in-progress one is left
+    alone (it may copy older data) and a new ready job queues behind it."""
+    waiting = conn.execute(
+        "SELECT id FROM replication_jobs WHERE repository_id = ? AND target = ? AND change = ?"
+        " AND state IN (?, ?) ORDER BY id LIMIT 1",
+        (repository_id, target, ChangeType.UPDATE, JobState.READY, JobState.FAILED),
+    ).fetchone()
+    if waiting is not None:
+        conn.execute(
+            "UPDATE replication_jobs SET source = ?, source_generation = MAX(source_generation, ?),"
+            " updated_at = ? WHERE id = ?",
+            (source, generation, now, waiting[0]),
+        )
+        return
+    insert_job(conn, repository_id, ChangeType.UPDATE, source, target, generation, now)
+
+
+def insert_job(
+    conn: sqlite3.Connection,
+    repository_id: str,
+    change: ChangeType,
+    source: str,
+    target: str,
+    generation: int,
+    now: float,
+    params: dict[str, str] | None = None,
+) -> int:
+    job_id = next_job_id(conn)
+    conn.execute(
+        "INSERT INTO replication_jobs (id, repository_id, change, source, target, source_generation,"
+        " state, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            repository_id,
+            str(change),
+            source,
+            target,
+            generation,
+            str(JobState.READY),
+            json.dumps(params or {}, sort_keys=True),
+            now,
+            now,
+        ),
+    )
+    return job_id
+
+
+def drop_waiting_jobs(conn: sqlite3.Connection, repository_id: str, target: str | None = None) -> None:
+    """Delete jobs not yet running for a repository (or one of its targets)."""
+    sql = "DELETE FROM replication_jobs WHERE repository_id = ? AND state IN (?, ?)"
+    params: list[Any] = [repository_id, JobState.READY, JobState.FAILED]
+    if target is not None:
+        sql += " AND target = ?"
+        params.append(target)
+    conn.execute(sql, params)
+
+
+# --- storages and repositories --------------------------------------------------
+
+
+def register_storage(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT INTO storages (name, address) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET address = excluded.address",
+        (a["name"], a["address"]),
+    )
+
+
+def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    rid, path = a["repository_id"], a["relative_path"]
+    storages: list[str] = list(dict.fromkeys(a["storages"]))
+    owner = conn.execute("SELECT repository_id FROM repositories WHERE relative_path = ?", (path,)).fetchone()
+    if owner is not None and owner[0] != rid:
+        raise CommandError("exists", f"relative path {path!r} is taken by repository {owner[0]!r}")
+    if conn.execute("SELECT 1 FROM repositories WHERE repository_id = ?", (rid,)).fetchone():
+        return load_repository(conn, rid)
+    if not storages or a["primary"] not in storages:
+        raise CommandError("invalid", f"primary {a['primary']!r} must be one of the storages {storages!r}")
+    conn.execute(
+        'INSERT INTO repositories (repository_id, relative_path, replica_path, "primary",'
+        " replication_factor, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (rid, path, a["replica_path"], a["primary"], int(a["replication_factor"]), a["now"], a["now"]),
+    )
+    conn.executemany(
+        "INSERT INTO replicas (repository_id, storage) VALUES (?, ?)", [(rid, s) for s in storages]
+    )
+    return load_repository(conn, rid)
+
+
+def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
+    """Forget the repository; every replica gets a `delete_replica` job (by replica path)."""
+    rid = a["repository_id"]
+    row = conn.execute(
+        "SELECT relative_path, replica_path FROM repositories WHERE repository_id = ?", (rid,)
+    ).fetchone()
+    if row is None:
+        return  # idempotent: already removed
+    drop_waiting_jobs(conn, rid)
+    params = {"relative_path": row[0], "replica_path": row[1]}
+    for storage in generations(conn, rid):
+        insert_job(conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, a["now"], params)
+    conn.execute("DELETE FROM repositories WHERE repository_id = ?", (rid,))
+    conn.execute("DELETE FROM write_intents WHERE repository_id = ? AND result IS NULL", (rid,))
+
+
+def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
+    """Metadata only: replica paths derive from the id and never move."""
+    rid, new = a["repository_id"], a["new_relative_path"]
+    repository_row(conn, rid)
+    owner = conn.execute("SELECT repository_id FROM repositories WHERE relative_path = ?", (new,)).fetchone()
+    if owner is not None and owner[0] != rid:
+        raise CommandError("exists", f"relative path {new!r} is taken by repository {owner[0]!r}")
+    conn.execute(
+        "UPDATE repositories SET relative_path = ?, updated_at = ? WHERE repository_id = ?",
+        (new, a["now"], rid),
+    )
+
+
+def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    rid, storage = a["repository_id"], a["storage"]
+    repository_row(conn, rid)
+    if storage not in generations(conn, rid):
+        raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
+    conn.execute(
+        'UPDATE repositories SET "primary" = ?, updated_at = ? WHERE repository_id = ?',
+        (storage, a["now"], rid),
+    )
+    return load_repository(conn, rid)
+
+
+def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """Assign storages (a replica at -1 plus an update job from an up-to-date replica)
+    and unassign others (a `delete_replica` job); the primary cannot be unassigned."""
+    rid, now = a["repository_id"], a["now"]
+    _, _, replica_path, primary, _, _ = repository_row(conn, rid)
+    gens = generations(conn, rid)
+    unassign = [s for s in dict.fromkeys(a["unassign"]) if s in gens]
+    assign = [s for s in dict.fromkeys(a["assign"]) if s not in gens and s not in unassign]
+    if primary in unassign:
+        raise CommandError("precondition", f"cannot unassign the primary {primary!r}")
+    if len(gens) - len(unassign) + len(assign) < 1:
+        raise CommandError("invalid", "a repository needs at least one replica")
+    latest = max(gens.values(), default=-1)
+    source = primary if gens.get(primary) == latest else min(s for s, g in gens.items() if g == latest)
+    for storage in unassign:
+        drop_waiting_jobs(conn, rid, storage)
+        conn.execute("DELETE FROM replicas WHERE repository_id = ? AND storage = ?", (rid, storage))
+        insert_job(
+            conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, now, {"replica_path": replica_path}
+        )
+    for storage in assign:
+        conn.execute("INSERT INTO replicas (repository_id, storage) VALUES (?, ?)", (rid, storage))
+        if latest >= 0:
+            schedule_update(conn, rid, source, storage, latest, now)
+    count = conn.execute("SELECT COUNT(*) FROM replicas WHERE repository_id = ?", (rid,)).fetchone()[0]
+    conn.execute(
+        "UPDATE repositories SET replication_factor = ?, updated_at = ? WHERE repository_id = ?",
+        (count, now, rid),
+    )
+    return load_repository(conn, rid)
+
+
+def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
+    """Raise one replica's generation (never lowers it); returns the new value."""
+    rid, storage = a["repository_id"], a["storage"]
+    gens = generations(conn, rid)
+    if storage not in gens:
+        raise CommandError("not_found", f"no replica of {rid!r} on {storage!r}")
+    new = max(gens[storage], int(a["generation"]))
+    conn.execute(
+        "UPDATE replicas SET generation = ? WHERE repository_id = ? AND storage = ?", (new, rid, storage)
+    )
+    return new
+
+
+def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """`storage` becomes the only newest replica (max+1); every other one gets an update."""
+    rid, storage, now = a["repository_id"], a["storage"], a["now"]
+    gens = generations(conn, rid)
+    repository_row(conn, rid)
+    if storage not in gens:
+        raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
+    new = max(gens.values()) + 1
+    conn.execute(
+        "UPDATE replicas SET generation = ?, needs_verify = 0 WHERE repository_id = ? AND storage = ?",
+        (new, rid, storage),
+    )
+    for other in gens:
+        if other != storage:
+            schedule_update(conn, rid, storage, other, new, now)
+    return load_repository(conn, rid)
+
+
+# --- writes ----------------------------------------------------------------------
+
+
+def begin_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    iid, rid = a["intent_id"], a["repository_id"]
+    row = conn.execute(
+        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents WHERE intent_id = ?",
+        (iid,),
+    ).fetchone()
+    if row is None:
+        repository_row(conn, rid)
+        storages = list(dict.fromkeys(a["storages"]))
+        gens = generations(conn, rid)
+        missing = [s for s in storages if s not in gens]
+        if missing:
+            raise CommandError("precondition", f"storages {missing!r} are not assigned to {rid!r}")
+        conn.execute(
+            "INSERT INTO write_intents (intent_id, repository_id, proxy, storages, deadline)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (iid, rid, a["proxy"], json.dumps(storages), float(a["deadline"])),
+        )
+        row = (iid, rid, a["proxy"], json.dumps(storages), float(a["deadline"]))
+    return {
+        "intent_id": row[0],
+        "repository_id": row[1],
+        "proxy": row[2],
+        "storages": json.loads(row[3]),
+        "deadline": row[4],
+    }
+
+
+def finish_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """Close an intent: bump the writers, schedule the others, flag the failed ones."""
+    iid, now = a["intent_id"], a["now"]
+    row = conn.execute(
+        "SELECT repository_id, result FROM write_intents WHERE intent_id = ?", (iid,)
+    ).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"write intent {iid!r} not found")
+    if row[1] is not None:
+        return dict(json.loads(row[1]))
+    rid = row[0]
+    repository_row(conn, rid)
+    gens = generations(conn, rid)
+    succeeded = [s for s in dict.fromkeys(a["succeeded"]) if s in gens]
+    failed = [s for s in dict.fromkeys(a["failed"]) if s in gens and s not in succeeded]
+    generation = max(gens.values(), default=-1)
+    scheduled: list[str] = []
+    if succeeded:
+        generation += 1
+        conn.executemany(
+            "UPDATE replicas SET generation = ?, needs_verify = 0 WHERE repository_id = ? AND storage = ?",
+            [(generation, rid, s) for s in succeeded],
+        )
+        for target in gens:
+            if target not in succeeded:
+                schedule_update(conn, rid, succeeded[0], target, generation, now)
+                scheduled.append(target)
+    conn.executemany(
+        "UPDATE replicas SET needs_verify = 1 WHERE repository_id = ? AND storage = ?",
+        [(rid, s) for s in failed],
+    )
+    result = {"generation": generation, "scheduled": scheduled}
+    conn.execute("UPDATE write_intents SET result = ? WHERE intent_id = ?", (json.dumps(result), iid))
+    conn.execute(
+        "DELETE FROM write_intents WHERE result IS NOT NULL AND deadline < ?", (now - INTENT_RETENTION,)
+    )
+    return result
+
+
+# --- health -----------------------------------------------------------------------
+
+
+def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
+    """Upsert one proxy's view of one storage; a vote older than the stored one is ignored."""
+    conn.execute(
+        "INSERT INTO health_votes (proxy, storage, healthy, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (proxy, storage) DO UPDATE SET healthy = excluded.healthy,"
+        " updated_at = excluded.updated_at WHERE excluded.updated_at >= health_votes.updated_at",
+        (a["proxy"], a["storage"], 1 if a["healthy"] else 0, float(a["now"])),
+    )

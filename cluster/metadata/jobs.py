@@ -1,0 +1,154 @@
+"""Apply functions for the replication queue: lease, renew, complete, fail.
+
+Rules (see `api.JobState` for the transitions):
+- A job is leased by at most one owner at a time: leasing sets `lease_owner` and
+  `lease_expires_at = now + lease_seconds` (both from the command).
+- Leasable: `ready`; `failed` once `now >= retry_at`; `in_progress` whose lease
+  expired (its owner died). Re-leasing an expired job counts as a failed attempt, so a
+  job whose workers keep dying ends `dead` like one that keeps failing.
+- At most one job per (repository, target) is in progress at once; oldest first.
+- `fail_job` counts an attempt; at `max_attempts` (carried in the command) the job is
+  `dead`, otherwise `failed` until the `retry_at` the caller computed (see `backoff`).
+- Completing an `update`/`create` job raises the target's generation to the job's
+  `source_generation` in the same transaction (never lowers it). Completed jobs are
+  pruned after `COMPLETED_RETENTION` seconds of command time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.handlers import CommandError
+
+COMPLETED_RETENTION = 3600.0
+
+JOB_COLUMNS = (
+    "id, repository_id, change, source, target, source_generation, state, attempts, lease_owner,"
+    " lease_expires_at, retry_at, last_error, created_at, updated_at, params"
+)
+
+
+def backoff(attempts: int, now: float, base: float = 1.0, cap: float = 60.0) -> float:
+    """The `retry_at` for a job that has failed `attempts` times: exponential, capped."""
+    return now + min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A replication_jobs row (JOB_COLUMNS order) as a dict shaped like `api.Job`."""
+    keys = [k.strip() for k in JOB_COLUMNS.split(",")]
+    d = dict(zip(keys, row, strict=True))
+    d["params"] = json.loads(d["params"])
+    return d
+
+
+def _load(conn: sqlite3.Connection, job_id: int) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM replication_jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"job {job_id!r} not found")
+    return job_dict(row)
+
+
+def _held(conn: sqlite3.Connection, job_id: int, owner: str) -> dict[str, Any]:
+    job = _load(conn, job_id)
+    if job["state"] != JobState.IN_PROGRESS or job["lease_owner"] != owner:
+        raise CommandError(
+            "precondition", f"job {job_id!r} is not leased by {owner!r} (state {job['state']!r})"
+        )
+    return job
+
+
+def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, Any]]:
+    owner, now, limit = a["owner"], float(a["now"]), int(a["limit"])
+    expires = now + float(a["lease_seconds"])
+    max_attempts = int(a.get("max_attempts", 5))
+    busy = {
+        (r, t)
+        for r, t in conn.execute(
+            "SELECT repository_id, target FROM replication_jobs WHERE state = ? AND lease_expires_at > ?",
+            (JobState.IN_PROGRESS, now),
+        )
+    }
+    candidates = conn.execute(
+        "SELECT id, repository_id, target, state, attempts FROM replication_jobs"
+        " WHERE state = ? OR (state = ? AND retry_at <= ?) OR (state = ? AND lease_expires_at <= ?)"
+        " ORDER BY id",
+        (JobState.READY, JobState.FAILED, now, JobState.IN_PROGRESS, now),
+    ).fetchall()
+    leased: list[int] = []
+    for job_id, rid, target, state, tries in candidates:
+        attempts = tries
+        if len(leased) >= limit:
+            break
+        if (rid, target) in busy:
+            continue
+        if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
+            attempts += 1
+            if attempts >= max_attempts:
+                conn.execute(
+                    "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '',"
+                    " last_error = 'lease expired', updated_at = ? WHERE id = ?",
+                    (JobState.DEAD, attempts, now, job_id),
+                )
+                continue
+        conn.execute(
+            "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = ?, lease_expires_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            (JobState.IN_PROGRESS, attempts, owner, expires, now, job_id),
+        )
+        busy.add((rid, target))
+        leased.append(job_id)
+    return [_load(conn, job_id) for job_id in leased]
+
+
+def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
+    """Extend the owner's unexpired leases; returns the ids it no longer holds."""
+    owner, now = a["owner"], float(a["now"])
+    expires = now + float(a["lease_seconds"])
+    lost: list[int] = []
+    for job_id in a["job_ids"]:
+        cur = conn.execute(
+            "UPDATE replication_jobs SET lease_expires_at = ?, updated_at = ?"
+            " WHERE id = ? AND state = ? AND lease_owner = ? AND lease_expires_at > ?",
+            (expires, now, job_id, JobState.IN_PROGRESS, owner, now),
+        )
+        if cur.rowcount == 0:
+            lost.append(int(job_id))
+    return lost
+
+
+def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    job_id, owner, now = int(a["job_id"]), a["owner"], float(a["now"])
+    job = _held(conn, job_id, owner)
+    if job["lease_expires_at"] <= now:
+        raise CommandError("precondition", f"lease of job {job_id!r} expired")
+    conn.execute(
+        "UPDATE replication_jobs SET state = ?, lease_owner = '', updated_at = ? WHERE id = ?",
+        (JobState.COMPLETED, now, job_id),
+    )
+    if job["change"] in (ChangeType.UPDATE, ChangeType.CREATE):
+        conn.execute(
+            "UPDATE replicas SET generation = MAX(generation, ?), needs_verify = 0"
+            " WHERE repository_id = ? AND storage = ?",
+            (job["source_generation"], job["repository_id"], job["target"]),
+        )
+    conn.execute(
+        "DELETE FROM replication_jobs WHERE state = ? AND updated_at < ?",
+        (JobState.COMPLETED, now - COMPLETED_RETENTION),
+    )
+    return _load(conn, job_id)
+
+
+def fail_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    job_id, owner, now = int(a["job_id"]), a["owner"], float(a["now"])
+    job = _held(conn, job_id, owner)
+    attempts = job["attempts"] + 1
+    state = JobState.DEAD if attempts >= int(a.get("max_attempts", 5)) else JobState.FAILED
+    conn.execute(
+        "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '', lease_expires_at = 0,"
+        " retry_at = ?, last_error = ?, updated_at = ? WHERE id = ?",
+        (state, attempts, float(a["retry_at"]), str(a["error"]), now, job_id),
+    )
+    return _load(conn, job_id)

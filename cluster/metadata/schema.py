@@ -1,0 +1,120 @@
+"""The SQLite schema of the metadata state machine (DESIGN.md "Data model").
+
+The database is *derived*: every proxy rebuilds it at start from pysyncobj's snapshot
+plus journal replay (see `cluster.metadata.raft`), so a schema change needs no
+migration of live files - only a new snapshot format if old snapshots must load.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 1
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS storages (
+    name    TEXT PRIMARY KEY,
+    address TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repositories (
+    repository_id      TEXT PRIMARY KEY,
+    relative_path      TEXT NOT NULL UNIQUE,
+    replica_path       TEXT NOT NULL,
+    "primary"          TEXT NOT NULL,
+    replication_factor INTEGER NOT NULL,
+    created_at         REAL NOT NULL,
+    updated_at         REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replicas (
+    repository_id TEXT NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,
+    storage       TEXT NOT NULL,
+    generation    INTEGER NOT NULL DEFAULT -1,
+    -- 1 when a write failed here: refs may have changed, compare checksums.
+    needs_verify  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (repository_id, storage)
+);
+CREATE TABLE IF NOT EXISTS replication_jobs (
+    id                INTEGER PRIMARY KEY,
+    repository_id     TEXT NOT NULL,
+    change            TEXT NOT NULL,
+    source            TEXT NOT NULL,
+    target            TEXT NOT NULL,
+    source_generation INTEGER NOT NULL,
+    state             TEXT NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    lease_owner       TEXT NOT NULL DEFAULT '',
+    lease_expires_at  REAL NOT NULL DEFAULT 0,
+    retry_at          REAL NOT NULL DEFAULT 0,
+    last_error        TEXT NOT NULL DEFAULT '',
+    params            TEXT NOT NULL DEFAULT '{}',
+    created_at        REAL NOT NULL,
+    updated_at        REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON replication_jobs (state, id);
+CREATE INDEX IF NOT EXISTS jobs_by_target ON replication_jobs (repository_id, target, state);
+CREATE TABLE IF NOT EXISTS write_intents (
+    intent_id     TEXT PRIMARY KEY,
+    repository_id TEXT NOT NULL,
+    proxy         TEXT NOT NULL,
+    storages      TEXT NOT NULL,
+    deadline      REAL NOT NULL,
+    -- NULL while open; the JSON result of finish_write once closed.
+    result        TEXT
+);
+CREATE INDEX IF NOT EXISTS intents_open ON write_intents (deadline) WHERE result IS NULL;
+CREATE TABLE IF NOT EXISTS health_votes (
+    proxy      TEXT NOT NULL,
+    storage    TEXT NOT NULL,
+    healthy    INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (proxy, storage)
+);
+-- Command ids already applied, with their result: a retried command applies once.
+CREATE TABLE IF NOT EXISTS applied_commands (
+    seq        INTEGER PRIMARY KEY,
+    command_id TEXT NOT NULL UNIQUE,
+    result     TEXT NOT NULL
+);
+"""
+
+# Tables compared when two databases must hold the same state (tests, checks).
+STATE_TABLES = (
+    "meta",
+    "storages",
+    "repositories",
+    "replicas",
+    "replication_jobs",
+    "write_intents",
+    "health_votes",
+    "applied_commands",
+)
+
+
+def connect(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
+    """A writer connection: autocommit (explicit BEGIN), WAL so readers never block it.
+
+    `synchronous=OFF` is safe because the file is rebuilt from Raft's own files at
+    start; it is never the source of truth."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create every table (idempotent) and stamp the schema version."""
+    conn.executescript(DDL)
+    conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+
+
+def dump_state(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every state table, in primary-key order (for equality checks)."""
+    out: dict[str, list[tuple[object, ...]]] = {}
+    for table in STATE_TABLES:
+        out[table] = [tuple(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+    return out

@@ -1,0 +1,299 @@
+"""The metadata state machine alone: commands applied to SQLite, no Raft, no network."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import aiosqlite
+import pytest
+
+from cluster.metadata import queries, schema, statemachine
+from cluster.metadata.api import JobState
+
+
+class Machine:
+    """A state machine on an in-memory database, fed one log index at a time."""
+
+    def __init__(self) -> None:
+        self.conn = schema.connect(":memory:")
+        schema.create(self.conn)
+        self.index = itertools.count(2)
+        self.cids = itertools.count(1)
+
+    def apply(self, op: str, cid: str | None = None, **args: Any) -> Any:
+        command = {"op": op, "args": args, "cid": cid or f"c{next(self.cids)}"}
+        return statemachine.apply_payload(self.conn, statemachine.encode(command), next(self.index))
+
+    def ok(self, op: str, **args: Any) -> Any:
+        result = self.apply(op, **args)
+        assert "ok" in result, result
+        return result["ok"]
+
+    def error(self, op: str, **args: Any) -> str:
+        result = self.apply(op, **args)
+        assert "error" in result, result
+        return str(result["error"])
+
+    def generations(self, rid: str) -> dict[str, int]:
+        rows = self.conn.execute("SELECT storage, generation FROM replicas WHERE repository_id = ?", (rid,))
+        return dict(rows.fetchall())
+
+    def jobs(self) -> list[tuple[Any, ...]]:
+        return self.conn.execute(
+            "SELECT id, target, state, source_generation, lease_owner, attempts"
+            " FROM replication_jobs ORDER BY id"
+        ).fetchall()
+
+
+@pytest.fixture
+def m() -> Iterator[Machine]:
+    machine = Machine()
+    machine.ok("register_storage", name="a", address="127.0.0.1:1")
+    machine.ok("register_storage", name="b", address="127.0.0.1:2")
+    machine.ok("register_storage", name="c", address="127.0.0.1:3")
+    yield machine
+    machine.conn.close()
+
+
+def create(
+    m: Machine, rid: str = "r1", path: str = "g/p.git", storages: tuple[str, ...] = ("a", "b", "c")
+) -> Any:
+    return m.ok(
+        "create_repository",
+        repository_id=rid,
+        relative_path=path,
+        replica_path=f"@cluster/{rid}.git",
+        storages=list(storages),
+        primary=storages[0],
+        replication_factor=len(storages),
+        now=1.0,
+    )
+
+
+def write(m: Machine, iid: str, succeeded: list[str], failed: list[str] = [], rid: str = "r1") -> Any:  # noqa: B006
+    m.ok(
+        "begin_write",
+        intent_id=iid,
+        repository_id=rid,
+        storages=succeeded + failed,
+        proxy="p1",
+        deadline=50.0,
+    )
+    return m.ok("finish_write", intent_id=iid, succeeded=succeeded, failed=failed, now=2.0)
+
+
+def test_create_repository_is_idempotent_and_paths_are_unique(m: Machine) -> None:
+    repo = create(m)
+    assert [r["generation"] for r in repo["replicas"]] == [-1, -1, -1]
+    assert create(m) == repo
+    assert m.error("create_repository", repository_id="r2", relative_path="g/p.git", replica_path="x",
+                   storages=["a"], primary="a", replication_factor=1, now=1.0) == "exists"  # fmt: skip
+
+
+def test_finish_write_bumps_writers_and_schedules_the_others_once(m: Machine) -> None:
+    create(m)
+    assert write(m, "i1", ["a"]) == {"generation": 0, "scheduled": ["b", "c"]}
+    assert write(m, "i2", ["a"]) == {"generation": 1, "scheduled": ["b", "c"]}
+    assert m.generations("r1") == {"a": 1, "b": -1, "c": -1}
+    # Deduplicated: still one waiting job per target, now at the newest generation.
+    assert [(t, s, g) for _, t, s, g, _, _ in m.jobs()] == [("b", "ready", 1), ("c", "ready", 1)]
+    # Retrying finish_write (same intent) changes nothing and returns the same result.
+    assert m.ok("finish_write", intent_id="i2", succeeded=["a"], failed=[], now=3.0)["generation"] == 1
+    assert m.generations("r1")["a"] == 1
+
+
+def test_failed_write_flags_replicas_without_changing_generations(m: Machine) -> None:
+    create(m)
+    assert write(m, "i1", [], ["a"]) == {"generation": -1, "scheduled": []}
+    assert m.generations("r1") == {"a": -1, "b": -1, "c": -1}
+    assert m.conn.execute("SELECT storage FROM replicas WHERE needs_verify = 1").fetchall() == [("a",)]
+
+
+def test_unknown_repository_and_intent_are_refused(m: Machine) -> None:
+    assert m.error(
+        "begin_write", intent_id="i", repository_id="nope", storages=["a"], proxy="p", deadline=1.0
+    ) == ("not_found")
+    assert m.error("finish_write", intent_id="nope", succeeded=["a"], failed=[], now=1.0) == "not_found"
+
+
+def test_set_generation_never_lowers(m: Machine) -> None:
+    create(m)
+    assert m.ok("set_generation", repository_id="r1", storage="b", generation=5, now=1.0) == 5
+    assert m.ok("set_generation", repository_id="r1", storage="b", generation=3, now=1.0) == 5
+
+
+def test_a_job_is_leased_once_and_completing_it_raises_the_target(m: Machine) -> None:
+    create(m)
+    write(m, "i1", ["a"])
+    leased = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=5.0, limit=10)
+    assert [j["target"] for j in leased] == ["b", "c"]
+    assert m.ok("lease_jobs", owner="w2", now=11.0, lease_seconds=5.0, limit=10) == []
+    m.ok("complete_job", job_id=leased[0]["id"], owner="w1", now=12.0)
+    assert m.generations("r1")["b"] == 0
+    # Wrong owner is refused.
+    assert m.error("complete_job", job_id=leased[1]["id"], owner="w2", now=12.0) == "precondition"
+
+
+def test_an_expired_lease_is_available_again(m: Machine) -> None:
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    (job,) = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=5.0, limit=10)
+    assert m.ok("lease_jobs", owner="w2", now=14.9, lease_seconds=5.0, limit=10) == []
+    (again,) = m.ok("lease_jobs", owner="w2", now=15.0, lease_seconds=5.0, limit=10)
+    assert again["id"] == job["id"] and again["lease_owner"] == "w2" and again["attempts"] == 1
+    # The old owner lost it.
+    assert m.error("complete_job", job_id=job["id"], owner="w1", now=16.0) == "precondition"
+    assert m.ok("renew_leases", owner="w1", job_ids=[job["id"]], now=16.0, lease_seconds=5.0) == [job["id"]]
+    assert m.ok("renew_leases", owner="w2", job_ids=[job["id"]], now=16.0, lease_seconds=5.0) == []
+
+
+def test_failures_back_off_then_die(m: Machine) -> None:
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    now = 10.0
+    states = []
+    for _ in range(3):
+        (job,) = m.ok("lease_jobs", owner="w", now=now, lease_seconds=5.0, limit=1, max_attempts=3)
+        failed = m.ok(
+            "fail_job", job_id=job["id"], owner="w", error="boom", now=now, retry_at=now + 2, max_attempts=3
+        )
+        states.append(failed["state"])
+        assert m.ok("lease_jobs", owner="w", now=now + 1, lease_seconds=5.0, limit=1, max_attempts=3) == []
+        now += 2
+    assert states == ["failed", "failed", "dead"]
+    assert m.ok("lease_jobs", owner="w", now=now + 100, lease_seconds=5.0, limit=1) == []
+
+
+def test_one_job_in_progress_per_repository_and_target(m: Machine) -> None:
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    (first,) = m.ok("lease_jobs", owner="w", now=10.0, lease_seconds=50.0, limit=5)
+    write(m, "i2", ["a"])  # a new job for b while the first is in progress
+    assert m.ok("lease_jobs", owner="w", now=11.0, lease_seconds=50.0, limit=5) == []
+    m.ok("complete_job", job_id=first["id"], owner="w", now=12.0)
+    (second,) = m.ok("lease_jobs", owner="w", now=13.0, lease_seconds=50.0, limit=5)
+    assert second["source_generation"] == 1
+
+
+def test_retried_command_id_applies_once(m: Machine) -> None:
+    create(m)
+    write(m, "i1", ["a"])
+    first = m.apply("lease_jobs", cid="lease-1", owner="w", now=10.0, lease_seconds=5.0, limit=1)
+    again = m.apply("lease_jobs", cid="lease-1", owner="w", now=10.0, lease_seconds=5.0, limit=1)
+    assert first == again and len(first["ok"]) == 1
+    assert [s for _, _, s, _, _, _ in m.jobs()] == ["in_progress", "ready"]
+
+
+def test_refused_and_malformed_commands_change_nothing_and_never_raise(m: Machine) -> None:
+    create(m)
+    before = schema.dump_state(m.conn)
+    assert m.error("set_primary", repository_id="r1", storage="zzz", now=1.0) == "precondition"
+    assert m.error("no_such_op") == "invalid"
+    assert m.error("set_generation", repository_id="r1") == "invalid"
+    after = schema.dump_state(m.conn)
+    # Only the remembered command ids and the applied index moved.
+    for table in ("repositories", "replicas", "replication_jobs"):
+        assert before[table] == after[table]
+    bad = statemachine.apply_payload(m.conn, b"\xff not json", 1000)
+    assert bad["error"] == "invalid"
+
+
+def test_an_entry_is_never_applied_twice(m: Machine) -> None:
+    payload = statemachine.encode({"op": "register_storage", "args": {"name": "d", "address": "x"}})
+    assert statemachine.apply_payload(m.conn, payload, 100) == {"ok": None}
+    assert statemachine.apply_payload(m.conn, payload, 100)["error"] == "internal"
+    assert statemachine.applied_index(m.conn) == 100
+
+
+def test_replication_factor_primary_and_dataloss(m: Machine) -> None:
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    repo = m.ok("set_replication_factor", repository_id="r1", assign=["c"], unassign=["b"], now=3.0)
+    assert [r["storage"] for r in repo["replicas"]] == ["a", "c"] and repo["replication_factor"] == 2
+    assert (
+        m.error("set_replication_factor", repository_id="r1", assign=[], unassign=["a"], now=3.0)
+        == "precondition"
+    )
+    changes = m.conn.execute(
+        "SELECT change, target FROM replication_jobs WHERE state = 'ready' ORDER BY id"
+    ).fetchall()
+    assert changes == [("delete_replica", "b"), ("update", "c")]
+    assert m.ok("set_primary", repository_id="r1", storage="c", now=4.0)["primary"] == "c"
+    repo = m.ok("accept_dataloss", repository_id="r1", storage="c", now=5.0)
+    assert {r["storage"]: r["generation"] for r in repo["replicas"]} == {"a": 0, "c": 1}
+
+
+def test_rename_and_remove(m: Machine) -> None:
+    create(m)
+    create(m, rid="r2", path="other.git")
+    assert (
+        m.error("rename_repository", repository_id="r1", new_relative_path="other.git", now=2.0) == "exists"
+    )
+    m.ok("rename_repository", repository_id="r1", new_relative_path="new.git", now=2.0)
+    m.ok("remove_repository", repository_id="r1", now=3.0)
+    m.ok("remove_repository", repository_id="r1", now=3.0)  # idempotent
+    assert m.generations("r1") == {}
+    deletes = m.conn.execute(
+        "SELECT target FROM replication_jobs WHERE change = 'delete_replica' ORDER BY target"
+    )
+    assert [t for (t,) in deletes] == ["a", "b", "c"]
+
+
+async def test_queries_on_applied_state(tmp_path: Any) -> None:
+    path = str(tmp_path / "state.db")
+    m = Machine()
+    m.conn.close()
+    m.conn = schema.connect(path)
+    schema.create(m.conn)
+    for name in "abc":
+        m.ok("register_storage", name=name, address=f"127.0.0.1:{ord(name)}")
+    create(m)
+    write(m, "i1", ["a", "b"])
+    m.ok("begin_write", intent_id="open", repository_id="r1", storages=["a"], proxy="p2", deadline=20.0)
+    for proxy, healthy in (("p1", "ab"), ("p2", "a"), ("p3", "abc")):
+        for storage in "abc":
+            m.ok("record_health", proxy=proxy, storage=storage, healthy=storage in healthy, now=100.0)
+    async with aiosqlite.connect(path) as db:
+        assert [s.name for s in await queries.storages(db)] == ["a", "b", "c"]
+        assert await queries.healthy_storages(db, now=105.0, window=10.0) == {"a", "b"}
+        # p3's votes are stale: of the two live proxies, only "a" has a majority.
+        m.ok("record_health", proxy="p1", storage="a", healthy=True, now=108.0)
+        m.ok("record_health", proxy="p2", storage="a", healthy=True, now=108.0)
+        assert await queries.healthy_storages(db, now=112.0, window=10.0) == {"a"}
+        assert await queries.up_to_date_replicas(db, "r1") == ["a", "b"]
+        assert await queries.valid_primaries(db, "r1", now=112.0, window=10.0) == ["a"]
+        unavailable, partial = await queries.dataloss(db, now=112.0, window=10.0, include_partial=True)
+        assert unavailable == [] and [r.repository_id for r in partial] == ["r1"]
+        unavailable, _ = await queries.dataloss(db, now=500.0, window=10.0, include_partial=False)
+        assert [r.repository_id for r in unavailable] == ["r1"]
+        assert [i.intent_id for i in await queries.expired_intents(db, now=30.0)] == ["open"]
+        assert await queries.queue_depth(db) == {("ready", "c"): 1}
+        jobs = await queries.list_jobs(db, [JobState.READY], 10)
+        assert [(j.target, j.source, j.source_generation) for j in jobs] == [("c", "a", 0)]
+        repo = await queries.get_repository(db, "g/p.git")
+        assert repo is not None and repo.generation == 0 and repo.up_to_date() == ("a", "b")
+    m.conn.close()
+
+
+def test_same_log_gives_same_database() -> None:
+    def run() -> dict[str, list[tuple[object, ...]]]:
+        m = Machine()
+        m.ok("register_storage", name="a", address="x")
+        create(m, storages=("a", "b"))
+        write(m, "i1", ["a"])
+        m.ok("lease_jobs", owner="w", now=10.0, lease_seconds=5.0, limit=3)
+        state = schema.dump_state(m.conn)
+        m.conn.close()
+        return state
+
+    assert run() == run()
+
+
+def test_sqlite_connection_is_wal_for_files(tmp_path: Any) -> None:
+    conn = schema.connect(str(tmp_path / "x.db"))
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert isinstance(conn, sqlite3.Connection)
+    conn.close()
