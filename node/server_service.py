@@ -1,9 +1,37 @@
-"""ServerService on a storage node (skeleton: every RPC answers UNIMPLEMENTED)."""
+"""ServerService on a storage node: what this server is, and which repositories it holds.
+
+ListStorageRepositories walks the storage root in a worker thread: a directory that is a
+bare repository is listed and not descended into; symbolic links are not followed; the
+temporary directories of an atomic create, remove or replication (names containing
+TEMP_MARKER) are skipped. Paths come sorted, RELATIVE_PATHS_PER_MESSAGE a message.
+"""
 
 from __future__ import annotations
 
-from gitraft.v1 import server_pb2_grpc
-from node.storage import Storage
+import asyncio
+import importlib.metadata
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+
+from common.errors import InvalidArgumentError
+from gitraft.v1 import server_pb2, server_pb2_grpc
+from node.git import git_version
+from node.repository_service import TEMP_MARKER
+from node.storage import Storage, is_bare_repository
+
+RELATIVE_PATHS_PER_MESSAGE = 500
+
+
+def server_version() -> str:
+    """The installed gitraft version ("unknown" when run from an uninstalled tree)."""
+    try:
+        return importlib.metadata.version("gitraft")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class ServerServicer(server_pb2_grpc.ServerServiceServicer):
@@ -11,3 +39,51 @@ class ServerServicer(server_pb2_grpc.ServerServiceServicer):
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self._git_version = ""
+
+    async def ServerInfo(
+        self, request: server_pb2.ServerInfoRequest, context: grpc.aio.ServicerContext
+    ) -> server_pb2.ServerInfoResponse:
+        """Versions, storage name and the bytes free for an unprivileged user on its disk."""
+        if not self._git_version:
+            self._git_version = await git_version()
+        free = await asyncio.to_thread(shutil.disk_usage, self.storage.root)
+        return server_pb2.ServerInfoResponse(
+            server_version=server_version(),
+            git_version=self._git_version,
+            storage_name=self.storage.name,
+            free_bytes=free.free,
+        )
+
+    async def ListStorageRepositories(
+        self, request: server_pb2.ListStorageRepositoriesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[server_pb2.ListStorageRepositoriesResponse]:
+        if request.storage_name and request.storage_name != self.storage.name:
+            raise InvalidArgumentError(
+                f"storage {request.storage_name!r} is not served here (this is {self.storage.name!r})"
+            )
+        paths = await asyncio.to_thread(lambda: list(find_repositories(self.storage.root)))
+        for start in range(0, len(paths), RELATIVE_PATHS_PER_MESSAGE):
+            batch = paths[start : start + RELATIVE_PATHS_PER_MESSAGE]
+            yield server_pb2.ListStorageRepositoriesResponse(relative_paths=batch)
+
+
+def find_repositories(root: Path) -> Iterator[str]:
+    """Blocking: relative paths (with '/') of the bare repositories under `root`, sorted."""
+    stack = [root]
+    found: list[str] = []
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue  # removed or unreadable meanwhile
+        for entry in entries:
+            if TEMP_MARKER in entry.name or not entry.is_dir(follow_symlinks=False):
+                continue
+            path = Path(entry.path)
+            if is_bare_repository(path):
+                found.append(path.relative_to(root).as_posix())
+            else:
+                stack.append(path)
+    yield from sorted(found)
