@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.config import ConfigError, load_config
+from cluster.metadata.config import RaftConfig
+from common.config import ConfigError, from_dict, load_config
 
 
 @dataclass
@@ -56,11 +57,20 @@ class ProxyConfig:
     # Seconds between health checks of each node, and a check's timeout.
     health_interval: float = 0.5
     health_timeout: float = 1.0
+    # Consecutive failed checks before this proxy sees a node unhealthy.
+    health_failure_threshold: int = 2
+    # Seconds between re-submissions of an unchanged health view; keep well under the
+    # Raft table's health_window so this proxy counts as live.
+    health_refresh: float = 2.0
     # Replication workers in this proxy, and their job lease.
     replication_workers: int = 2
     lease_seconds: float = 30.0
     # Seconds a write intent may stay open before it counts as abandoned.
     write_intent_timeout: float = 300.0
+    # Seconds between the leader's scans for abandoned intents.
+    intent_repair_interval: float = 1.0
+    # Seconds a starting proxy waits for a Raft leader before giving up (exit 1).
+    ready_timeout: float = 120.0
     shutdown_grace: float = 5.0
     # Raft settings: the keys of cluster.metadata's RaftConfig.
     raft: dict[str, Any] = field(default_factory=dict)
@@ -81,8 +91,16 @@ class ProxyConfig:
 
 
 def load_proxy_config(path: str | Path) -> ProxyConfig:
-    """Read a proxy's TOML file; ConfigError on any problem."""
-    return load_config(path, ProxyConfig)
+    """Read a proxy's TOML file; ConfigError on any problem (the [raft] table included)."""
+    config = load_config(path, ProxyConfig)
+    raft_config(config)
+    return config
+
+
+def raft_config(config: ProxyConfig) -> RaftConfig:
+    """The `[raft]` table as a RaftConfig; its data_dir defaults to `<data_dir>/raft`."""
+    table = {"data_dir": str(Path(config.data_dir) / "raft"), **config.raft}
+    return from_dict(RaftConfig, table, where="proxy config: raft")
 
 
 def to_toml(config: ProxyConfig) -> str:

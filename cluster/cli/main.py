@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under cluster.cli, in the order `gitraft --help` lists them.
-SUBCOMMANDS = ("node", "dev")
+SUBCOMMANDS = ("node", "proxy", "dev")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,180 @@
+"""ClusterService (the operator API) and TransactionService, served by the proxy itself.
+
+Every answer comes from this proxy's applied metadata after a barrier, so it includes
+every change acknowledged anywhere before the call. ClusterStatus describes the other
+proxies from what this proxy's Raft member knows of them: their Raft address, whether
+they are connected, and which one leads; term and indexes are known for this proxy
+only. `health_by_proxy` shows this proxy's own view (the store exposes only the
+cluster's majority view, `healthy`).
+
+TransactionService is registered but strong consistency is a later issue: every vote
+is refused with FAILED_PRECONDITION "strong consistency is not enabled".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cluster.metadata.api import JobState, MetadataStore, Repository
+from common.errors import FailedPreconditionError, InvalidArgumentError
+from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, transaction_pb2, transaction_pb2_grpc
+
+
+class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
+    def __init__(
+        self,
+        *,
+        proxy_name: str,
+        store: MetadataStore,
+        local_health: Callable[[], dict[str, bool]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.proxy_name = proxy_name
+        self.store = store
+        self.local_health = local_health
+        self.clock = clock
+
+    async def ClusterStatus(
+        self, request: cluster_pb2.ClusterStatusRequest, context: Any
+    ) -> cluster_pb2.ClusterStatusResponse:
+        await self.store.barrier()
+        now = self.clock()
+        healthy = await self.store.healthy_storages(now)
+        local = self.local_health()
+        nodes = [
+            cluster_pb2.NodeHealth(
+                storage=s.name,
+                address=s.address,
+                healthy=s.name in healthy,
+                health_by_proxy={self.proxy_name: local[s.name]} if s.name in local else {},
+            )
+            for s in await self.store.storages()
+        ]
+        depth: dict[str, int] = {}
+        for (state, _target), n in (await self.store.queue_depth()).items():
+            depth[state] = depth.get(state, 0) + n
+        return cluster_pb2.ClusterStatusResponse(
+            answered_by=self.proxy_name,
+            proxies=self._proxies(),
+            nodes=nodes,
+            repository_count=len(await self.store.list_repositories()),
+            queue_depth=depth,
+        )
+
+    async def ListClusterRepositories(
+        self, request: cluster_pb2.ListClusterRepositoriesRequest, context: Any
+    ) -> cluster_pb2.ListClusterRepositoriesResponse:
+        await self.store.barrier()
+        healthy = await self.store.healthy_storages(self.clock())
+        if request.relative_path:
+            one = await self.store.get_repository(request.relative_path)
+            repos = [one] if one is not None else []
+        else:
+            repos = await self.store.list_repositories()
+        return cluster_pb2.ListClusterRepositoriesResponse(
+            repositories=[cluster_repository(r, healthy) for r in repos]
+        )
+
+    async def DatalossCheck(
+        self, request: cluster_pb2.DatalossCheckRequest, context: Any
+    ) -> cluster_pb2.DatalossCheckResponse:
+        await self.store.barrier()
+        now = self.clock()
+        healthy = await self.store.healthy_storages(now)
+        unavailable, partial = await self.store.dataloss(now, request.include_partially_available)
+        return cluster_pb2.DatalossCheckResponse(
+            unavailable=[cluster_repository(r, healthy) for r in unavailable],
+            partially_available=[cluster_repository(r, healthy) for r in partial],
+        )
+
+    async def ListReplicationJobs(
+        self, request: cluster_pb2.ListReplicationJobsRequest, context: Any
+    ) -> cluster_pb2.ListReplicationJobsResponse:
+        try:
+            states = [JobState(s) for s in request.states] or None
+        except ValueError as exc:
+            raise InvalidArgumentError(f"unknown job state in {list(request.states)!r}") from exc
+        await self.store.barrier()
+        jobs = await self.store.list_jobs(states, request.limit or 1000)
+        paths = {r.repository_id: r.relative_path for r in await self.store.list_repositories()}
+        depth: dict[str, int] = {}
+        for (state, _target), n in (await self.store.queue_depth()).items():
+            depth[state] = depth.get(state, 0) + n
+        return cluster_pb2.ListReplicationJobsResponse(
+            jobs=[
+                cluster_pb2.ReplicationJob(
+                    id=j.id,
+                    repository_id=j.repository_id,
+                    relative_path=paths.get(j.repository_id, ""),
+                    change=str(j.change),
+                    source=j.source,
+                    target=j.target,
+                    source_generation=j.source_generation,
+                    state=str(j.state),
+                    attempts=j.attempts,
+                    lease_owner=j.lease_owner,
+                    last_error=j.last_error,
+                )
+                for j in jobs
+            ],
+            depth_by_state=depth,
+        )
+
+    def _proxies(self) -> list[cluster_pb2.ProxyStatus]:
+        s = self.store.status()
+        me = cluster_pb2.ProxyStatus(
+            name=self.proxy_name,
+            raft_address=s.self_address,
+            raft_role=s.role,
+            raft_term=s.term,
+            commit_index=s.commit_index,
+            applied_index=s.applied_index,
+            reachable=True,
+        )
+        others = []
+        for address, connected in sorted(s.peers.items()):
+            role = "leader" if address == s.leader_address else "follower"
+            others.append(
+                cluster_pb2.ProxyStatus(
+                    raft_address=address, raft_role=role if connected else "unreachable", reachable=connected
+                )
+            )
+        return [me, *others]
+
+
+def cluster_repository(repo: Repository, healthy: set[str]) -> cluster_pb2.ClusterRepository:
+    latest = repo.generation
+    return cluster_pb2.ClusterRepository(
+        repository_id=repo.repository_id,
+        relative_path=repo.relative_path,
+        replica_path=repo.replica_path,
+        primary=repo.primary,
+        generation=latest,
+        replication_factor=repo.replication_factor,
+        replicas=[
+            cluster_pb2.ReplicaStatus(
+                storage=r.storage,
+                generation=r.generation,
+                assigned=r.assigned,
+                healthy=r.storage in healthy,
+                up_to_date=r.assigned and r.generation == latest,
+            )
+            for r in repo.replicas
+        ],
+    )
+
+
+class Transactions(transaction_pb2_grpc.TransactionServiceServicer):
+    """Strong-mode votes: not enabled yet (a later issue)."""
+
+    async def VoteTransaction(
+        self, request: transaction_pb2.VoteTransactionRequest, context: Any
+    ) -> transaction_pb2.VoteTransactionResponse:
+        raise FailedPreconditionError("strong consistency is not enabled")
+
+    async def StopTransaction(
+        self, request: transaction_pb2.StopTransactionRequest, context: Any
+    ) -> transaction_pb2.StopTransactionResponse:
+        raise FailedPreconditionError("strong consistency is not enabled")

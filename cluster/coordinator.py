@@ -1,0 +1,476 @@
+"""Forwarding: one generic gRPC handler that serves every forwarded RPC, bytes in, bytes out.
+
+`Coordinator.handler()` is a `grpc.GenericRpcHandler`. For each call it parses only the
+first request message (to read and rewrite the target repository or storage), asks
+the router for a route, and forwards to the chosen node(s). Responses pass through as
+raw bytes; streams are relayed message by message, never buffered whole. The client's
+deadline, cancellation and correlation id go to the node with the node token; a node's
+error reaches the client with the same status code and message (`NodeError`).
+
+Paths (see DESIGN.md "Paths through the system"):
+- mutator: barrier, look up, `begin_write` (Raft) -> primary -> `finish_write` (Raft:
+  generation bump + update jobs) -> the client's answer. In a response stream the last
+  message is held back until `finish_write` has committed, so the call's end (and the
+  gateway's end of the HTTP response) never precedes the metadata. A node error closes
+  the intent with the primary failed, then compares the primary's checksum with an
+  up-to-date secondary and bumps the generation when they differ. If the proxy dies
+  anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
+- accessor: shared barrier, look up, one healthy up-to-date replica at random.
+- maintenance: every healthy assigned replica, no generation change.
+- storage scope: the named storage, request unchanged.
+- server scope: ServerInfo is answered by the proxy itself (server_version names the
+  proxy, storage_name is empty); any other server-scoped method goes to one healthy node.
+Repository creation and removal are in cluster.repositories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message
+
+from cluster.barrier import SharedBarrier
+from cluster.metadata.api import MetadataStore, Repository
+from cluster.metrics import ProxyMetrics
+from cluster.nodes import NodePool
+from cluster.router import (
+    MethodInfo,
+    OpType,
+    Registry,
+    Scope,
+    route_accessor,
+    route_maintenance,
+    route_mutator,
+    route_storage,
+)
+from common.errors import (
+    GitraftError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+)
+from common.paths import validate_relative_path
+from gitraft.v1 import repository_pb2, server_pb2, shared_pb2
+
+log = logging.getLogger(__name__)
+
+PROXY_VERSION = "gitraft-proxy/0.1.0"
+# Bound on the checksum comparison after a failed mutator.
+CHECKSUM_TIMEOUT = 10.0
+
+CREATE = "/gitraft.v1.RepositoryService/CreateRepository"
+REMOVE = "/gitraft.v1.RepositoryService/RemoveRepository"
+EXISTS = "/gitraft.v1.RepositoryService/RepositoryExists"
+SERVER_INFO = "/gitraft.v1.ServerService/ServerInfo"
+
+CreateHook = Callable[[str, message.Message, MethodInfo, Any], Awaitable[bytes]]
+RemoveHook = Callable[[str, MethodInfo, Any], Awaitable[bytes]]
+
+
+class NodeError(GitraftError):
+    """A node answered with an error status: relayed to the client unchanged."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+
+
+def node_error(exc: grpc.aio.AioRpcError) -> NodeError:
+    return NodeError(exc.code(), exc.details() or str(exc.code()))
+
+
+class Coordinator:
+    """Routes and forwards every non-local RPC for one proxy."""
+
+    def __init__(
+        self,
+        *,
+        proxy_name: str,
+        store: MetadataStore,
+        registry: Registry,
+        nodes: NodePool,
+        metrics: ProxyMetrics,
+        write_intent_timeout: float,
+        clock: Callable[[], float] = time.time,
+        on_jobs_scheduled: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.proxy_name = proxy_name
+        self.store = store
+        self.registry = registry
+        self.nodes = nodes
+        self.metrics = metrics
+        self.write_intent_timeout = write_intent_timeout
+        self.clock = clock
+        self.on_jobs_scheduled = on_jobs_scheduled
+        self.barrier = SharedBarrier(store.barrier)
+        # Set by the proxy wiring: creation/removal (cluster.repositories).
+        self.create_repository: CreateHook | None = None
+        self.remove_repository: RemoveHook | None = None
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return _GenericHandler(self)
+
+    # --- entry points, one per streaming shape --------------------------------------
+
+    async def unary(self, info: MethodInfo, request: bytes, context: Any) -> bytes:
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        try:
+            return await self._unary(info, info.request_class.FromString(request), context)
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
+        finally:
+            self._observe(info, code, started)
+
+    async def stream(self, info: MethodInfo, request: Any, context: Any) -> AsyncIterator[bytes]:
+        """Response-streaming calls; `request` is bytes or the client's request iterator."""
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
+        try:
+            if info.client_streaming:
+                first = await _first(request)
+                rest: AsyncIterator[bytes] | None = request
+            else:
+                first, rest = request, None
+            async for chunk in self._stream(info, info.request_class.FromString(first), rest, context):
+                yield chunk
+        except BaseException as exc:
+            code = _code_of(exc)
+            raise
+        finally:
+            self._observe(info, code, started)
+
+    async def stream_unary(self, info: MethodInfo, requests: AsyncIterator[bytes], context: Any) -> bytes:
+        """Client-streaming, unary response: relayed like a stream, answered by its only message."""
+        out = [chunk async for chunk in self.stream(info, requests, context)]
+        if len(out) != 1:
+            raise NodeError(grpc.StatusCode.INTERNAL, f"expected one response, got {len(out)}")
+        return out[0]
+
+    # --- routing -----------------------------------------------------------------
+
+    async def _unary(self, info: MethodInfo, request: message.Message, context: Any) -> bytes:
+        if info.scope is Scope.STORAGE:
+            storage = await self._storage_target(info, request)
+            return await self.call_unary(info, storage, request.SerializeToString(), context)
+        if info.scope is Scope.SERVER:
+            if info.path == SERVER_INFO:
+                return server_pb2.ServerInfoResponse(server_version=PROXY_VERSION).SerializeToString()
+            storage = await self._any_healthy_storage()
+            return await self.call_unary(info, storage, request.SerializeToString(), context)
+        path = target_path(info, request)
+        if info.path == CREATE and self.create_repository is not None:
+            return await self.create_repository(path, request, info, context)
+        repo = await self.lookup(path, info)
+        if repo is None:
+            return info.response_class().SerializeToString()  # RepositoryExists: false
+        if info.path == REMOVE and self.remove_repository is not None:
+            return await self.remove_repository(path, info, context)
+        healthy = await self.store.healthy_storages(self.clock())
+        if info.op is OpType.MUTATOR:
+            primary = route_mutator(repo, healthy).primary
+            intent = await self.begin_write(repo, primary, context)
+            try:
+                response = await self.call_unary(
+                    info, primary, rewrite(info, request, repo, primary), context
+                )
+            except BaseException as exc:
+                await self.after_failed_write(intent, repo, primary, exc)
+                raise
+            await self.finish_write(intent, primary)
+            return response
+        if info.op is OpType.MAINTENANCE:
+            storages = route_maintenance(repo, healthy).storages
+            answers = await asyncio.gather(
+                *(self.call_unary(info, s, rewrite(info, request, repo, s), context) for s in storages)
+            )
+            return answers[0]
+        storage = self._read_from(repo, healthy)
+        return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
+
+    async def _stream(
+        self, info: MethodInfo, request: message.Message, rest: AsyncIterator[bytes] | None, context: Any
+    ) -> AsyncIterator[bytes]:
+        if info.scope is not Scope.REPOSITORY:
+            if info.scope is Scope.STORAGE:
+                storage = await self._storage_target(info, request)
+            else:
+                storage = await self._any_healthy_storage()
+            async for chunk in self.call_stream(info, storage, request.SerializeToString(), rest, context):
+                yield chunk
+            return
+        repo = await self.lookup(target_path(info, request), info)
+        if repo is None:
+            raise NotFoundError(f"repository not found: {target_path(info, request)!r}")
+        healthy = await self.store.healthy_storages(self.clock())
+        if info.op is OpType.ACCESSOR:
+            storage = self._read_from(repo, healthy)
+            first = rewrite(info, request, repo, storage)
+            async for chunk in self.call_stream(info, storage, first, rest, context):
+                yield chunk
+            return
+        if info.op is OpType.MAINTENANCE:
+            raise InvalidArgumentError(f"streaming maintenance rpc is not supported: {info.path!r}")
+        primary = route_mutator(repo, healthy).primary
+        intent = await self.begin_write(repo, primary, context)
+        held: bytes | None = None
+        try:
+            first = rewrite(info, request, repo, primary)
+            async for chunk in self.call_stream(info, primary, first, rest, context):
+                if held is not None:
+                    yield held
+                held = chunk
+        except BaseException as exc:
+            await self.after_failed_write(intent, repo, primary, exc)
+            raise
+        await self.finish_write(intent, primary)
+        if held is not None:
+            yield held
+
+    async def lookup(self, relative_path: str, info: MethodInfo) -> Repository | None:
+        """The repository after a (shared) barrier; NotFoundError unless RepositoryExists."""
+        await self.barrier.wait()
+        repo = await self.store.get_repository(relative_path)
+        if repo is None and info.path != EXISTS:
+            raise NotFoundError(f"repository not found: {relative_path!r}")
+        return repo
+
+    def _read_from(self, repo: Repository, healthy: set[str]) -> str:
+        storage = route_accessor(repo, healthy).storage
+        self.metrics.reads.labels(storage=storage).inc()
+        return storage
+
+    async def _storage_target(self, info: MethodInfo, request: message.Message) -> str:
+        name = str(getattr(request, info.storage_field))
+        known = [s.name for s in await self.store.storages()]
+        return route_storage(name, known).storage
+
+    async def _any_healthy_storage(self) -> str:
+        healthy = sorted(await self.store.healthy_storages(self.clock()))
+        if not healthy:
+            raise UnavailableError("no healthy storage")
+        return random.choice(healthy)
+
+    # --- intents -----------------------------------------------------------------
+
+    async def begin_write(self, repo: Repository, primary: str, context: Any) -> str:
+        """Commit a write intent for `primary` in Raft; returns its id."""
+        intent_id = uuid.uuid4().hex
+        remaining = _time_remaining(context) or 0.0
+        deadline = self.clock() + max(self.write_intent_timeout, remaining + 60.0)
+        await self.store.begin_write(intent_id, repo.repository_id, [primary], self.proxy_name, deadline)
+        return intent_id
+
+    async def finish_write(self, intent_id: str, primary: str) -> None:
+        result = await self.store.finish_write(intent_id, [primary], [], self.clock())
+        self.metrics.writes.labels(storage=primary, outcome="ok").inc()
+        if result.scheduled:
+            self.on_jobs_scheduled()
+
+    async def after_failed_write(
+        self, intent_id: str, repo: Repository, primary: str, exc: BaseException
+    ) -> None:
+        """Close the intent as failed, then bump the generation if the primary changed anyway.
+
+        On cancellation this runs in a task of its own; when Raft or the primary cannot
+        be reached the intent (or the failed mark) is left for the leader's repair."""
+        self.metrics.writes.labels(storage=primary, outcome="error").inc()
+        work = self._close_failed(intent_id, repo, primary)
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            _spawn(work)
+            return
+        try:
+            await asyncio.wait_for(work, CHECKSUM_TIMEOUT)
+        except Exception as err:
+            log.warning("could not settle a failed write", extra={"intent_id": intent_id, "error": str(err)})
+
+    async def _close_failed(self, intent_id: str, repo: Repository, primary: str) -> None:
+        await self.store.finish_write(intent_id, [], [primary], self.clock())
+        if await self.replicas_differ(repo, primary):
+            log.warning(
+                "failed write changed the primary; bumping its generation",
+                extra={"repository": repo.relative_path, "storage": primary},
+            )
+            bump = await self.begin_write(repo, primary, None)
+            await self.finish_write(bump, primary)
+
+    async def replicas_differ(self, repo: Repository, primary: str) -> bool:
+        """Whether `primary`'s checksum differs from an up-to-date secondary's (False when
+        there is none to compare with). Raises when a checksum cannot be read."""
+        fresh = await self.store.get_repository_by_id(repo.repository_id) or repo
+        others = [s for s in fresh.up_to_date() if s != primary]
+        if not others:
+            return False
+        mine, theirs = await asyncio.gather(self.checksum(fresh, primary), self.checksum(fresh, others[0]))
+        return mine != theirs
+
+    async def checksum(self, repo: Repository, storage: str) -> str:
+        stub: Any = _checksum_stub(self.nodes.channel(storage))
+        request = repository_pb2.RepositoryChecksumRequest(repository=replica_of(repo, storage))
+        try:
+            response = await stub(request, metadata=self.nodes.metadata(), timeout=CHECKSUM_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            raise node_error(exc) from exc
+        return str(response.checksum)
+
+    # --- calls to nodes ----------------------------------------------------------------
+
+    async def call_unary(self, info: MethodInfo, storage: str, request: bytes, context: Any) -> bytes:
+        """Forward one unary request to `storage`; NodeError with the node's status."""
+        channel: Any = self.nodes.channel(storage)
+        call: Any = channel.unary_unary(info.path)(
+            request, metadata=self.nodes.metadata(), timeout=_time_remaining(context)
+        )
+        try:
+            return bytes(await call)
+        except grpc.aio.AioRpcError as exc:
+            raise node_error(exc) from exc
+        finally:
+            if not call.done():
+                call.cancel()
+
+    async def call_stream(
+        self,
+        info: MethodInfo,
+        storage: str,
+        first: bytes,
+        rest: AsyncIterator[bytes] | None,
+        context: Any,
+    ) -> AsyncIterator[bytes]:
+        """Forward a response-streaming call to `storage`, relaying each message as it comes."""
+        channel: Any = self.nodes.channel(storage)
+        timeout = _time_remaining(context)
+        call: Any
+        if info.client_streaming:
+            call = channel.stream_stream(info.path)(
+                _chain(first, rest), metadata=self.nodes.metadata(), timeout=timeout
+            )
+        else:
+            call = channel.unary_stream(info.path)(first, metadata=self.nodes.metadata(), timeout=timeout)
+        try:
+            async for chunk in call:
+                yield bytes(chunk)
+        except grpc.aio.AioRpcError as exc:
+            raise node_error(exc) from exc
+        finally:
+            if not call.done():
+                call.cancel()
+
+    def _observe(self, info: MethodInfo, code: grpc.StatusCode, started: float) -> None:
+        self.metrics.rpcs.labels(method=info.path, route=info.route_label, code=code.name).inc()
+        self.metrics.rpc_duration.labels(method=info.path, route=info.route_label).observe(
+            time.monotonic() - started
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def target_path(info: MethodInfo, request: message.Message) -> str:
+    """The client-facing relative path in the target field, validated and normalised."""
+    repository = getattr(request, info.target_field)
+    return validate_relative_path(str(repository.relative_path))
+
+
+def replica_of(repo: Repository, storage: str) -> shared_pb2.Repository:
+    return shared_pb2.Repository(storage_name=storage, relative_path=repo.replica_path)
+
+
+def rewrite(info: MethodInfo, request: message.Message, repo: Repository, storage: str) -> bytes:
+    """The request, serialised, with its target repository pointing at `storage`'s replica."""
+    getattr(request, info.target_field).CopyFrom(replica_of(repo, storage))
+    return request.SerializeToString()
+
+
+def _checksum_stub(channel: grpc.aio.Channel) -> Any:
+    return channel.unary_unary(
+        "/gitraft.v1.RepositoryService/RepositoryChecksum",
+        request_serializer=repository_pb2.RepositoryChecksumRequest.SerializeToString,
+        response_deserializer=repository_pb2.RepositoryChecksumResponse.FromString,
+    )
+
+
+def _time_remaining(context: Any) -> float | None:
+    if context is None:
+        return None
+    remaining = context.time_remaining()
+    return None if remaining is None else max(float(remaining), 0.0)
+
+
+def _code_of(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, GitraftError):
+        return exc.code
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    if isinstance(exc, grpc.aio.AbortError):
+        return grpc.StatusCode.UNKNOWN
+    return grpc.StatusCode.INTERNAL
+
+
+async def _first(requests: AsyncIterator[bytes]) -> bytes:
+    async for item in requests:
+        return item
+    raise InvalidArgumentError("empty request stream")
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    yield first
+    if rest is not None:
+        async for item in rest:
+            yield item
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(work: Awaitable[Any]) -> None:
+    async def run() -> None:
+        try:
+            await work
+        except Exception as exc:
+            log.warning("background settle failed", extra={"error": str(exc)})
+
+    task = asyncio.get_running_loop().create_task(run())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+class _GenericHandler(grpc.GenericRpcHandler):
+    """Serves every forwarded method of the registry; None for anything else."""
+
+    def __init__(self, coordinator: Coordinator) -> None:
+        self._c = coordinator
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        info = self._c.registry.get(handler_call_details.method or "")
+        if info is None or info.local:
+            return None
+        c = self._c
+        if info.server_streaming:
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[bytes]:
+                async for chunk in c.stream(info, request, context):
+                    yield chunk
+
+            if info.client_streaming:
+                return grpc.stream_stream_rpc_method_handler(stream)
+            return grpc.unary_stream_rpc_method_handler(stream)
+        if info.client_streaming:
+
+            async def stream_unary(requests: Any, context: Any) -> bytes:
+                return await c.stream_unary(info, requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary)
+
+        async def unary(request: bytes, context: Any) -> bytes:
+            return await c.unary(info, request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary)

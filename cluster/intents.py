@@ -1,0 +1,92 @@
+"""Repair of abandoned write intents (run by the Raft leader proxy only).
+
+An intent still open after its deadline belongs to a proxy that died (or lost Raft)
+between the node's write and `finish_write`. The write may or may not have reached the
+primary, so `IntentRepairer.repair(intent)` compares the primary's checksum with an
+up-to-date secondary's:
+
+- equal: nothing changed on the primary that the others lack -> close the intent
+  without a generation change (`finish_write(succeeded=[], failed=[])`);
+- different, or not comparable (a node unreachable, no secondary): conservatively treat
+  the write as done on the primary -> `finish_write(succeeded=[primary])`, which bumps
+  its generation and schedules `update` jobs so every replica converges to it.
+
+`finish_write` is idempotent on the intent id, so two leaders in quick succession (or a
+late original proxy) cannot apply it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from cluster.coordinator import Coordinator
+from cluster.metadata.api import WriteIntent
+from common.errors import GitraftError
+
+log = logging.getLogger(__name__)
+
+
+class IntentRepairer:
+    def __init__(
+        self, coordinator: Coordinator, interval: float = 1.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._c = coordinator
+        self.interval = interval
+        self.clock = clock
+
+    async def repair(self, intent: WriteIntent) -> str:
+        """Close one abandoned intent (see module doc); returns "unchanged" or "bumped"."""
+        c = self._c
+        repo = await c.store.get_repository_by_id(intent.repository_id)
+        primary = intent.storages[0] if intent.storages else ""
+        action = "bumped"
+        if repo is None or not primary:
+            action = "unchanged"
+        else:
+            try:
+                if not await c.replicas_differ(repo, primary) and len(repo.up_to_date()) > 1:
+                    action = "unchanged"
+            except GitraftError as exc:
+                log.info("intent repair: checksums not comparable", extra={"error": str(exc)})
+        succeeded = [primary] if action == "bumped" else []
+        result = await c.store.finish_write(intent.intent_id, succeeded, [], self.clock())
+        c.metrics.intents_repaired.labels(action=action).inc()
+        log.warning(
+            "abandoned write intent repaired",
+            extra={
+                "intent_id": intent.intent_id,
+                "repository_id": intent.repository_id,
+                "proxy": intent.proxy,
+                "action": action,
+                "generation": result.generation,
+            },
+        )
+        if result.scheduled:
+            c.on_jobs_scheduled()
+        return action
+
+    async def round(self) -> int:
+        """Repair every expired intent, if this proxy leads; returns how many."""
+        if not self._c.store.is_leader():
+            return 0
+        done = 0
+        for intent in await self._c.store.expired_intents(self.clock()):
+            try:
+                await self.repair(intent)
+                done += 1
+            except GitraftError as exc:
+                log.info("intent repair failed", extra={"intent_id": intent.intent_id, "error": str(exc)})
+        return done
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.round()
+            except GitraftError as exc:
+                log.info("intent repair round failed", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)

@@ -1,0 +1,76 @@
+"""Channels from a proxy to its storage nodes.
+
+`NodePool` keeps one grpc.aio channel per node (created on first use, replaced when
+the node's address changes) and builds the call metadata every proxy-to-node call
+carries: the node token and the current correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import grpc
+
+from common.auth import bearer_metadata
+from common.errors import NotFoundError
+from common.logs import CORRELATION_METADATA_KEY, correlation_id
+from gitraft.v1 import shared_pb2
+
+# Same message bound as the node's (streams move data in smaller chunks); reconnect
+# quickly to a restarted node instead of gRPC's default backoff of up to two minutes.
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
+
+class NodePool:
+    """Channels to nodes by storage name. Use from one event loop."""
+
+    def __init__(self, node_token: str, addresses: Mapping[str, str] | None = None) -> None:
+        self.node_token = node_token
+        self._addresses: dict[str, str] = dict(addresses or {})
+        self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+
+    def set_address(self, name: str, address: str) -> None:
+        self._addresses[name] = address
+
+    def names(self) -> list[str]:
+        return sorted(self._addresses)
+
+    def address(self, name: str) -> str:
+        try:
+            return self._addresses[name]
+        except KeyError:
+            raise NotFoundError(f"unknown storage: {name!r}") from None
+
+    def node_address(self, name: str) -> shared_pb2.NodeAddress:
+        """How another node reaches `name` (for ReplicateRepository's source_node)."""
+        return shared_pb2.NodeAddress(name=name, address=self.address(name), token=self.node_token)
+
+    def channel(self, name: str) -> grpc.aio.Channel:
+        """The channel to storage `name` (NotFoundError for an unknown storage)."""
+        address = self.address(name)
+        current = self._channels.get(name)
+        if current is not None and current[0] == address:
+            return current[1]
+        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        if current is not None:
+            asyncio.get_running_loop().create_task(current[1].close())
+        self._channels[name] = (address, channel)
+        return channel
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Metadata for a call to a node: its token and the correlation id, if any."""
+        cid = correlation_id.get()
+        extra = ((CORRELATION_METADATA_KEY, cid),) if cid else ()
+        return (*bearer_metadata(self.node_token), *extra)
+
+    async def close(self) -> None:
+        channels = [c for _, c in self._channels.values()]
+        self._channels.clear()
+        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)

@@ -1,0 +1,5 @@
+import sys
+
+from cluster.proxy.main import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""Wiring of one routing proxy: gRPC server, metadata store, loops, gateway, metrics.
+
+`ProxyServer.start()`:
+1. binds the gRPC server (health NOT_SERVING) and /metrics;
+2. starts the metadata store and waits until a barrier commits (a Raft leader is known
+   and this member caught up), registers the configured nodes (`register_storage`);
+3. runs one health round (so this proxy's votes are in Raft), then starts the health,
+   replication and intent-repair loops and the git HTTP gateway (pointed at this
+   proxy's own gRPC port);
+4. reports SERVING.
+
+`stop()` reverses it: NOT_SERVING, gateway, gRPC server (RPCs in flight get
+`shutdown_grace` seconds), loops, store, channels. Every step is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cluster.admin import ClusterAdmin, Transactions
+from cluster.config import ProxyConfig, raft_config
+from cluster.coordinator import Coordinator
+from cluster.gateway import Gateway
+from cluster.health import HealthChecker
+from cluster.intents import IntentRepairer
+from cluster.metadata.api import MetadataStore
+from cluster.metrics import MetricsServer, ProxyMetrics
+from cluster.nodes import NodePool
+from cluster.replicator import Replicator
+from cluster.repositories import Repositories
+from cluster.router import Registry
+from common.auth import TokenAuthInterceptor
+from common.errors import UnavailableError
+from common.interceptors import ErrorInterceptor
+from gitraft.v1 import cluster_pb2_grpc, transaction_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+]
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    """ "host:port" -> (host, port)."""
+    host, _, port = addr.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def default_store(config: ProxyConfig) -> MetadataStore:
+    from cluster.metadata.store import RaftMetadataStore
+
+    store: MetadataStore = RaftMetadataStore(raft_config(config))
+    return store
+
+
+class ProxyServer:
+    """One proxy process's servers and loops."""
+
+    def __init__(self, config: ProxyConfig, store: MetadataStore | None = None) -> None:
+        self.config = config
+        self.store = store if store is not None else default_store(config)
+        self.metrics = ProxyMetrics()
+        self.registry = Registry.from_package()
+        self.nodes = NodePool(config.node_token, {n.name: n.address for n in config.nodes})
+        self.replicator = Replicator(
+            owner=config.name,
+            store=self.store,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            workers=config.replication_workers,
+            lease_seconds=config.lease_seconds,
+        )
+        self.coordinator = Coordinator(
+            proxy_name=config.name,
+            store=self.store,
+            registry=self.registry,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            write_intent_timeout=config.write_intent_timeout,
+            on_jobs_scheduled=self.replicator.wake,
+        )
+        self.repositories = Repositories(self.coordinator, config.replication_factor, config.create_on_push)
+        self.health_checker = HealthChecker(
+            proxy_name=config.name,
+            store=self.store,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            interval=config.health_interval,
+            timeout=config.health_timeout,
+            refresh=config.health_refresh,
+            failure_threshold=config.health_failure_threshold,
+        )
+        self.intents = IntentRepairer(self.coordinator, config.intent_repair_interval)
+        self.health = health.aio.HealthServicer()
+        self.server = self._build_server()
+        self.gateway: Gateway | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.port = 0
+        self.http_port = 0
+        self.metrics_port = 0
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._store_started = False
+
+    def _build_server(self) -> grpc.aio.Server:
+        server = grpc.aio.server(
+            interceptors=[TokenAuthInterceptor(self.config.token), ErrorInterceptor()],
+            options=GRPC_OPTIONS,
+        )
+        admin = ClusterAdmin(
+            proxy_name=self.config.name, store=self.store, local_health=lambda: dict(self.health_checker.view)
+        )
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(admin, server)
+        transaction_pb2_grpc.add_TransactionServiceServicer_to_server(Transactions(), server)
+        server.add_generic_rpc_handlers((self.coordinator.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        services = sorted({m.service for m in self.registry.methods()})
+        reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        return server
+
+    async def start(self) -> None:
+        """Start everything (see module doc); returns once this proxy reports SERVING."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.port = self.server.add_insecure_port(self.config.listen_addr)
+        if not self.port:
+            raise OSError(f"cannot listen on {self.config.listen_addr!r}")
+        await self.server.start()
+        if self.config.metrics_addr:
+            self.metrics_server = MetricsServer(self.metrics)
+            self.metrics_port = await self.metrics_server.start(*split_addr(self.config.metrics_addr))
+        await self.store.start()
+        self._store_started = True
+        await self._wait_ready()
+        await self._register_nodes()
+        await self.health_checker.round()
+        self._loops = [
+            asyncio.create_task(self.health_checker.run(self._stop), name="health"),
+            asyncio.create_task(self.replicator.run(self._stop), name="replicator"),
+            asyncio.create_task(self.intents.run(self._stop), name="intents"),
+        ]
+        if self.config.http_addr:
+            self.gateway = Gateway(
+                f"127.0.0.1:{self.port}",
+                self.config.token,
+                self.config.token,
+                on_missing_repository=self.repositories.on_missing_repository,
+            )
+            self.http_port = await self.gateway.start(*split_addr(self.config.http_addr))
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "proxy serving",
+            extra={
+                "proxy": self.config.name,
+                "port": self.port,
+                "http_port": self.http_port,
+                "metrics_port": self.metrics_port,
+                "leader": self.store.status().leader_address,
+            },
+        )
+
+    async def stop(self) -> None:
+        """Stop everything started so far; bounded by about shutdown_grace + a few seconds."""
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.gateway is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.gateway.stop(), 2.0)
+        await self.server.stop(self.config.shutdown_grace)
+        self._stop.set()
+        if self._loops:
+            _, pending = await asyncio.wait(self._loops, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._store_started:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.store.stop(), 5.0)
+        await self.nodes.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
+        log.info("proxy stopped", extra={"proxy": self.config.name})
+
+    async def _wait_ready(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.ready_timeout
+        while True:
+            try:
+                await self.store.barrier()
+                return
+            except UnavailableError as exc:
+                if loop.time() >= deadline:
+                    raise UnavailableError(f"no raft leader within {self.config.ready_timeout:g}s") from exc
+                log.info("waiting for a raft leader", extra={"error": str(exc)})
+
+    async def _register_nodes(self) -> None:
+        known = {s.name: s.address for s in await self.store.storages()}
+        for node in self.config.nodes:
+            if known.get(node.name) != node.address:
+                await self.store.register_storage(node.name, node.address)
+        for storage in await self.store.storages():
+            self.nodes.set_address(storage.name, storage.address)
+
+    async def _set_health(self, status: Any) -> None:
+        for service in ("", *sorted({m.service for m in self.registry.methods()})):
+            await self.health.set(service, status)

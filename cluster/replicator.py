@@ -1,0 +1,218 @@
+"""Replication workers: lease jobs through Raft, have the target node copy from the source.
+
+`Replicator.run()` loops until stopped. Each round it looks at the local queue (a cheap
+SQLite read, no Raft command) and only leases (a Raft command) when a job looks
+leasable: ready, failed and due, or in progress with an expired lease. Up to
+`workers` jobs run at once; each:
+
+- `create` / `update`: ReplicateRepository on the TARGET node, repository = the
+  target's replica, source = the source's replica + NodeAddress(name, address,
+  node_token); then `complete_job`, which raises the target's generation to the job's
+  source_generation (never lower);
+- `delete_replica`: RemoveRepository on the target (NOT_FOUND counts as done);
+- `optimize`: OptimizeRepository on the target; `rename`: metadata only, nothing to do;
+- a job whose repository no longer exists completes without work.
+
+Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
+makes a job dead after its maximum. Leases of long jobs are renewed every third of the
+lease. `wake()` starts a round at once (called when this proxy scheduled jobs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
+from cluster.metrics import ProxyMetrics
+from cluster.nodes import NodePool
+from common.errors import GitraftError
+from gitraft.v1 import repository_pb2, shared_pb2
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.2
+REPLICATE_TIMEOUT = 600.0
+
+
+def backoff_seconds(attempts: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Delay before retry number `attempts` (1-based): base * 2^(attempts-1), capped."""
+    return float(min(cap, base * 2 ** max(attempts - 1, 0)))
+
+
+def leasable(job: Job, now: float) -> bool:
+    """Whether `lease_jobs` could hand out `job` at `now`."""
+    if job.state is JobState.READY:
+        return True
+    if job.state is JobState.FAILED:
+        return job.retry_at <= now
+    return job.state is JobState.IN_PROGRESS and job.lease_expires_at <= now
+
+
+class Replicator:
+    """This proxy's replication workers."""
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        store: MetadataStore,
+        nodes: NodePool,
+        metrics: ProxyMetrics,
+        workers: int,
+        lease_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.owner = owner
+        self.store = store
+        self.nodes = nodes
+        self.metrics = metrics
+        self.workers = max(1, workers)
+        self.lease_seconds = lease_seconds
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Lease and run jobs until `stop` is set; then cancel jobs still running."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self.round()
+                except GitraftError as exc:
+                    log.info("replication round failed", extra={"error": str(exc)})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
+                self._wake.clear()
+        finally:
+            for task in self._running.values():
+                task.cancel()
+            await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    async def round(self) -> list[Job]:
+        """Lease what fits in the free worker slots and start it; returns the leased jobs."""
+        free = self.workers - len(self._running)
+        if free <= 0:
+            return []
+        now = self.clock()
+        waiting = await self.store.list_jobs([JobState.READY, JobState.FAILED, JobState.IN_PROGRESS], 1000)
+        if not any(leasable(j, now) for j in waiting):
+            return []
+        jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free)
+        for job in jobs:
+            task = asyncio.get_running_loop().create_task(self._run_job(job))
+            self._running[job.id] = task
+            task.add_done_callback(self._finisher(job.id))
+        return jobs
+
+    def _finisher(self, job_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def finished(_task: asyncio.Task[None]) -> None:
+            self._running.pop(job_id, None)
+            self._wake.set()
+
+        return finished
+
+    async def _run_job(self, job: Job) -> None:
+        started = time.monotonic()
+        renew = asyncio.get_running_loop().create_task(self._renew(job))
+        outcome = "ok"
+        try:
+            await self.execute(job)
+            await self.store.complete_job(job.id, self.owner, self.clock())
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except Exception as exc:
+            outcome = "error"
+            await self._fail(job, exc)
+        finally:
+            renew.cancel()
+            self.metrics.replication_jobs.labels(change=str(job.change), outcome=outcome).inc()
+            self.metrics.replication_duration.labels(change=str(job.change)).observe(
+                time.monotonic() - started
+            )
+
+    async def execute(self, job: Job) -> None:
+        """Do the job's work on the nodes (no metadata change); raise on failure."""
+        repo = await self.store.get_repository_by_id(job.repository_id)
+        if repo is None or job.change is ChangeType.RENAME:
+            return
+        if job.change in (ChangeType.CREATE, ChangeType.UPDATE):
+            await self._replicate(job, repo)
+        elif job.change is ChangeType.DELETE_REPLICA:
+            request = repository_pb2.RemoveRepositoryRequest(repository=_replica(repo, job.target))
+            try:
+                await self._call(
+                    job.target, "RemoveRepository", request, repository_pb2.RemoveRepositoryResponse
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        elif job.change is ChangeType.OPTIMIZE:
+            request2 = repository_pb2.OptimizeRepositoryRequest(repository=_replica(repo, job.target))
+            await self._call(
+                job.target, "OptimizeRepository", request2, repository_pb2.OptimizeRepositoryResponse
+            )
+
+    async def _replicate(self, job: Job, repo: Repository) -> None:
+        request = repository_pb2.ReplicateRepositoryRequest(
+            repository=_replica(repo, job.target),
+            source=_replica(repo, job.source),
+            source_node=self.nodes.node_address(job.source),
+        )
+        response = await self._call(
+            job.target, "ReplicateRepository", request, repository_pb2.ReplicateRepositoryResponse
+        )
+        log.info(
+            "replicated",
+            extra={
+                "repository": repo.relative_path,
+                "source": job.source,
+                "target": job.target,
+                "generation": job.source_generation,
+                "bytes_fetched": response.bytes_fetched,
+                "created": response.created,
+            },
+        )
+
+    async def _call(self, storage: str, method: str, request: Any, response_class: Any) -> Any:
+        call = self.nodes.channel(storage).unary_unary(
+            f"/gitraft.v1.RepositoryService/{method}",
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_class.FromString,
+        )
+        return await call(request, metadata=self.nodes.metadata(), timeout=REPLICATE_TIMEOUT)
+
+    async def _fail(self, job: Job, exc: Exception) -> None:
+        error = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        now = self.clock()
+        retry_at = now + backoff_seconds(job.attempts + 1)
+        log.warning(
+            "replication job failed",
+            extra={"job_id": job.id, "target": job.target, "attempts": job.attempts, "error": error},
+        )
+        try:
+            await self.store.fail_job(job.id, self.owner, error or type(exc).__name__, now, retry_at)
+        except GitraftError as err:
+            log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
+
+    async def _renew(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+            except GitraftError as exc:
+                log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
+
+
+def _replica(repo: Repository, storage: str) -> shared_pb2.Repository:
+    return shared_pb2.Repository(storage_name=storage, relative_path=repo.replica_path)
