@@ -412,6 +412,26 @@ def run_git(
     return done
 
 
+def init_work_tree(path: Path, branch: str = "main") -> Path:
+    """An empty non-bare repository at `path` on `branch`."""
+    path.mkdir(parents=True, exist_ok=True)
+    run_git("init", "-q", "-b", branch, cwd=path)
+    return path
+
+
+def commit_file(work: Path, name: str, content: str | bytes, message: str = "") -> str:
+    """Write `name` in the work tree, commit it, return the new commit id."""
+    target = work / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    run_git("add", name, cwd=work)
+    run_git("commit", "-q", "-m", message or f"change {name}", cwd=work)
+    return run_git("rev-parse", "HEAD", cwd=work).stdout.strip()
+
+
 def remote_refs(url: str, cwd: Path, timeout: float = 60.0) -> dict[str, str]:
     """`git ls-remote url` as {ref: oid} (HEAD included when the remote shows it)."""
     out = run_git("ls-remote", url, cwd=cwd, timeout=timeout).stdout
