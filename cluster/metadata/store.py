@@ -131,13 +131,18 @@ class RaftMetadataStore:
 
     # --- submission ------------------------------------------------------------
 
-    async def submit(self, op: str, args: dict[str, Any], within: float | None = None) -> Any:
+    async def submit(
+        self, op: str, args: dict[str, Any], within: float | None = None, command_id: str | None = None
+    ) -> Any:
         """Commit one command and return its result once applied here; raises the
         matching GitraftError for a refusal, UnavailableError when not committed `within`
-        seconds (default `command_timeout`)."""
+        seconds (default `command_timeout`).
+
+        `command_id` (default: a fresh random one) makes the command idempotent: a
+        command id seen before returns the first result and changes nothing."""
         command: dict[str, Any] = {"op": op, "args": args}
         if op != "noop":
-            command["cid"] = uuid.uuid4().hex
+            command["cid"] = command_id or uuid.uuid4().hex
         result = await self._commit(statemachine.encode(command), op, within)
         if isinstance(result, dict) and "error" in result:
             raise _ERRORS.get(result["error"], GitraftError)(str(result.get("message", "")))

@@ -1,0 +1,171 @@
+"""A stand-alone metadata member for tests and benchmarks: `python -m cluster.metadata.member --config F`.
+
+Runs one `RaftMetadataStore` and a line-based JSON control port on localhost:
+
+    -> {"method": "register_storage", "args": {"name": "a", "address": "x"}}
+    <- {"ok": null}
+    <- {"error": "UnavailableError", "message": "no quorum: ..."}
+
+Methods: every `MetadataStore` command and query (by name, keyword arguments), plus
+`status`, `barrier`, `submit` (op, args, command_id: a raw command, e.g. a retry with
+the same id), `compact` (force log compaction), `raft_status` (pysyncobj's own) and
+`dump_state` (every row of every table, to compare members). The config file:
+
+    control_addr = "127.0.0.1:7101"
+    [raft]
+    self_addr = "127.0.0.1:7001"
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import signal
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from cluster.metadata import schema
+from cluster.metadata.config import RaftConfig
+from cluster.metadata.store import RaftMetadataStore
+from common.config import load_config
+
+log = logging.getLogger("cluster.metadata.member")
+
+COMMANDS = {
+    "register_storage",
+    "create_repository",
+    "remove_repository",
+    "rename_repository",
+    "begin_write",
+    "finish_write",
+    "set_generation",
+    "lease_jobs",
+    "renew_leases",
+    "complete_job",
+    "fail_job",
+    "set_replication_factor",
+    "set_primary",
+    "accept_dataloss",
+    "record_health",
+    "storages",
+    "get_repository",
+    "get_repository_by_id",
+    "list_repositories",
+    "healthy_storages",
+    "up_to_date_replicas",
+    "valid_primaries",
+    "dataloss",
+    "expired_intents",
+    "list_jobs",
+    "barrier",
+    "submit",
+}
+
+
+@dataclass
+class MemberConfig:
+    control_addr: str = "127.0.0.1:7101"
+    log_level: str = "info"
+    raft: RaftConfig = field(default_factory=RaftConfig)
+
+
+def to_json(value: Any) -> Any:
+    """Dataclasses, enums, sets and tuple-keyed dicts as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        if any(isinstance(k, tuple) for k in value):
+            return [[*k, to_json(v)] for k, v in sorted(value.items())]
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(to_json(v) for v in value)
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    return value
+
+
+class Member:
+    def __init__(self, config: MemberConfig) -> None:
+        self.config = config
+        self.store = RaftMetadataStore(config.raft)
+
+    async def call(self, method: str, args: dict[str, Any]) -> Any:
+        if method == "status":
+            return self.store.status()
+        if method == "raft_status":
+            return {k: str(v) for k, v in self.store.raft.status().items()}
+        if method == "compact":
+            self.store.raft.force_compaction()
+            return None
+        if method == "queue_depth":
+            return await self.store.queue_depth()
+        if method == "dump_state":
+            return await self._dump_state()
+        if method not in COMMANDS:
+            raise ValueError(f"unknown method {method!r}")
+        return await getattr(self.store, method)(**args)
+
+    async def _dump_state(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for table in schema.STATE_TABLES:
+            rows = await self.store.db.execute_fetchall(f"SELECT * FROM {table} ORDER BY 1, 2")
+            out[table] = [list(r) for r in rows]
+        return out
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    result = await self.call(request["method"], request.get("args") or {})
+                    reply: dict[str, Any] = {"ok": to_json(result)}
+                except Exception as exc:
+                    reply = {"error": type(exc).__name__, "message": str(exc)}
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def run(self) -> None:
+        await self.store.start()
+        host, port = self.config.control_addr.rsplit(":", 1)
+        server = await asyncio.start_server(self.handle, host, int(port))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("member %s serving control on %s", self.config.raft.self_addr, self.config.control_addr)
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+            await self.store.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m cluster.metadata.member", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--config", required=True, help="TOML file: control_addr and a [raft] table")
+    ns = parser.parse_args(argv)
+    config = load_config(ns.config, MemberConfig)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(Member(config).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Three real metadata members (pysyncobj processes) on 127.0.0.1, killed and restarted.
+
+No mocks: every member is `python -m cluster.metadata.member`, driven through its
+control port (cluster.metadata.harness). Waits are bounded by timeouts; nothing
+asserts on elapsed time.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import struct
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pysyncobj import SyncObj, SyncObjConf
+
+from cluster.metadata.harness import MemberProcess, MetadataCluster
+from cluster.testing import free_port
+from common.errors import UnavailableError
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[MetadataCluster]:
+    with MetadataCluster(tmp_path, size=3, command_timeout=2.0) as c:
+        yield c.start()
+
+
+def storages(member: MemberProcess) -> list[str]:
+    return sorted(s["name"] for s in member.call("storages"))
+
+
+def retry(call: Any, within: float = 30.0) -> Any:
+    """Call until it stops raising UnavailableError (bounded)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return call()
+        except (UnavailableError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_commands_commit_anywhere_survive_a_leader_kill_and_a_restart_catches_up(
+    cluster: MetadataCluster,
+) -> None:
+    leader = cluster.wait_for_leader()
+    for m in cluster.members:  # submitted at the leader and at both followers
+        m.call("register_storage", name=f"node-{m.name}", address=f"127.0.0.1:{free_port()}")
+    for m in cluster.members:
+        m.call("barrier")
+        assert storages(m) == ["node-m1", "node-m2", "node-m3"]
+
+    leader.kill()
+    survivor = next(m for m in cluster.alive())
+    retry(lambda: survivor.call("register_storage", name="after-kill", address="x"))
+    new_leader = cluster.wait_for_leader(exclude=[leader])
+    assert new_leader is not leader
+    new_leader.call("register_storage", name="at-new-leader", address="y")
+
+    leader.start()
+    state = cluster.wait_converged()
+    assert [row[0] for row in state["storages"]] == [
+        "after-kill",
+        "at-new-leader",
+        "node-m1",
+        "node-m2",
+        "node-m3",
+    ]
+    assert storages(leader) == [row[0] for row in state["storages"]]
+
+
+def test_without_quorum_a_command_fails_clearly_then_commits_once_a_member_returns(
+    cluster: MetadataCluster,
+) -> None:
+    leader = cluster.wait_for_leader()
+    leader.call("register_storage", name="a", address="x")
+    leader.call(
+        "create_repository",
+        repository_id="r1",
+        relative_path="g/p.git",
+        replica_path="@cluster/r1.git",
+        storages=["a", "b"],
+        primary="a",
+        replication_factor=2,
+        now=1.0,
+    )
+    leader.call("begin_write", intent_id="i1", repository_id="r1", storages=["a"], proxy="p1", deadline=9.0)
+    leader.call("finish_write", intent_id="i1", succeeded=["a"], failed=[], now=2.0)
+
+    down = [m for m in cluster.members if m is not leader]
+    for m in down:
+        m.kill()
+    lease = {"owner": "w1", "now": 10.0, "lease_seconds": 60.0, "limit": 5, "max_attempts": 5}
+    with pytest.raises(UnavailableError, match="no quorum"):
+        # Bounded by the member's command_timeout (2 s); the socket timeout only guards a hang.
+        leader.call("submit", timeout=20.0, op="lease_jobs", args=lease, command_id="lease-1")
+
+    down[0].start()
+    # The same command id, retried after an unknown outcome, leases the job exactly once.
+    first = retry(lambda: leader.call("submit", op="lease_jobs", args=lease, command_id="lease-1"))
+    again = down[0].call("submit", op="lease_jobs", args=lease, command_id="lease-1")
+    assert first == again and [j["target"] for j in first] == ["b"]
+    jobs = leader.call("list_jobs", states=None, limit=10)
+    assert [(j["state"], j["lease_owner"], j["attempts"]) for j in jobs] == [("in_progress", "w1", 0)]
+
+
+def test_full_restart_after_log_compaction_returns_every_committed_entry(tmp_path: Path) -> None:
+    with MetadataCluster(tmp_path, size=3, compaction_min_entries=100000) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        for i in range(30):
+            cluster.members[i % 3].call("register_storage", name=f"s{i:02}", address=f"a{i}")
+        before_compaction = {m.name: int(m.call("raft_status")["log_len"]) for m in cluster.members}
+        for m in cluster.members:
+            m.call("compact")
+        # Compaction runs on the next ticks: wait (bounded) until every journal shrank.
+        deadline = time.monotonic() + 20
+        while any(
+            int(m.call("raft_status")["log_len"]) >= before_compaction[m.name] for m in cluster.members
+        ):
+            assert time.monotonic() < deadline, "log compaction did not run"
+            leader.call("barrier")
+            time.sleep(0.1)
+        for m in cluster.members:
+            assert (m.workdir / "raft" / "raft.dump").is_file()
+        for i in range(30, 35):  # entries after the snapshot, in the journal only
+            leader.call("register_storage", name=f"s{i:02}", address=f"a{i}")
+        expected = cluster.wait_converged()
+        assert len(expected["storages"]) == 35
+
+        for m in cluster.members:
+            m.kill()
+        for m in cluster.members:
+            m.start()
+        assert cluster.wait_converged() == expected
+
+
+def send_raw(address: str, message: Any) -> bytes:
+    """Send one pysyncobj-framed, unencrypted pickle; return what comes back (b'' = closed)."""
+    host, port = address.rsplit(":", 1)
+    data = zlib.compress(pickle.dumps(message), 3)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(struct.pack("i", len(data)) + data)
+        s.settimeout(5)
+        try:
+            return s.recv(100)
+        except (TimeoutError, ConnectionResetError):
+            return b"timeout"
+
+
+class MakeDir:
+    """A pickle that creates a directory when unpickled: what an attacker would send."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.mkdir, (str(self.path),))
+
+
+def test_the_raft_port_refuses_peers_without_the_password(tmp_path: Path) -> None:
+    # Control: a pysyncobj port *without* a password executes the pickle.
+    marker = tmp_path / "pwned-open"
+    port = free_port()
+    open_member = SyncObj(f"127.0.0.1:{port}", [], SyncObjConf(autoTickPeriod=0.01))
+    try:
+        open_member.waitBinded()
+        send_raw(f"127.0.0.1:{port}", MakeDir(marker))
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists()
+    finally:
+        open_member.destroy_synchronous()
+
+    with MetadataCluster(tmp_path / "c", size=3) as cluster:
+        rogue = cluster.members[2]
+        rogue.password = "wrong-password"
+        cluster.start()
+        leader = cluster.wait_for_leader(exclude=[rogue])
+        marker = tmp_path / "pwned"
+        assert send_raw(leader.raft_addr, MakeDir(marker)) == b""  # dropped on decryption
+        for i in range(5):
+            leader.call("register_storage", name=f"s{i}", address="x")
+        good = [m for m in cluster.members if m is not rogue]
+        for m in good:
+            m.call("barrier")
+            assert len(storages(m)) == 5
+        assert not marker.exists()
+        status = rogue.status()
+        assert status["leader_address"] == "" and not any(status["peers"].values())
+        assert storages(rogue) == []
