@@ -148,9 +148,9 @@ class Gateway:
         return await self._post(request, gh.RECEIVE_PACK, self._stub.PostReceivePack)
 
     async def _post(self, request: web.Request, service: str, method: Any) -> web.StreamResponse:
+        relative = gh.repository_path(request.match_info["repo"])
         if request.content_type != gh.request_type(service):
             return _text(415, f"unsupported content type {request.content_type!r}")
-        relative = gh.repository_path(request.match_info["repo"])
         first = _POST_REQUESTS[service](
             repository=shared_pb2.Repository(relative_path=relative),
             git_protocol=request.headers.get("Git-Protocol", ""),
