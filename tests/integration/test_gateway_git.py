@@ -193,10 +193,12 @@ async def test_missing_or_wrong_http_token_is_401(
     ):
         status, _ = await raw_http(gateway.port, target, headers)
         assert status == 401, headers
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{gateway.port}/{repo.relative_path}/info/refs") as resp:
-            assert resp.status == 401
-            assert resp.headers["WWW-Authenticate"].startswith("Basic ")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{gateway.port}/{repo.relative_path}/info/refs") as resp,
+    ):
+        assert resp.status == 401
+        assert resp.headers["WWW-Authenticate"].startswith("Basic ")
     err = await git_fails("ls-remote", url_of(gateway, repo, token="wrong"), cwd=tmp_path)
     assert "Authentication failed" in err
     auth = {"Authorization": basic_auth("anyone", HTTP_TOKEN)}
