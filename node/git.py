@@ -155,10 +155,18 @@ async def run_git(
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL git and reap it. Closing the transport closes our ends of its pipes too:
+    asyncio's wait() would otherwise block for as long as a grandchild (a hook, a shell
+    alias) keeps them open."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        await asyncio.shield(proc.wait())
+    transport = getattr(proc, "_transport", None)  # asyncio keeps it private
+    for fd in (0, 1, 2):
+        pipe = transport.get_pipe_transport(fd) if transport is not None else None
+        if pipe is not None:
+            pipe.close()
+    await asyncio.shield(proc.wait())
 
 
 async def git_version(git_binary: str = GIT_BINARY) -> str:

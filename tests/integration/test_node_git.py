@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -48,3 +49,15 @@ async def test_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.Monke
     assert "GIT_DIR" not in env and "HOME" not in env and env["PATH"] == os.environ["PATH"]
     result = await run_git(["config", "--get", "gitraft.leak"], cwd=tmp_path, check=False)
     assert (result.exit_code, result.stdout) == (1, b"")
+
+
+async def test_cancellation_kills_git_even_when_a_grandchild_holds_its_pipes() -> None:
+    # The alias's shell outlives git and keeps stdout open until a write fails (SIGPIPE),
+    # which happens once run_git closed its ends of the pipes.
+    hang = "alias.hang=!while :; do echo tick; sleep 0.05; done"
+    task = asyncio.create_task(run_git(["-c", hang, "hang"]))
+    await asyncio.sleep(0.3)
+    assert not task.done()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
