@@ -22,10 +22,10 @@ from pathlib import Path
 import grpc
 import pygit2
 
-from common.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from common.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, UnavailableError
 from gitraft.v1 import repository_pb2, repository_pb2_grpc
 from node.checksum import repository_checksum
-from node.git import run_git
+from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
 from node.storage import Storage, is_bare_repository
 
@@ -105,10 +105,18 @@ class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryService
         self, request: repository_pb2.OptimizeRepositoryRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.OptimizeRepositoryResponse:
         """`git gc`: packs objects and refs. Without `prune`, no object is deleted at all;
-        with it, unreachable objects older than PRUNE_EXPIRE go. Refs never change."""
+        with it, unreachable objects older than PRUNE_EXPIRE go. Refs never change.
+        UNAVAILABLE while another gc runs on the repository."""
         path = self.storage.existing_path_of(request.repository)
         prune = f"--prune={PRUNE_EXPIRE}" if request.prune else "--no-prune"
-        await run_git(["-c", "gc.auto=0", "gc", "--quiet", prune], git_dir=path)
+        try:
+            await run_git(["-c", "gc.auto=0", "gc", "--quiet", prune], git_dir=path)
+        except GitCommandError as exc:
+            if "already running" in exc.stderr_text:
+                raise UnavailableError(
+                    f"optimization already running: {request.repository.relative_path!r}"
+                ) from exc
+            raise
         return repository_pb2.OptimizeRepositoryResponse()
 
 
