@@ -70,6 +70,9 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         healthy = await self.store.healthy_storages(self.clock())
         if request.relative_path:
             one = await self.store.get_repository(request.relative_path)
+            if one is None and not request.relative_path.endswith(".git"):
+                # The gateway names `group/repo` as `group/repo.git`.
+                one = await self.store.get_repository(f"{request.relative_path}.git")
             repos = [one] if one is not None else []
         else:
             repos = await self.store.list_repositories()

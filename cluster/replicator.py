@@ -180,7 +180,7 @@ class Replicator:
                 "target": job.target,
                 "generation": job.source_generation,
                 "bytes_fetched": response.bytes_fetched,
-                "created": response.created,
+                "created_replica": response.created,
             },
         )
 
