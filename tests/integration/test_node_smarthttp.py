@@ -1,0 +1,204 @@
+"""SmartHTTPService and UploadPackSession called directly on a real node process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cluster.testing import NodeProcess
+from common.auth import bearer_metadata
+from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from tests.integration.conftest import NewRepo, git_cli
+
+
+def pkt(text: str) -> bytes:
+    return f"{len(text) + 4:04x}".encode() + text.encode()
+
+
+@pytest.fixture
+async def channel(node: NodeProcess) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(node.address) as ch:
+        yield ch
+
+
+@pytest.fixture
+def smarthttp(channel: grpc.aio.Channel) -> Any:
+    return smarthttp_pb2_grpc.SmartHTTPServiceStub(channel)
+
+
+@pytest.fixture
+def pushed_repo(new_repo: NewRepo, work_tree: Path) -> tuple[shared_pb2.Repository, str]:
+    repo, path = new_repo()
+    git_cli("push", "-q", str(path), "main", cwd=work_tree)
+    return repo, git_cli("rev-parse", "main", cwd=work_tree).strip()
+
+
+async def collect(call: Any) -> bytes:
+    return b"".join([m.data async for m in call])
+
+
+async def code_of(call: Any) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await collect(call)
+    return info.value.code()
+
+
+async def test_info_refs_has_no_preamble_and_speaks_v2_on_request(
+    smarthttp: Any, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, head = pushed_repo
+    md = bearer_metadata(node.token)
+    v0 = await collect(
+        smarthttp.InfoRefsUploadPack(smarthttp_pb2.InfoRefsRequest(repository=repo), metadata=md)
+    )
+    assert v0[4:49] == f"{head} HEAD".encode()  # the first pkt-line: no preamble
+    assert b"refs/heads/main" in v0
+    v2_request = smarthttp_pb2.InfoRefsRequest(repository=repo, git_protocol="version=2")
+    v2 = await collect(smarthttp.InfoRefsUploadPack(v2_request, metadata=md))
+    assert v2.startswith(b"000eversion 2\n")
+    receive = await collect(smarthttp.InfoRefsReceivePack(v2_request, metadata=md))
+    assert b"report-status" in receive and b"# service=" not in receive
+
+
+async def test_post_upload_pack_sends_a_pack(
+    smarthttp: Any, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, head = pushed_repo
+
+    async def requests() -> AsyncIterator[smarthttp_pb2.PostUploadPackRequest]:
+        yield smarthttp_pb2.PostUploadPackRequest(repository=repo)
+        yield smarthttp_pb2.PostUploadPackRequest(data=pkt(f"want {head} ofs-delta\n") + b"0000")
+        yield smarthttp_pb2.PostUploadPackRequest(data=pkt("done\n"))
+
+    out = await collect(smarthttp.PostUploadPack(requests(), metadata=bearer_metadata(node.token)))
+    assert out.startswith(b"0008NAK\n")
+    assert out[8:12] == b"PACK"
+
+
+async def test_bad_requests(
+    smarthttp: Any, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, _ = pushed_repo
+    md = bearer_metadata(node.token)
+    cases = {
+        grpc.StatusCode.NOT_FOUND: smarthttp_pb2.InfoRefsRequest(
+            repository=shared_pb2.Repository(relative_path="no/such.git")
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT: smarthttp_pb2.InfoRefsRequest(
+            repository=shared_pb2.Repository(relative_path="../../etc")
+        ),
+    }
+    for code, request in cases.items():
+        assert await code_of(smarthttp.InfoRefsUploadPack(request, metadata=md)) == code
+    bad_option = smarthttp_pb2.InfoRefsRequest(repository=repo, git_config_options=["core.sshCommand=sh"])
+    assert (
+        await code_of(smarthttp.InfoRefsReceivePack(bad_option, metadata=md))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+    bad_protocol = smarthttp_pb2.InfoRefsRequest(repository=repo, git_protocol="version=2\n")
+    assert (
+        await code_of(smarthttp.InfoRefsUploadPack(bad_protocol, metadata=md))
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+    async def nothing() -> AsyncIterator[smarthttp_pb2.PostUploadPackRequest]:
+        return
+        yield  # pragma: no cover
+
+    assert await code_of(smarthttp.PostUploadPack(nothing(), metadata=md)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_missing_or_wrong_token_is_unauthenticated(
+    smarthttp: Any, channel: grpc.aio.Channel, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, _ = pushed_repo
+    info = smarthttp_pb2.InfoRefsRequest(repository=repo)
+
+    async def post() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
+        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=b"0000")
+
+    async def session() -> AsyncIterator[repository_pb2.UploadPackSessionRequest]:
+        yield repository_pb2.UploadPackSessionRequest(repository=repo, stdin=b"0000")
+
+    sessions = repository_pb2_grpc.RepositoryServiceStub(channel)
+    for metadata in ((), bearer_metadata("wrong")):
+        calls = (
+            smarthttp.InfoRefsUploadPack(info, metadata=metadata),
+            smarthttp.InfoRefsReceivePack(info, metadata=metadata),
+            smarthttp.PostReceivePack(post(), metadata=metadata),
+            sessions.UploadPackSession(session(), metadata=metadata),
+        )
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                _ = [m async for m in call]
+            assert exc.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_client_going_away_kills_git(
+    smarthttp: Any, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, head = pushed_repo
+    stalled = asyncio.Event()
+
+    async def requests() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
+        line = pkt(f"{head} {'1' * 40} refs/heads/main\0report-status\n") + b"0000"
+        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=line + b"PACK")
+        await stalled.wait()
+
+    assert node.process is not None
+    call = smarthttp.PostReceivePack(requests(), metadata=bearer_metadata(node.token))
+    await wait_for(lambda: git_children(node.process.pid) > 0)
+    call.cancel()
+    await wait_for(lambda: git_children(node.process.pid) == 0)
+    assert git_cli("rev-parse", "refs/heads/main", cwd=node.storage_path / repo.relative_path).strip() == head
+
+
+async def test_upload_pack_session_is_full_duplex(
+    channel: grpc.aio.Channel, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    repo, head = pushed_repo
+    stub = repository_pb2_grpc.RepositoryServiceStub(channel)
+    call = stub.UploadPackSession(metadata=bearer_metadata(node.token))
+    await call.write(repository_pb2.UploadPackSessionRequest(repository=repo))
+    first = await call.read()  # the advertisement arrives before we send anything else
+    assert f"{head} HEAD".encode() in first.stdout
+    await call.write(repository_pb2.UploadPackSessionRequest(stdin=b"0000"))  # no wants: done
+    await call.done_writing()
+    rest = [m async for m in _read_all(call)]
+    assert rest[-1].exited and rest[-1].exit_status == 0
+
+
+async def _read_all(call: Any) -> AsyncIterator[Any]:
+    while (message := await call.read()) is not grpc.aio.EOF:
+        yield message
+
+
+def git_children(pid: int) -> int:
+    """Processes whose parent is `pid` and whose command is git."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and cmdline.split(b"\0", 1)[0].endswith(b"git"):
+            count += 1
+    return count
+
+
+async def wait_for(condition: Any) -> None:
+    """Poll `condition` until true; fail after a generous 20 s (no timing asserted)."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 20 s")
