@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,25 @@ def test_missing_repository_and_bad_path(stub: Any) -> None:
         find = pb.FindDefaultBranchRequest(repository=repo)
         assert code_of(lambda f=find: stub.FindDefaultBranch(f)) == code
         assert code_of(lambda r=repo: update(stub, r, ("refs/heads/x", "", "a" * 40))) == code
+
+
+def test_concurrent_compare_and_swap_has_one_winner(stub: Any, pushed: tuple[Any, Path, Path]) -> None:
+    repo, path, _ = pushed
+    main, feature = rev(path, "main"), rev(path, "feature")
+
+    def swap(i: int) -> grpc.StatusCode:
+        """Move main from `main` to `feature` and record the winner, in one transaction."""
+        try:
+            update(stub, repo, ("refs/heads/main", main, feature), (f"refs/heads/won-{i}", ZERO, main))
+            return grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(swap, range(6)))
+    assert codes.count(grpc.StatusCode.OK) == 1
+    losers = {grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNAVAILABLE}
+    assert set(codes) - {grpc.StatusCode.OK} <= losers
+    winners = [name for name, _ in for_each_ref(path, "refs/heads/won-*")]
+    assert winners == [f"refs/heads/won-{codes.index(grpc.StatusCode.OK)}"]
+    assert rev(path, "main") == feature

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,24 @@ def test_checksum_empty_then_equal_for_equal_refs_whatever_the_packing(
     commit_file(work_tree, "c.txt", "new\n", "fourth")
     push(work_tree, packed_path)
     assert checksum(loose) != checksum(packed)
+
+
+def test_concurrent_creates_of_one_path_make_exactly_one_repository(stub: Any, node: NodeProcess) -> None:
+    repo = shared_pb2.Repository(relative_path="tests/raced/one.git")
+    req = pb.CreateRepositoryRequest(repository=repo)
+
+    def create(_: int) -> grpc.StatusCode:
+        try:
+            stub.CreateRepository(req, timeout=10)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(create, range(6)))
+    assert sorted(codes, key=str) == sorted(
+        [grpc.StatusCode.OK] + [grpc.StatusCode.ALREADY_EXISTS] * 5, key=str
+    )
+    parent = node.storage_path / "tests/raced"
+    assert [p.name for p in parent.iterdir()] == ["one.git"]
+    git_cli("fsck", cwd=parent / "one.git")
