@@ -1,12 +1,15 @@
 """Fixtures for integration tests against real node processes.
 
+Fixtures:
 - `node`: one started NodeProcess per test module (stopped at teardown). Tests share it,
   so each test works on its own repository (`new_repo`).
 - `node_stub(StubClass)`: a stub on the node whose calls carry the token.
 - `new_repo(default_branch="")`: a repository created through CreateRepository, as
   `(Repository message, path on disk)`.
-- `git_cli(*args, cwd=...)`: the real git, no user or system config, fixed identities.
-- `work_tree(path)`: a non-bare repository with a few commits, ready to push.
+- `work_tree`: a non-bare repository on `main` with three commits, ready to push.
+
+Helpers (import them): `git_cli(*args, cwd=...)` runs the real git without user or
+system config, with fixed identities; `commit_file(work, name, content, message)`.
 """
 
 from __future__ import annotations

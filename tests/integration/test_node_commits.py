@@ -25,7 +25,11 @@ def stub(node_stub: Callable[[type], Any]) -> Any:
 
 @pytest.fixture
 def pushed(new_repo: NewRepo, work_tree: Path) -> Pushed:
-    """work_tree plus a merge, a big binary file, a tag, pushed into a new repository."""
+    """work_tree plus a merge, a big binary file, a tag, pushed into a new repository.
+
+    The merge is dated by the wall clock, so it is newer than the commit on top of it:
+    git's history order then differs from a plain sort by date, as it does in the wild.
+    """
     git_cli("checkout", "-q", "-b", "side", "HEAD~1", cwd=work_tree)
     commit_file(work_tree, "side.txt", "side\n", "on side")
     git_cli("checkout", "-q", "main", cwd=work_tree)
