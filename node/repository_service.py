@@ -140,6 +140,26 @@ async def create_bare_repository(path: Path, branch: str) -> bool:
             await asyncio.to_thread(shutil.rmtree, temp, True)
 
 
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Blocking: delete what a crashed create, remove or replication left under `root`
+    (names containing TEMP_MARKER); returns what was removed. Only safe while no RPC runs
+    on this storage, i.e. when the node starts. Does not descend into repositories."""
+    removed: list[Path] = []
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                path = Path(entry.path)
+                if TEMP_MARKER in entry.name:
+                    shutil.rmtree(path, ignore_errors=True)
+                    removed.append(path)
+                elif not is_bare_repository(path):
+                    stack.append(path)
+    return removed
+
+
 def repository_info(path: Path) -> repository_pb2.RepositoryInfoResponse:
     """Sizes and counts of the repository at `path` (blocking: walks the directory)."""
     repo = pygit2.Repository(str(path))
