@@ -1,0 +1,130 @@
+"""The proxy under node failures (its own 3-proxy/3-node cluster of real processes).
+
+Invariants checked: accessors never read an outdated or down replica; with no healthy
+up-to-date replica, reads and writes are refused with FAILED_PRECONDITION naming the
+storages (never served from the outdated one that is up); with the primary down but a
+current secondary up, writes are refused as UNAVAILABLE (retry after failover); once
+nodes return, every replica converges. A proxy stops cleanly on SIGTERM and rejoins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from cluster.testing import LocalCluster, commit_file, init_work_tree, run_git
+from gitraft.v1 import cluster_pb2, ref_pb2, ref_pb2_grpc, shared_pb2
+
+PATH = "fail/repo.git"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    with LocalCluster(tmp_path_factory.mktemp("proxy-failures"), proxies=3, nodes=3) as c:
+        yield c
+
+
+def healthy_nodes(cluster: LocalCluster, proxy: str = "proxy-1") -> set[str]:
+    return {n.storage for n in cluster.cluster_status(proxy).nodes if n.healthy}
+
+
+def wait_health(cluster: LocalCluster, expected: set[str]) -> None:
+    cluster.wait_until(lambda: healthy_nodes(cluster) == expected, 30, f"healthy == {sorted(expected)}")
+
+
+def default_branch(cluster: LocalCluster, proxy: str) -> ref_pb2.FindDefaultBranchResponse:
+    stub = ref_pb2_grpc.RefServiceStub(cluster.channel(proxy))
+    request = ref_pb2.FindDefaultBranchRequest(repository=shared_pb2.Repository(relative_path=PATH))
+    response: ref_pb2.FindDefaultBranchResponse = stub.FindDefaultBranch(
+        request, metadata=cluster.metadata(proxy), timeout=30
+    )
+    return response
+
+
+def update_ref(cluster: LocalCluster, proxy: str, ref: str, oid: str) -> None:
+    stub = ref_pb2_grpc.RefServiceStub(cluster.channel(proxy))
+    request = ref_pb2.UpdateReferencesRequest(
+        repository=shared_pb2.Repository(relative_path=PATH),
+        updates=[ref_pb2.ReferenceUpdate(ref=ref, new_oid=oid)],
+    )
+    stub.UpdateReferences(request, metadata=cluster.metadata(proxy), timeout=30)
+
+
+def test_outdated_or_down_replicas_are_never_used(cluster: LocalCluster, tmp_path: Path) -> None:
+    work = init_work_tree(tmp_path / "work")
+    commit_file(work, "a.txt", "one\n")
+    run_git("push", "-q", cluster.git_url("proxy-1", PATH), "main", cwd=work)
+    first = cluster.wait_converged(PATH, timeout=60)
+    primary = first.repository.primary
+    lagging, other = sorted(s for s in first.checksums if s != primary)
+
+    # A secondary goes away; writes go on, and it falls behind.
+    cluster.stop(lagging)
+    wait_health(cluster, {primary, other})
+    head = commit_file(work, "b.txt", "two\n")
+    run_git("push", "-q", cluster.git_url("proxy-2", PATH), "main", cwd=work)
+    repo = cluster.repository(PATH)
+    assert repo is not None
+    generations = {r.storage: r.generation for r in repo.replicas}
+    assert generations[lagging] < repo.generation == generations[primary]
+    before = cluster.read_counts()
+    for _ in range(10):
+        assert default_branch(cluster, "proxy-3").target == head
+    after = cluster.read_counts()
+    assert after.get(lagging, 0.0) == before.get(lagging, 0.0)
+
+    # The primary goes away too: the current secondary could take over, so a write is
+    # UNAVAILABLE (safe to retry) and names the primary.
+    cluster.stop(primary)
+    wait_health(cluster, {other})
+    with pytest.raises(grpc.RpcError) as refused:
+        update_ref(cluster, "proxy-1", "refs/heads/x", head)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert repr(primary) in (refused.value.details() or "")
+    assert default_branch(cluster, "proxy-2").target == head  # reads still served by `other`
+
+    # The last current replica goes away and the outdated one returns: nothing may be
+    # served from it. Reads and writes are refused, naming the storages with the data.
+    cluster.stop(other)
+    cluster.start_process(lagging)
+    wait_health(cluster, {lagging})
+    for proxy in ("proxy-1", "proxy-2", "proxy-3"):
+        with pytest.raises(grpc.RpcError) as lost:
+            default_branch(cluster, proxy)
+        assert lost.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert repr(primary) in (lost.value.details() or "")
+    with pytest.raises(grpc.RpcError) as lost_write:
+        update_ref(cluster, "proxy-3", "refs/heads/y", head)
+    assert lost_write.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    refused_push = run_git("push", "-q", cluster.git_url("proxy-1", PATH), "main:side", cwd=work, check=False)
+    assert refused_push.returncode != 0
+    # DatalossCheck names it meanwhile.
+    unavailable = cluster.cluster_stub("proxy-2").DatalossCheck(
+        cluster_pb2.DatalossCheckRequest(),
+        metadata=cluster.metadata("proxy-2"),
+        timeout=10,
+    )
+    assert PATH in {r.relative_path for r in unavailable.unavailable}
+
+    # Everyone returns: the cluster converges, the outdated replica included.
+    cluster.start_process(primary)
+    cluster.start_process(other)
+    wait_health(cluster, {primary, other, lagging})
+    assert default_branch(cluster, "proxy-1").target == head
+    update_ref(cluster, "proxy-2", "refs/heads/after", head)
+    final = cluster.wait_converged(PATH, timeout=60)
+    assert final.generation > repo.generation
+    assert set(final.checksums) == {primary, other, lagging}
+
+
+def test_proxy_stops_cleanly_and_rejoins(cluster: LocalCluster) -> None:
+    proc = cluster.proxies["proxy-3"]
+    cluster.stop("proxy-3")
+    assert proc.process is not None and proc.process.proc is not None
+    assert proc.process.proc.returncode == 0, proc.log_text()
+    cluster.start_process("proxy-3")
+    assert cluster.repository(PATH, proxy="proxy-3") is not None
+    assert default_branch(cluster, "proxy-3").name == "refs/heads/main"
