@@ -1,0 +1,214 @@
+"""ReplicateRepository between two real node processes, checked with git on both disks."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cluster.testing import NodeProcess
+from common.auth import bearer_metadata
+from gitraft.v1 import repository_pb2 as pb
+from gitraft.v1 import repository_pb2_grpc, shared_pb2
+from tests.integration.conftest import git_cli
+from tests.integration.gateway_helpers import refs_of
+
+_names = itertools.count()
+
+
+@dataclass
+class Node:
+    """A running node with a RepositoryService stub that carries its token."""
+
+    process: NodeProcess
+    stub: Any
+
+    def call(self, method: str, request: Any) -> Any:
+        return getattr(self.stub, method)(request, metadata=bearer_metadata(self.process.token), timeout=60)
+
+    def path(self, repo: shared_pb2.Repository) -> Path:
+        return self.process.storage_path / repo.relative_path
+
+    def checksum(self, repo: shared_pb2.Repository) -> str:
+        return str(self.call("RepositoryChecksum", pb.RepositoryChecksumRequest(repository=repo)).checksum)
+
+    def create(self, default_branch: str = "main") -> shared_pb2.Repository:
+        repo = shared_pb2.Repository(relative_path=f"repl/{next(_names)}-{secrets.token_hex(3)}.git")
+        self.call(
+            "CreateRepository", pb.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
+        )
+        return repo
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
+    workdir = tmp_path_factory.mktemp("replication")
+    with (
+        NodeProcess("node-a", workdir, secrets.token_hex(16)).start() as a,
+        NodeProcess("node-b", workdir, secrets.token_hex(16)).start() as b,
+        grpc.insecure_channel(a.address) as channel_a,
+        grpc.insecure_channel(b.address) as channel_b,
+    ):
+        yield (
+            Node(a, repository_pb2_grpc.RepositoryServiceStub(channel_a)),
+            Node(b, repository_pb2_grpc.RepositoryServiceStub(channel_b)),
+        )
+
+
+def replicate(
+    target: Node, repo: shared_pb2.Repository, source: Node, source_repo: shared_pb2.Repository
+) -> pb.ReplicateRepositoryResponse:
+    node = shared_pb2.NodeAddress(
+        name=source.process.name, address=source.process.address, token=source.process.token
+    )
+    request = pb.ReplicateRepositoryRequest(repository=repo, source=source_repo, source_node=node)
+    return target.call("ReplicateRepository", request)
+
+
+def head_of(git_dir: Path) -> str:
+    return git_cli("symbolic-ref", "HEAD", cwd=git_dir).strip()
+
+
+def assert_mirrored(a: Node, repo_a: shared_pb2.Repository, b: Node, repo_b: shared_pb2.Repository) -> None:
+    assert refs_of(b.path(repo_b)) == refs_of(a.path(repo_a))
+    assert head_of(b.path(repo_b)) == head_of(a.path(repo_a))
+    assert b.checksum(repo_b) == a.checksum(repo_a)
+    git_cli("fsck", "--connectivity-only", "--no-dangling", cwd=b.path(repo_b))
+
+
+def fast_import(git_dir: Path, ref: str, count: int, start: int = 0, blob_size: int = 400) -> None:
+    """`count` commits on `ref`, each rewriting one of 16 files with `blob_size` random bytes."""
+    stream = bytearray()
+    for i in range(start, start + count):
+        blob, message = secrets.token_bytes(blob_size), f"commit {i}\n".encode()
+        stream += f"commit {ref}\ncommitter t <t@t.invalid> {1_700_000_000 + i} +0000\n".encode()
+        stream += b"data %d\n%s" % (len(message), message)
+        if i == start and start:
+            stream += f"from {ref}^0\n".encode()
+        stream += b"M 644 inline files/%d.bin\ndata %d\n%s\n" % (i % 16, len(blob), blob)
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=git_dir, input=bytes(stream), check=True)
+
+
+def test_full_copy_mirrors_refs_tags_and_head(nodes: tuple[Node, Node], work_tree: Path) -> None:
+    a, b = nodes
+    source = a.create(default_branch="develop")
+    git_cli("push", "-q", str(a.path(source)), "main:develop", "main~1:refs/heads/old", cwd=work_tree)
+    git_cli("tag", "-a", "-m", "release", "v1", "main~2", cwd=work_tree)
+    git_cli("push", "-q", str(a.path(source)), "v1", "main:refs/custom/keep", cwd=work_tree)
+
+    target = shared_pb2.Repository(relative_path="copies/full.git")
+    answer = replicate(b, target, a, source)
+    assert answer.created
+    assert answer.bytes_fetched > 0
+    assert answer.checksum == a.checksum(source)
+    assert_mirrored(a, source, b, target)
+    assert head_of(b.path(target)) == "refs/heads/develop"
+    assert set(refs_of(b.path(target))) == {
+        "refs/heads/develop", "refs/heads/old", "refs/tags/v1", "refs/custom/keep"
+    }  # fmt: skip
+    assert [p.name for p in b.path(target).parent.iterdir()] == ["full.git"]  # no temporary left
+
+
+def test_incremental_replication_moves_only_the_new_objects(
+    nodes: tuple[Node, Node], capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = nodes
+    source = a.create()
+    fast_import(a.path(source), "refs/heads/main", 3000)
+    target = shared_pb2.Repository(relative_path="copies/large.git")
+    full = replicate(b, target, a, source)
+    assert_mirrored(a, source, b, target)
+
+    fast_import(a.path(source), "refs/heads/main", 1, start=3000, blob_size=100)
+    incremental = replicate(b, target, a, source)
+    assert not incremental.created
+    assert_mirrored(a, source, b, target)
+    size = a.call("RepositoryInfo", pb.RepositoryInfoRequest(repository=source)).size_bytes
+    with capsys.disabled():
+        print(
+            f"\nreplication of a 3000-commit repository ({size} bytes on disk): full copy "
+            f"{full.bytes_fetched} bytes, then one new commit {incremental.bytes_fetched} bytes"
+        )
+    assert incremental.bytes_fetched < 32 * 1024
+    assert incremental.bytes_fetched * 50 < full.bytes_fetched
+
+
+def test_deleted_rewound_refs_and_head_are_mirrored(nodes: tuple[Node, Node], work_tree: Path) -> None:
+    a, b = nodes
+    source = a.create()
+    src = a.path(source)
+    git_cli("push", "-q", str(src), "main", "main:gone", "main:rewound", cwd=work_tree)
+    git_cli("tag", "t1", "main", cwd=work_tree)
+    git_cli("push", "-q", str(src), "t1", cwd=work_tree)
+    target = shared_pb2.Repository(relative_path="copies/changes.git")
+    replicate(b, target, a, source)
+    assert_mirrored(a, source, b, target)
+
+    git_cli("update-ref", "-d", "refs/heads/gone", cwd=src)
+    git_cli("update-ref", "-d", "refs/tags/t1", cwd=src)
+    git_cli(
+        "update-ref", "refs/heads/rewound", git_cli("rev-parse", "main~2", cwd=work_tree).strip(), cwd=src
+    )
+    git_cli("symbolic-ref", "HEAD", "refs/heads/rewound", cwd=src)
+    answer = replicate(b, target, a, source)
+    assert not answer.created
+    assert_mirrored(a, source, b, target)
+    assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound"}
+    assert head_of(b.path(target)) == "refs/heads/rewound"
+
+
+def test_an_empty_source_leaves_no_refs(nodes: tuple[Node, Node], work_tree: Path) -> None:
+    a, b = nodes
+    full = a.create()
+    git_cli("push", "-q", str(a.path(full)), "main", "main:other", cwd=work_tree)
+    target = shared_pb2.Repository(relative_path="copies/emptied.git")
+    replicate(b, target, a, full)
+    assert refs_of(b.path(target))
+
+    empty = a.create(default_branch="trunk")
+    answer = replicate(b, target, a, empty)
+    assert refs_of(b.path(target)) == {}
+    assert head_of(b.path(target)) == "refs/heads/trunk"
+    assert answer.checksum == "0" * 40 == a.checksum(empty)
+
+    fresh = shared_pb2.Repository(relative_path="copies/fresh-empty.git")
+    assert replicate(b, fresh, a, empty).created
+    assert refs_of(b.path(fresh)) == {}
+    assert head_of(b.path(fresh)) == "refs/heads/trunk"
+
+
+def test_replication_errors(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    missing = shared_pb2.Repository(relative_path="no/such.git")
+    target = shared_pb2.Repository(relative_path="copies/never.git")
+
+    def code(request: pb.ReplicateRepositoryRequest) -> grpc.StatusCode:
+        with pytest.raises(grpc.RpcError) as info:
+            b.call("ReplicateRepository", request)
+        return info.value.code()
+
+    good_node = shared_pb2.NodeAddress(name="node-a", address=a.process.address, token=a.process.token)
+    request = pb.ReplicateRepositoryRequest(repository=target, source=missing, source_node=good_node)
+    assert code(request) == grpc.StatusCode.NOT_FOUND
+
+    source = a.create()
+    bad_token = shared_pb2.NodeAddress(name="node-a", address=a.process.address, token="wrong")
+    request = pb.ReplicateRepositoryRequest(repository=target, source=source, source_node=bad_token)
+    assert code(request) == grpc.StatusCode.UNAUTHENTICATED
+
+    request = pb.ReplicateRepositoryRequest(repository=target, source=source)
+    assert code(request) == grpc.StatusCode.INVALID_ARGUMENT
+    traversal = shared_pb2.Repository(relative_path="../escape.git")
+    request = pb.ReplicateRepositoryRequest(repository=traversal, source=source, source_node=good_node)
+    assert code(request) == grpc.StatusCode.INVALID_ARGUMENT
+
+    copies = b.process.storage_path / "copies"
+    assert not (copies / "never.git").exists()
+    assert not [p for p in copies.iterdir() if "gitraft-tmp" in p.name] if copies.exists() else True
