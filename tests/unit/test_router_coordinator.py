@@ -1,0 +1,273 @@
+"""The coordinator's write path and the leader's intent repair, in process.
+
+The store is the real metadata state machine and queries (cluster.metadata) applied
+directly to SQLite, without Raft; nodes are replaced by async fakes of the
+coordinator's two node-call methods and of the checksum read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import grpc
+import pytest
+
+from cluster.coordinator import Coordinator, NodeError
+from cluster.intents import IntentRepairer
+from cluster.metadata import schema, statemachine
+from cluster.metadata.api import JobState, RaftStatus, Repository
+from cluster.metadata.config import RaftConfig
+from cluster.metadata.store import RaftMetadataStore
+from cluster.metrics import ProxyMetrics
+from cluster.nodes import NodePool
+from cluster.router import MethodInfo, Registry
+from common.errors import UnavailableError
+from gitraft.v1 import ref_pb2, shared_pb2, smarthttp_pb2
+
+NOW = 1_000_000.0
+REGISTRY = Registry.from_package()
+UPDATE_REFS = "/gitraft.v1.RefService/UpdateReferences"
+RECEIVE_PACK = "/gitraft.v1.SmartHTTPService/PostReceivePack"
+
+
+class LocalStore(RaftMetadataStore):
+    """RaftMetadataStore whose commands apply at once to a local SQLite (no Raft)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(RaftConfig(data_dir=data_dir, password="x"))
+        self.leader = True
+        self._writer: sqlite3.Connection | None = None
+        self._index = 0
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._writer = schema.connect(str(self.config.db_path))
+        schema.create(self._writer)
+        self._db = await aiosqlite.connect(str(self.config.db_path))
+
+    async def stop(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+        if self._writer is not None:
+            self._writer.close()
+
+    async def _commit(self, payload: bytes, what: str, within: float | None) -> Any:
+        assert self._writer is not None
+        self._index += 1
+        return statemachine.apply_payload(self._writer, payload, self._index)
+
+    def is_leader(self) -> bool:
+        return self.leader
+
+    def status(self) -> RaftStatus:
+        return RaftStatus("self", "self", "leader", 1, self._index, self._index)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
+    s = LocalStore(tmp_path / "raft")
+    await s.start()
+    for name in ("a", "b", "c"):
+        await s.register_storage(name, f"127.0.0.1:{name}")
+        await s.record_health("p1", name, True, NOW)
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+class FakeNodes:
+    """Stands in for the coordinator's calls to nodes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.error: NodeError | None = None
+        self.checksums = {"a": "1" * 40, "b": "1" * 40, "c": "1" * 40}
+        self.chunks = [b"one", b"two", b"three"]
+
+    async def call_unary(self, info: MethodInfo, storage: str, request: bytes, context: Any) -> bytes:
+        self.calls.append((info.name, storage))
+        if self.error is not None:
+            raise self.error
+        return b""
+
+    async def call_stream(
+        self, info: MethodInfo, storage: str, first: bytes, rest: Any, context: Any
+    ) -> AsyncIterator[bytes]:
+        self.calls.append((info.name, storage))
+        for chunk in self.chunks:
+            yield chunk
+        if self.error is not None:
+            raise self.error
+
+    async def checksum(self, repo: Repository, storage: str) -> str:
+        if storage not in self.checksums:
+            raise UnavailableError(f"storage {storage!r} unreachable")
+        return self.checksums[storage]
+
+
+@pytest.fixture
+def nodes() -> FakeNodes:
+    return FakeNodes()
+
+
+@pytest.fixture
+def coordinator(
+    store: LocalStore, nodes: FakeNodes, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Coordinator]:
+    scheduled: list[int] = []
+    c = Coordinator(
+        proxy_name="p1",
+        store=store,
+        registry=REGISTRY,
+        nodes=NodePool("token"),
+        metrics=ProxyMetrics(),
+        write_intent_timeout=60.0,
+        clock=lambda: NOW,
+        on_jobs_scheduled=lambda: scheduled.append(1),
+    )
+    monkeypatch.setattr(c, "call_unary", nodes.call_unary)
+    monkeypatch.setattr(c, "call_stream", nodes.call_stream)
+    monkeypatch.setattr(c, "checksum", nodes.checksum)
+    c.scheduled = scheduled  # type: ignore[attr-defined]
+    yield c
+
+
+async def make_repo(
+    store: LocalStore, path: str = "g/r.git", written: tuple[str, ...] = ("a", "b", "c")
+) -> str:
+    await store.create_repository("r1", path, "@cluster/r1.git", ["a", "b", "c"], "a", 3, NOW)
+    for storage in written:
+        await store.set_generation("r1", storage, 0, NOW)
+    return path
+
+
+def info(path: str) -> MethodInfo:
+    found = REGISTRY.get(path)
+    assert found is not None
+    return found
+
+
+def update_request(path: str) -> bytes:
+    return ref_pb2.UpdateReferencesRequest(
+        repository=shared_pb2.Repository(relative_path=path),
+        updates=[ref_pb2.ReferenceUpdate(ref="refs/heads/x", new_oid="2" * 40)],
+    ).SerializeToString()
+
+
+async def generations(store: LocalStore) -> dict[str, int]:
+    repo = await store.get_repository_by_id("r1")
+    assert repo is not None
+    return {r.storage: r.generation for r in repo.replicas}
+
+
+async def test_mutator_commits_finish_write_before_answering(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert nodes.calls == [("UpdateReferences", "a")]
+    assert await generations(store) == {"a": 1, "b": 0, "c": 0}
+    jobs = await store.list_jobs([JobState.READY], 10)
+    assert {(j.source, j.target, j.source_generation) for j in jobs} == {("a", "b", 1), ("a", "c", 1)}
+    assert coordinator.scheduled  # type: ignore[attr-defined]
+    assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_failed_mutator_that_changed_nothing_keeps_the_generation(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.error = NodeError(grpc.StatusCode.FAILED_PRECONDITION, "old value mismatch")
+    with pytest.raises(NodeError) as raised:
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert raised.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert await generations(store) == {"a": 0, "b": 0, "c": 0}
+    assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_failed_mutator_that_changed_the_primary_bumps_it(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.error = NodeError(grpc.StatusCode.INTERNAL, "git died half-way")
+    nodes.checksums["a"] = "f" * 40
+    with pytest.raises(NodeError):
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert await generations(store) == {"a": 1, "b": 0, "c": 0}
+
+
+async def test_streaming_mutator_holds_back_its_last_message_until_finish_write(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    first = smarthttp_pb2.PostReceivePackRequest(repository=shared_pb2.Repository(relative_path=path))
+
+    async def requests() -> AsyncIterator[bytes]:
+        yield first.SerializeToString()
+
+    seen: list[tuple[bytes, dict[str, int]]] = []
+    async for chunk in coordinator.stream(info(RECEIVE_PACK), requests(), None):
+        seen.append((chunk, await generations(store)))
+    assert [c for c, _ in seen] == [b"one", b"two", b"three"]
+    assert seen[1][1]["a"] == 0, "finish_write ran before the node's stream ended"
+    assert seen[2][1]["a"] == 1, "the last message went out before finish_write"
+
+
+async def test_mutator_refused_when_no_healthy_current_replica(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store, written=("a",))
+    await store.record_health("p1", "a", False, NOW)
+    with pytest.raises(Exception, match="'a'") as raised:
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert getattr(raised.value, "code", None) == grpc.StatusCode.FAILED_PRECONDITION
+    assert nodes.calls == []
+
+
+async def abandoned_intent(store: LocalStore) -> str:
+    await make_repo(store)
+    await store.begin_write("i1", "r1", ["a"], "p-dead", NOW - 1)
+    return "i1"
+
+
+async def test_leader_closes_an_abandoned_intent_without_change_when_checksums_agree(
+    store: LocalStore, coordinator: Coordinator
+) -> None:
+    await abandoned_intent(store)
+    repairer = IntentRepairer(coordinator, clock=lambda: NOW)
+    assert await repairer.round() == 1
+    assert await generations(store) == {"a": 0, "b": 0, "c": 0}
+    assert await store.expired_intents(NOW) == []
+
+
+async def test_leader_bumps_the_primary_when_an_abandoned_write_changed_it(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    await abandoned_intent(store)
+    nodes.checksums["a"] = "e" * 40
+    assert await IntentRepairer(coordinator, clock=lambda: NOW).round() == 1
+    assert await generations(store) == {"a": 1, "b": 0, "c": 0}
+    assert {j.target for j in await store.list_jobs([JobState.READY], 10)} == {"b", "c"}
+
+
+async def test_an_unverifiable_abandoned_write_counts_as_done(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    await abandoned_intent(store)
+    del nodes.checksums["a"]
+    assert await IntentRepairer(coordinator, clock=lambda: NOW).round() == 1
+    assert (await generations(store))["a"] == 1
+
+
+async def test_only_the_leader_repairs(store: LocalStore, coordinator: Coordinator) -> None:
+    await abandoned_intent(store)
+    store.leader = False
+    assert await IntentRepairer(coordinator, clock=lambda: NOW).round() == 0
+    assert len(await store.expired_intents(NOW)) == 1
+    await asyncio.sleep(0)
