@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Module names under cluster.cli, in the order `gitraft --help` lists them.
-SUBCOMMANDS = ("node", "proxy", "dev")
+SUBCOMMANDS = ("node", "proxy", "dev", "gateway")
 
 
 def build_parser() -> argparse.ArgumentParser:

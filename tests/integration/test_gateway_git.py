@@ -8,6 +8,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import socket
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import grpc
 import pytest
 
 from cluster.gateway import Gateway
-from cluster.testing import NodeProcess
+from cluster.testing import ManagedProcess, NodeProcess, free_port
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 from tests.integration.conftest import NewRepo, commit_file, git_cli
 from tests.integration.gateway_helpers import (
@@ -306,3 +309,41 @@ async def test_push_to_create_through_the_hook(
         assert refs_of(node.storage_path / f"{relative}.git")["refs/heads/main"] == rev("main", work_tree)
     finally:
         await gw.stop()
+
+
+def test_gitraft_gateway_command(
+    node: NodeProcess, new_repo: NewRepo, work_tree: Path, tmp_path: Path
+) -> None:
+    """The standalone `gitraft gateway` process serves push and clone; SIGTERM stops it."""
+    repo, path = new_repo()
+    (tmp_path / "node.token").write_text(node.token + "\n")
+    (tmp_path / "http.token").write_text(HTTP_TOKEN)
+    port = free_port()
+    argv = [sys.executable, "-m", "cluster.cli.main", "gateway", "--upstream", node.address]
+    argv += [
+        "--upstream-token-file",
+        str(tmp_path / "node.token"),
+        "--token-file",
+        str(tmp_path / "http.token"),
+    ]
+    process = ManagedProcess("gateway", [*argv, "--listen", f"127.0.0.1:{port}"], tmp_path / "gateway.log")
+    process.spawn()
+    try:
+        wait_listening(port, process)
+        url = f"http://x:{HTTP_TOKEN}@127.0.0.1:{port}/{repo.relative_path}"
+        git_cli("push", "-q", url, "main", cwd=work_tree)
+        git_cli("clone", "-q", url, str(tmp_path / "clone"), cwd=tmp_path)
+        assert rev("HEAD", tmp_path / "clone") == rev("main", work_tree) == refs_of(path)["refs/heads/main"]
+    finally:
+        process.stop()
+    assert process.proc is not None and process.proc.returncode == 0, process.log_text()
+
+
+def wait_listening(port: int, process: ManagedProcess) -> None:
+    for _ in range(400):
+        assert process.alive(), process.log_text()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"gateway not listening: {process.log_text()}")
