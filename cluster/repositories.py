@@ -33,6 +33,9 @@ from gitraft.v1 import repository_pb2, shared_pb2
 
 log = logging.getLogger(__name__)
 
+# Seconds a push waits for a repository another client is creating at the same time.
+CREATE_WAIT = 30.0
+
 
 class Repositories:
     """Creates and removes repositories for one proxy (wired into its Coordinator)."""
@@ -77,7 +80,8 @@ class Repositories:
             )
             await self.create(path, request, info, None)
         except AlreadyExistsError:
-            return True
+            # Created concurrently (another push, another proxy): retry once it has data.
+            return await self._wait_written(relative_path)
         except GitraftError as exc:
             log.warning("push-to-create failed", extra={"repository": relative_path, "error": str(exc)})
             return False
@@ -100,6 +104,21 @@ class Repositories:
                     extra={"repository": relative_path, "storage": storage, "error": str(result)},
                 )
         return info.response_class().SerializeToString()
+
+    async def _wait_written(self, relative_path: str) -> bool:
+        """Whether `relative_path` reaches generation 0 (its primary created it) within
+        CREATE_WAIT seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CREATE_WAIT
+        while loop.time() < deadline:
+            await self._c.barrier.wait()
+            repo = await self._c.store.get_repository(relative_path)
+            if repo is None:
+                return False
+            if repo.generation >= 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
 
     async def _create_metadata(self, relative_path: str) -> Repository:
         c = self._c

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,29 @@ def test_admin_api_and_auth(cluster: LocalCluster, tmp_path: Path) -> None:
     bad_url = cluster.git_url("proxy-1", path).replace(cluster.token, "wrong")
     refused = run_git("ls-remote", bad_url, cwd=tmp_path, check=False)
     assert refused.returncode != 0
+
+
+def test_concurrent_pushes_create_one_repository(cluster: LocalCluster, tmp_path: Path) -> None:
+    name = f"group/race{next(_names)}"
+    works = []
+    for i in range(3):
+        work = init_work_tree(tmp_path / f"work{i}", branch=f"b{i}")
+        commit_file(work, "f.txt", f"{i}\n")
+        works.append(work)
+    with ThreadPoolExecutor(3) as pool:
+        results = list(
+            pool.map(
+                lambda i: run_git(
+                    "push", "-q", cluster.git_url(f"proxy-{i + 1}", name), f"b{i}", cwd=works[i], check=False
+                ),
+                range(3),
+            )
+        )
+    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    refs = remote_refs(cluster.git_url("proxy-2", name), cwd=tmp_path)
+    assert {"refs/heads/b0", "refs/heads/b1", "refs/heads/b2"} <= set(refs)
+    listed = cluster.cluster_stub("proxy-1").ListClusterRepositories(
+        cluster_pb2.ListClusterRepositoriesRequest(), metadata=md(cluster), timeout=10
+    )
+    assert [r.relative_path for r in listed.repositories].count(f"{name}.git") == 1
+    cluster.wait_converged(f"{name}.git", timeout=60)
