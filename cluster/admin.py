@@ -4,8 +4,8 @@ Every answer comes from this proxy's applied metadata after a barrier, so it inc
 every change acknowledged anywhere before the call. ClusterStatus describes the other
 proxies from what this proxy's Raft member knows of them: their Raft address, whether
 they are connected, and which one leads; term and indexes are known for this proxy
-only. `health_by_proxy` shows this proxy's own view (the store exposes only the
-cluster's majority view, `healthy`).
+only; their names come from the config's `peer_names`. `health_by_proxy` shows this
+proxy's own view (the store exposes only the cluster's majority view, `healthy`).
 
 TransactionService is registered but strong consistency is a later issue: every vote
 is refused with FAILED_PRECONDITION "strong consistency is not enabled".
@@ -29,9 +29,11 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         proxy_name: str,
         store: MetadataStore,
         local_health: Callable[[], dict[str, bool]],
+        peer_names: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.proxy_name = proxy_name
+        self.peer_names = dict(peer_names or {})
         self.store = store
         self.local_health = local_health
         self.clock = clock
@@ -141,7 +143,10 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
             role = "leader" if address == s.leader_address else "follower"
             others.append(
                 cluster_pb2.ProxyStatus(
-                    raft_address=address, raft_role=role if connected else "unreachable", reachable=connected
+                    name=self.peer_names.get(address, ""),
+                    raft_address=address,
+                    raft_role=role if connected else "unreachable",
+                    reachable=connected,
                 )
             )
         return [me, *others]

@@ -7,10 +7,15 @@
     data_dir = ".gitraft/proxy-1"       # Raft journal, snapshots, SQLite
     token = "..."                       # clients' token (gRPC bearer, HTTP basic password)
     node_token = "..."                  # token the nodes require
-    replication_factor = 3
-    create_on_push = true
+    replication_factor = 3              # replicas of a new repository (fewer if fewer nodes)
+    create_on_push = true               # a push to a missing path creates the repository
+    health_interval = 0.5               # seconds between health checks of each node
+    replication_workers = 2             # replication jobs this proxy runs at once
+    write_intent_timeout = 300.0        # an intent open longer is repaired by the leader
+    peer_names = {"127.0.0.1:7002" = "proxy-2", "127.0.0.1:7003" = "proxy-3"}
 
     [raft]                              # cluster.metadata's RaftConfig keys
+                                        # (data_dir defaults to <data_dir>/raft)
     self_addr = "127.0.0.1:7001"
     peers = ["127.0.0.1:7002", "127.0.0.1:7003"]
     password = "..."
@@ -72,6 +77,8 @@ class ProxyConfig:
     # Seconds a starting proxy waits for a Raft leader before giving up (exit 1).
     ready_timeout: float = 120.0
     shutdown_grace: float = 5.0
+    # Names of the other proxies by Raft address, for ClusterStatus (optional).
+    peer_names: dict[str, str] = field(default_factory=dict)
     # Raft settings: the keys of cluster.metadata's RaftConfig.
     raft: dict[str, Any] = field(default_factory=dict)
     nodes: list[NodeEntry] = field(default_factory=list)
@@ -128,4 +135,6 @@ def _value(v: Any) -> str:
         return json.dumps(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_value(x)}" for k, x in v.items()) + "}"
     raise TypeError(f"cannot write {v!r} as TOML")

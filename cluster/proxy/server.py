@@ -117,7 +117,10 @@ class ProxyServer:
             options=GRPC_OPTIONS,
         )
         admin = ClusterAdmin(
-            proxy_name=self.config.name, store=self.store, local_health=lambda: dict(self.health_checker.view)
+            proxy_name=self.config.name,
+            store=self.store,
+            local_health=lambda: dict(self.health_checker.view),
+            peer_names=self.config.peer_names,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(admin, server)
         transaction_pb2_grpc.add_TransactionServiceServicer_to_server(Transactions(), server)

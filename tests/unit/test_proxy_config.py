@@ -36,3 +36,26 @@ def test_broken_proxy_configs_say_why(tmp_path: Path, text: str, needle: str) ->
     p.write_text(text)
     with pytest.raises(ConfigError, match=needle):
         load_proxy_config(p)
+
+
+def test_round_trip_with_peer_names_and_raft_defaults(tmp_path: Path) -> None:
+    from cluster.config import raft_config
+
+    cfg = ProxyConfig(
+        token="t",
+        node_token="n",
+        data_dir=tmp_path / "p",
+        peer_names={"127.0.0.1:7002": "proxy-2"},
+        raft={"self_addr": "127.0.0.1:7001", "peers": ["127.0.0.1:7002"], "password": "pw"},
+    )
+    p = tmp_path / "proxy.toml"
+    p.write_text(to_toml(cfg))
+    assert load_proxy_config(p) == cfg
+    assert raft_config(cfg).data_dir == tmp_path / "p" / "raft"
+
+
+def test_bad_raft_table_is_refused_at_load(tmp_path: Path) -> None:
+    p = tmp_path / "proxy.toml"
+    p.write_text('token = "t"\nnode_token = "n"\n[raft]\nnot_a_key = 1\n')
+    with pytest.raises(ConfigError, match="not_a_key"):
+        load_proxy_config(p)
