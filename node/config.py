@@ -23,7 +23,6 @@ class NodeConfig:
     # host:port for Prometheus /metrics; empty = off.
     metrics_addr: str = ""
     log_level: str = "info"
-    git_binary: str = "git"
     # Seconds a stopping server lets RPCs in flight finish.
     shutdown_grace: float = 5.0
 

@@ -7,6 +7,7 @@ reflection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -31,7 +32,7 @@ from gitraft.v1 import (
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
-from node.repository_service import RepositoryServicer
+from node.repository_service import RepositoryServicer, remove_stale_temporaries
 from node.server_service import ServerServicer
 from node.smarthttp_service import SmartHTTPServicer
 from node.storage import Storage
@@ -85,7 +86,10 @@ class NodeServer:
         self.metrics_port = 0
 
     async def start(self) -> int:
-        """Bind and start serving; returns the bound port."""
+        """Remove leftovers of a crash, bind and start serving; returns the bound port."""
+        removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
+        if removed:
+            log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
         self.port = self.server.add_insecure_port(self.config.listen_addr)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
