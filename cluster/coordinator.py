@@ -15,6 +15,9 @@ Paths (see DESIGN.md "Paths through the system"):
   the intent with the primary failed, then compares the primary's checksum with an
   up-to-date secondary and bumps the generation when they differ. If the proxy dies
   anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
+  The node call is bounded to end before the intent's deadline (a mutator can take at
+  most about `write_intent_timeout`, or the client's own longer deadline), so a repair
+  never runs while the write it repairs can still change the primary.
 - accessor: shared barrier, look up, one healthy up-to-date replica at random.
 - maintenance: every healthy assigned replica, no generation change.
 - storage scope: the named storage, request unchanged.
@@ -31,6 +34,7 @@ import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -64,6 +68,9 @@ log = logging.getLogger(__name__)
 PROXY_VERSION = "gitraft-proxy/0.1.0"
 # Bound on the checksum comparison after a failed mutator.
 CHECKSUM_TIMEOUT = 10.0
+# Seconds between the end of a mutator's node call and its intent's deadline (at most
+# a quarter of write_intent_timeout).
+INTENT_MARGIN = 5.0
 
 CREATE = "/gitraft.v1.RepositoryService/CreateRepository"
 REMOVE = "/gitraft.v1.RepositoryService/RemoveRepository"
@@ -72,6 +79,13 @@ SERVER_INFO = "/gitraft.v1.ServerService/ServerInfo"
 
 CreateHook = Callable[[str, message.Message, MethodInfo, Any], Awaitable[bytes]]
 RemoveHook = Callable[[str, MethodInfo, Any], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class OpenIntent:
+    intent_id: str
+    # Seconds the node call may take: it must end before the intent can be repaired.
+    timeout: float
 
 
 class NodeError(GitraftError):
@@ -179,13 +193,12 @@ class Coordinator:
             primary = route_mutator(repo, healthy).primary
             intent = await self.begin_write(repo, primary, context)
             try:
-                response = await self.call_unary(
-                    info, primary, rewrite(info, request, repo, primary), context
-                )
+                forwarded = rewrite(info, request, repo, primary)
+                response = await self.call_unary(info, primary, forwarded, context, intent.timeout)
             except BaseException as exc:
-                await self.after_failed_write(intent, repo, primary, exc)
+                await self.after_failed_write(intent.intent_id, repo, primary, exc)
                 raise
-            await self.finish_write(intent, primary)
+            await self.finish_write(intent.intent_id, primary)
             return response
         if info.op is OpType.MAINTENANCE:
             storages = route_maintenance(repo, healthy).storages
@@ -224,14 +237,14 @@ class Coordinator:
         held: bytes | None = None
         try:
             first = rewrite(info, request, repo, primary)
-            async for chunk in self.call_stream(info, primary, first, rest, context):
+            async for chunk in self.call_stream(info, primary, first, rest, context, intent.timeout):
                 if held is not None:
                     yield held
                 held = chunk
         except BaseException as exc:
-            await self.after_failed_write(intent, repo, primary, exc)
+            await self.after_failed_write(intent.intent_id, repo, primary, exc)
             raise
-        await self.finish_write(intent, primary)
+        await self.finish_write(intent.intent_id, primary)
         if held is not None:
             yield held
 
@@ -261,13 +274,21 @@ class Coordinator:
 
     # --- intents -----------------------------------------------------------------
 
-    async def begin_write(self, repo: Repository, primary: str, context: Any) -> str:
-        """Commit a write intent for `primary` in Raft; returns its id."""
+    async def begin_write(self, repo: Repository, primary: str, context: Any) -> OpenIntent:
+        """Commit a write intent for `primary` in Raft.
+
+        The intent's deadline is `write_intent_timeout` from now, or the client's deadline
+        plus a margin when that is later; the node call must end `margin` before it (see
+        OpenIntent.timeout), so that the leader's repair, which starts only after the
+        deadline, sees the write's effect on the primary if there is any."""
         intent_id = uuid.uuid4().hex
+        margin = min(INTENT_MARGIN, self.write_intent_timeout / 4)
         remaining = _time_remaining(context) or 0.0
-        deadline = self.clock() + max(self.write_intent_timeout, remaining + 60.0)
-        await self.store.begin_write(intent_id, repo.repository_id, [primary], self.proxy_name, deadline)
-        return intent_id
+        lifetime = max(self.write_intent_timeout, remaining + 2 * margin)
+        await self.store.begin_write(
+            intent_id, repo.repository_id, [primary], self.proxy_name, self.clock() + lifetime
+        )
+        return OpenIntent(intent_id, lifetime - margin)
 
     async def finish_write(self, intent_id: str, primary: str) -> None:
         result = await self.store.finish_write(intent_id, [primary], [], self.clock())
@@ -300,7 +321,7 @@ class Coordinator:
                 extra={"repository": repo.relative_path, "storage": primary},
             )
             bump = await self.begin_write(repo, primary, None)
-            await self.finish_write(bump, primary)
+            await self.finish_write(bump.intent_id, primary)
 
     async def replicas_differ(self, repo: Repository, primary: str) -> bool:
         """Whether `primary`'s checksum differs from an up-to-date secondary's (False when
@@ -323,11 +344,14 @@ class Coordinator:
 
     # --- calls to nodes ----------------------------------------------------------------
 
-    async def call_unary(self, info: MethodInfo, storage: str, request: bytes, context: Any) -> bytes:
-        """Forward one unary request to `storage`; NodeError with the node's status."""
+    async def call_unary(
+        self, info: MethodInfo, storage: str, request: bytes, context: Any, limit: float | None = None
+    ) -> bytes:
+        """Forward one unary request to `storage` within the client's deadline and `limit`
+        seconds; NodeError with the node's status."""
         channel: Any = self.nodes.channel(storage)
         call: Any = channel.unary_unary(info.path)(
-            request, metadata=self.nodes.metadata(), timeout=_time_remaining(context)
+            request, metadata=self.nodes.metadata(), timeout=_timeout(context, limit)
         )
         try:
             return bytes(await call)
@@ -344,10 +368,12 @@ class Coordinator:
         first: bytes,
         rest: AsyncIterator[bytes] | None,
         context: Any,
+        limit: float | None = None,
     ) -> AsyncIterator[bytes]:
-        """Forward a response-streaming call to `storage`, relaying each message as it comes."""
+        """Forward a response-streaming call to `storage`, relaying each message as it
+        comes, within the client's deadline and `limit` seconds."""
         channel: Any = self.nodes.channel(storage)
-        timeout = _time_remaining(context)
+        timeout = _timeout(context, limit)
         call: Any
         if info.client_streaming:
             call = channel.stream_stream(info.path)(
@@ -396,6 +422,13 @@ def _checksum_stub(channel: grpc.aio.Channel) -> Any:
         request_serializer=repository_pb2.RepositoryChecksumRequest.SerializeToString,
         response_deserializer=repository_pb2.RepositoryChecksumResponse.FromString,
     )
+
+
+def _timeout(context: Any, limit: float | None) -> float | None:
+    remaining = _time_remaining(context)
+    if remaining is None or limit is None:
+        return limit if remaining is None else remaining
+    return min(remaining, limit)
 
 
 def _time_remaining(context: Any) -> float | None:

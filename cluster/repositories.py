@@ -56,11 +56,12 @@ class Repositories:
         primary = repo.primary
         intent = await c.begin_write(repo, primary, context)
         try:
-            response = await c.call_unary(info, primary, rewrite(info, request, repo, primary), context)
+            forwarded = rewrite(info, request, repo, primary)
+            response = await c.call_unary(info, primary, forwarded, context, intent.timeout)
         except BaseException:
-            await self._undo(repo, intent, primary)
+            await self._undo(repo, intent.intent_id, primary)
             raise
-        await c.finish_write(intent, primary)
+        await c.finish_write(intent.intent_id, primary)
         log.info(
             "repository created",
             extra={"repository": relative_path, "repository_id": repo.repository_id, "primary": primary},

@@ -86,18 +86,28 @@ class FakeNodes:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.limits: list[float | None] = []
         self.error: NodeError | None = None
         self.checksums = {"a": "1" * 40, "b": "1" * 40, "c": "1" * 40}
         self.chunks = [b"one", b"two", b"three"]
 
-    async def call_unary(self, info: MethodInfo, storage: str, request: bytes, context: Any) -> bytes:
+    async def call_unary(
+        self, info: MethodInfo, storage: str, request: bytes, context: Any, limit: float | None = None
+    ) -> bytes:
         self.calls.append((info.name, storage))
+        self.limits.append(limit)
         if self.error is not None:
             raise self.error
         return b""
 
     async def call_stream(
-        self, info: MethodInfo, storage: str, first: bytes, rest: Any, context: Any
+        self,
+        info: MethodInfo,
+        storage: str,
+        first: bytes,
+        rest: Any,
+        context: Any,
+        limit: float | None = None,
     ) -> AsyncIterator[bytes]:
         self.calls.append((info.name, storage))
         for chunk in self.chunks:
@@ -177,6 +187,21 @@ async def test_mutator_commits_finish_write_before_answering(
     assert {(j.source, j.target, j.source_generation) for j in jobs} == {("a", "b", 1), ("a", "c", 1)}
     assert coordinator.scheduled  # type: ignore[attr-defined]
     assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_node_call_ends_before_its_intent_can_be_repaired(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    await make_repo(store)
+    repo = await store.get_repository_by_id("r1")
+    assert repo is not None
+    intent = await coordinator.begin_write(repo, "a", None)
+    (open_intent,) = await store.expired_intents(NOW + 3600)
+    assert open_intent.intent_id == intent.intent_id
+    assert 0 < intent.timeout < open_intent.deadline - NOW <= 60.0
+    path = repo.relative_path
+    await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert nodes.limits[-1] is not None and nodes.limits[-1] < 60.0
 
 
 async def test_failed_mutator_that_changed_nothing_keeps_the_generation(
