@@ -35,6 +35,12 @@ def wait_health(cluster: LocalCluster, expected: set[str]) -> None:
     cluster.wait_until(lambda: healthy_nodes(cluster) == expected, 30, f"healthy == {sorted(expected)}")
 
 
+def current_replicas(cluster: LocalCluster) -> set[str]:
+    repo = cluster.repository(PATH)
+    assert repo is not None
+    return {r.storage for r in repo.replicas if r.up_to_date}
+
+
 def default_branch(cluster: LocalCluster, proxy: str) -> ref_pb2.FindDefaultBranchResponse:
     stub = ref_pb2_grpc.RefServiceStub(cluster.channel(proxy))
     request = ref_pb2.FindDefaultBranchRequest(repository=shared_pb2.Repository(relative_path=PATH))
@@ -76,8 +82,9 @@ def test_outdated_or_down_replicas_are_never_used(cluster: LocalCluster, tmp_pat
     after = cluster.read_counts()
     assert after.get(lagging, 0.0) == before.get(lagging, 0.0)
 
-    # The primary goes away too: the current secondary could take over, so a write is
-    # UNAVAILABLE (safe to retry) and names the primary.
+    # The primary goes away too, once `other` has caught up: the current secondary could
+    # take over, so a write is UNAVAILABLE (safe to retry) and names the primary.
+    cluster.wait_until(lambda: other in current_replicas(cluster), 60, f"{other} up to date")
     cluster.stop(primary)
     wait_health(cluster, {other})
     with pytest.raises(grpc.RpcError) as refused:
