@@ -33,6 +33,7 @@ from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repos
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from common.errors import GitraftError
+from common.logs import correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class Replicator:
         return finished
 
     async def _run_job(self, job: Job) -> None:
+        correlation_id.set(f"job-{job.id}-{job.attempts}")  # this task's context only
         started = time.monotonic()
         renew = asyncio.get_running_loop().create_task(self._renew(job))
         outcome = "ok"
