@@ -8,7 +8,8 @@ deadline, cancellation and correlation id go to the node with the node token; a 
 error reaches the client with the same status code and message (`NodeError`).
 
 Paths (see DESIGN.md "Paths through the system"):
-- mutator: barrier, look up, `begin_write` (Raft) -> primary -> `finish_write` (Raft:
+- mutator: look up, `begin_write` (Raft; the route is re-checked on the state it
+  applied, so no barrier is needed) -> primary -> `finish_write` (Raft:
   generation bump + update jobs) -> the client's answer. In a response stream the last
   message is held back until `finish_write` has committed, so the call's end (and the
   gateway's end of the HTTP response) never precedes the metadata. A node error closes
@@ -183,23 +184,14 @@ class Coordinator:
         path = target_path(info, request)
         if info.path == CREATE and self.create_repository is not None:
             return await self.create_repository(path, request, info, context)
+        if info.path == REMOVE and self.remove_repository is not None:
+            return await self.remove_repository(path, info, context)
+        if info.op is OpType.MUTATOR:
+            return await self._mutate(info, request, path, context)
         repo = await self.lookup(path, info)
         if repo is None:
             return info.response_class().SerializeToString()  # RepositoryExists: false
-        if info.path == REMOVE and self.remove_repository is not None:
-            return await self.remove_repository(path, info, context)
         healthy = await self.store.healthy_storages(self.clock())
-        if info.op is OpType.MUTATOR:
-            primary = route_mutator(repo, healthy).primary
-            intent = await self.begin_write(repo, primary, context)
-            try:
-                forwarded = rewrite(info, request, repo, primary)
-                response = await self.call_unary(info, primary, forwarded, context, intent.timeout)
-            except BaseException as exc:
-                await self.after_failed_write(intent.intent_id, repo, primary, exc)
-                raise
-            await self.finish_write(intent.intent_id, primary)
-            return response
         if info.op is OpType.MAINTENANCE:
             storages = route_maintenance(repo, healthy).storages
             answers = await asyncio.gather(
@@ -208,6 +200,17 @@ class Coordinator:
             return answers[0]
         storage = self._read_from(repo, healthy)
         return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
+
+    async def _mutate(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
+        repo, primary, intent = await self.open_write(path, info, context)
+        try:
+            forwarded = rewrite(info, request, repo, primary)
+            response = await self.call_unary(info, primary, forwarded, context, intent.timeout)
+        except BaseException as exc:
+            await self.after_failed_write(intent.intent_id, repo, primary, exc)
+            raise
+        await self.finish_write(intent.intent_id, primary)
+        return response
 
     async def _stream(
         self, info: MethodInfo, request: message.Message, rest: AsyncIterator[bytes] | None, context: Any
@@ -220,20 +223,19 @@ class Coordinator:
             async for chunk in self.call_stream(info, storage, request.SerializeToString(), rest, context):
                 yield chunk
             return
-        repo = await self.lookup(target_path(info, request), info)
-        if repo is None:
-            raise NotFoundError(f"repository not found: {target_path(info, request)!r}")
-        healthy = await self.store.healthy_storages(self.clock())
+        path = target_path(info, request)
+        if info.op is OpType.MAINTENANCE:
+            raise InvalidArgumentError(f"streaming maintenance rpc is not supported: {info.path!r}")
         if info.op is OpType.ACCESSOR:
-            storage = self._read_from(repo, healthy)
+            repo = await self.lookup(path, info)
+            if repo is None:
+                raise NotFoundError(f"repository not found: {path!r}")
+            storage = self._read_from(repo, await self.store.healthy_storages(self.clock()))
             first = rewrite(info, request, repo, storage)
             async for chunk in self.call_stream(info, storage, first, rest, context):
                 yield chunk
             return
-        if info.op is OpType.MAINTENANCE:
-            raise InvalidArgumentError(f"streaming maintenance rpc is not supported: {info.path!r}")
-        primary = route_mutator(repo, healthy).primary
-        intent = await self.begin_write(repo, primary, context)
+        repo, primary, intent = await self.open_write(path, info, context)
         held: bytes | None = None
         try:
             first = rewrite(info, request, repo, primary)
@@ -273,6 +275,42 @@ class Coordinator:
         return random.choice(healthy)
 
     # --- intents -----------------------------------------------------------------
+
+    async def open_write(
+        self, relative_path: str, info: MethodInfo, context: Any
+    ) -> tuple[Repository, str, OpenIntent]:
+        """Route a mutator and commit its intent: (repository, primary, intent).
+
+        No barrier: the route is chosen on local state, then checked again on the state
+        right after `begin_write` applied here, which includes every command committed
+        before it. When the check disagrees (the primary moved, the repository went),
+        the intent is closed without change and routing starts over once."""
+        repo = await self.store.get_repository(relative_path)
+        if repo is None:
+            repo = await self.lookup(relative_path, info)
+        assert repo is not None
+        for attempt in range(2):
+            primary = route_mutator(repo, await self.store.healthy_storages(self.clock())).primary
+            try:
+                intent = await self.begin_write(repo, primary, context)
+            except NotFoundError:  # the local view was stale: it is gone (or re-created)
+                repo = await self.lookup(relative_path, info)
+                assert repo is not None
+                continue
+            fresh = await self.store.get_repository_by_id(repo.repository_id)
+            try:
+                if fresh is None or fresh.relative_path != relative_path:
+                    raise NotFoundError(f"repository not found: {relative_path!r}")
+                healthy = await self.store.healthy_storages(self.clock())
+                if route_mutator(fresh, healthy).primary == primary:
+                    return fresh, primary, intent
+            except BaseException:
+                await self.store.finish_write(intent.intent_id, [], [], self.clock())
+                raise
+            await self.store.finish_write(intent.intent_id, [], [], self.clock())
+            if attempt == 0:
+                repo = fresh
+        raise UnavailableError(f"primary of repository {relative_path!r} is changing; retry")
 
     async def begin_write(self, repo: Repository, primary: str, context: Any) -> OpenIntent:
         """Commit a write intent for `primary` in Raft.

@@ -296,3 +296,23 @@ async def test_only_the_leader_repairs(store: LocalStore, coordinator: Coordinat
     assert await IntentRepairer(coordinator, clock=lambda: NOW).round() == 0
     assert len(await store.expired_intents(NOW)) == 1
     await asyncio.sleep(0)
+
+
+async def test_mutator_reroutes_when_the_primary_moved_before_its_intent(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = await make_repo(store)
+    real_begin = store.begin_write
+    moved: list[str] = []
+
+    async def begin_after_failover(*args: Any, **kwargs: Any) -> Any:
+        if not moved:  # another proxy's failover commits just before our intent
+            moved.append("b")
+            await store.set_primary("r1", "b", NOW)
+        return await real_begin(*args, **kwargs)
+
+    monkeypatch.setattr(store, "begin_write", begin_after_failover)
+    await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert nodes.calls == [("UpdateReferences", "b")]
+    assert await generations(store) == {"a": 0, "b": 1, "c": 0}
+    assert await store.expired_intents(NOW + 3600) == []
