@@ -92,6 +92,9 @@ class HealthChecker:
             self._recorded[name] = (healthy, now)
 
     async def round(self) -> None:
+        """Learn nodes registered by other proxies, check every node, record the votes."""
+        for storage in await self.store.storages():
+            self.nodes.set_address(storage.name, storage.address)
         await self.check_all()
         await self.record()
 

@@ -140,8 +140,8 @@ class ProxyServer:
         if self.config.metrics_addr:
             self.metrics_server = MetricsServer(self.metrics)
             self.metrics_port = await self.metrics_server.start(*split_addr(self.config.metrics_addr))
-        await self.store.start()
         self._store_started = True
+        await self.store.start()
         await self._wait_ready()
         await self._register_nodes()
         await self.health_checker.round()
