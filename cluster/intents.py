@@ -7,7 +7,7 @@ up-to-date secondary's:
 
 - equal: nothing changed on the primary that the others lack -> close the intent
   without a generation change (`finish_write(succeeded=[], failed=[])`);
-- different, or not comparable (a node unreachable, no secondary): conservatively treat
+- different, or not comparable (a node unreachable, no up-to-date secondary): treat
   the write as done on the primary -> `finish_write(succeeded=[primary])`, which bumps
   its generation and schedules `update` jobs so every replica converges to it.
 
@@ -48,7 +48,7 @@ class IntentRepairer:
             action = "unchanged"
         else:
             try:
-                if not await c.replicas_differ(repo, primary) and len(repo.up_to_date()) > 1:
+                if await c.primary_matches_secondary(repo, primary):
                     action = "unchanged"
             except GitraftError as exc:
                 log.info("intent repair: checksums not comparable", extra={"error": str(exc)})

@@ -316,3 +316,26 @@ async def test_mutator_reroutes_when_the_primary_moved_before_its_intent(
     assert nodes.calls == [("UpdateReferences", "b")]
     assert await generations(store) == {"a": 0, "b": 1, "c": 0}
     assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_failed_mutator_with_no_current_secondary_bumps_conservatively(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store, written=("a",))
+    nodes.error = NodeError(grpc.StatusCode.FAILED_PRECONDITION, "old value mismatch")
+    with pytest.raises(NodeError):
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert await generations(store) == {"a": 1, "b": -1, "c": -1}
+
+
+async def test_failed_mutator_with_unreachable_primary_leaves_it_flagged(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.error = NodeError(grpc.StatusCode.UNAVAILABLE, "connection refused")
+    del nodes.checksums["a"]
+    with pytest.raises(NodeError) as raised:
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert await generations(store) == {"a": 0, "b": 0, "c": 0}
+    assert await store.expired_intents(NOW + 3600) == []
