@@ -65,8 +65,11 @@ class Gateway:
         upstream_token: str,
         http_token: str,
         on_missing_repository: MissingRepositoryHook | None = None,
+        *,
+        shutdown_grace: float = 5.0,
     ) -> None:
         self.upstream = upstream
+        self.shutdown_grace = shutdown_grace
         self._upstream_token = upstream_token
         self._http_token = http_token
         self._on_missing = on_missing_repository
@@ -87,7 +90,9 @@ class Gateway:
         """Connect upstream and listen on host:port; returns the bound port."""
         self._channel = grpc.aio.insecure_channel(self.upstream, options=GRPC_OPTIONS)
         self._stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(self._channel)
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
+        self._runner = web.AppRunner(
+            self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.shutdown_grace
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -96,7 +101,7 @@ class Gateway:
         return self.port
 
     async def stop(self) -> None:
-        """Stop listening, end requests in flight, close the upstream channel."""
+        """Stop listening, give requests in flight `shutdown_grace` seconds, close upstream."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
