@@ -13,8 +13,8 @@ Paths (see DESIGN.md "Paths through the system"):
   generation bump + update jobs) -> the client's answer. In a response stream the last
   message is held back until `finish_write` has committed, so the call's end (and the
   gateway's end of the HTTP response) never precedes the metadata. A node error closes
-  the intent with the primary failed, then compares the primary's checksum with an
-  up-to-date secondary and bumps the generation unless they are equal (also when no
+  the intent with the primary failed, then compares the primary's checksum with the
+  up-to-date secondaries and bumps the generation unless all are equal (also when no
   secondary is up to date: a lagging one could otherwise copy the half-changed primary
   and end up at the same generation with other content). If the proxy dies
   anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
@@ -355,7 +355,7 @@ class Coordinator:
 
     async def _close_failed(self, intent_id: str, repo: Repository, primary: str) -> None:
         await self.store.finish_write(intent_id, [], [primary], self.clock())
-        if not await self.primary_matches_secondary(repo, primary):
+        if not await self.primary_matches_secondaries(repo, primary):
             log.warning(
                 "failed write changed the primary; bumping its generation",
                 extra={"repository": repo.relative_path, "storage": primary},
@@ -363,16 +363,21 @@ class Coordinator:
             bump = await self.begin_write(repo, primary, None)
             await self.finish_write(bump.intent_id, primary)
 
-    async def primary_matches_secondary(self, repo: Repository, primary: str) -> bool:
-        """Whether `primary`'s checksum equals an up-to-date secondary's. False when they
-        differ or when no secondary is up to date (nothing shows the primary unchanged);
-        raises when a checksum cannot be read."""
+    async def primary_matches_secondaries(self, repo: Repository, primary: str) -> bool:
+        """Whether `primary`'s checksum equals that of every reachable up-to-date secondary
+        (at least one). False when one differs or none can be compared (nothing shows the
+        primary unchanged); raises when the primary's checksum cannot be read."""
         fresh = await self.store.get_repository_by_id(repo.repository_id) or repo
         others = [s for s in fresh.up_to_date() if s != primary]
-        if not others:
-            return False
-        mine, theirs = await asyncio.gather(self.checksum(fresh, primary), self.checksum(fresh, others[0]))
-        return mine == theirs
+        mine, *theirs = await asyncio.gather(
+            self.checksum(fresh, primary),
+            *(self.checksum(fresh, s) for s in others),
+            return_exceptions=True,
+        )
+        if isinstance(mine, BaseException):
+            raise mine
+        compared = [t for t in theirs if not isinstance(t, BaseException)]
+        return bool(compared) and all(t == mine for t in compared)
 
     async def checksum(self, repo: Repository, storage: str) -> str:
         stub: Any = _checksum_stub(self.nodes.channel(storage))

@@ -2,12 +2,12 @@
 
 An intent still open after its deadline belongs to a proxy that died (or lost Raft)
 between the node's write and `finish_write`. The write may or may not have reached the
-primary, so `IntentRepairer.repair(intent)` compares the primary's checksum with an
-up-to-date secondary's:
+primary, so `IntentRepairer.repair(intent)` compares the primary's checksum with the
+up-to-date secondaries':
 
 - equal: nothing changed on the primary that the others lack -> close the intent
   without a generation change (`finish_write(succeeded=[], failed=[])`);
-- different, or not comparable (a node unreachable, no up-to-date secondary): treat
+- different, or not comparable (primary unreachable, no reachable up-to-date secondary): treat
   the write as done on the primary -> `finish_write(succeeded=[primary])`, which bumps
   its generation and schedules `update` jobs so every replica converges to it.
 
@@ -48,7 +48,7 @@ class IntentRepairer:
             action = "unchanged"
         else:
             try:
-                if await c.primary_matches_secondary(repo, primary):
+                if await c.primary_matches_secondaries(repo, primary):
                     action = "unchanged"
             except GitraftError as exc:
                 log.info("intent repair: checksums not comparable", extra={"error": str(exc)})

@@ -339,3 +339,14 @@ async def test_failed_mutator_with_unreachable_primary_leaves_it_flagged(
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
     assert await generations(store) == {"a": 0, "b": 0, "c": 0}
     assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_one_differing_secondary_is_enough_to_bump(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.error = NodeError(grpc.StatusCode.INTERNAL, "died")
+    nodes.checksums["c"] = "c" * 40  # b copied the half-changed primary, c did not
+    with pytest.raises(NodeError):
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert (await generations(store))["a"] == 1
