@@ -1,4 +1,4 @@
-"""Helpers for tests that drive the stock git client through a Gateway.
+"""Helpers for the gateway, smart-HTTP and replication integration tests.
 
 The gateway runs in the test's event loop, so git must never block that loop: every
 git call here goes through `asyncio.to_thread`.
@@ -10,6 +10,7 @@ import asyncio
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.integration.conftest import GIT_ENV, git_cli
 
@@ -68,3 +69,29 @@ async def raw_http(
     head, _, payload = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, payload.decode(errors="replace")
+
+
+def git_children(pid: int) -> int:
+    """Processes whose parent is `pid` and whose command is git."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and cmdline.split(b"\0", 1)[0].endswith(b"git"):
+            count += 1
+    return count
+
+
+async def wait_for(condition: Any) -> None:
+    """Poll `condition` until true; fail after a generous 20 s (no timing asserted)."""
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met within 20 s")

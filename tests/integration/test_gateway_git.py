@@ -25,11 +25,13 @@ from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 from tests.integration.conftest import NewRepo, commit_file, git_cli
 from tests.integration.gateway_helpers import (
     git,
+    git_children,
     git_fails,
     git_stderr,
     object_count,
     raw_http,
     refs_of,
+    wait_for,
 )
 
 HTTP_TOKEN = secrets.token_hex(16)
@@ -347,3 +349,40 @@ def wait_listening(port: int, process: ManagedProcess) -> None:
                 return
         time.sleep(0.05)
     raise AssertionError(f"gateway not listening: {process.log_text()}")
+
+
+async def test_unreachable_upstream_is_503(tmp_path: Path) -> None:
+    gw = Gateway(f"127.0.0.1:{free_port()}", "token", HTTP_TOKEN)
+    await gw.start()
+    try:
+        auth = {"Authorization": basic_auth("x", HTTP_TOKEN)}
+        status, _ = await raw_http(gw.port, "GET /x.git/info/refs?service=git-upload-pack HTTP/1.1", auth)
+        assert status == 503
+    finally:
+        await gw.stop()
+
+
+async def test_a_client_going_away_mid_push_stops_git_on_the_node(
+    gateway: Gateway, node: NodeProcess, new_repo: NewRepo, work_tree: Path
+) -> None:
+    repo, path = new_repo()
+    await git("push", "-q", url_of(gateway, repo), "main", cwd=work_tree)
+    head = refs_of(path)["refs/heads/main"]
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    head_lines = [
+        f"POST /{repo.relative_path}/git-receive-pack HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: {basic_auth('x', HTTP_TOKEN)}",
+        "Content-Type: application/x-git-receive-pack-request",
+        "Content-Length: 100000000",
+    ]
+    writer.write(("\r\n".join(head_lines) + "\r\n\r\n").encode())
+    writer.write(receive_pack_command(head, "1" * 40, "refs/heads/main") + b"PACK\x00\x00\x00\x02")
+    await writer.drain()
+    assert node.process is not None
+    await wait_for(lambda: git_children(node.process.pid) > 0)
+    writer.close()  # the client goes away in the middle of its pack
+    await writer.wait_closed()
+    await wait_for(lambda: git_children(node.process.pid) == 0)
+    assert refs_of(path)["refs/heads/main"] == head
+    assert not await reader.read()

@@ -14,6 +14,7 @@ from cluster.testing import NodeProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from tests.integration.conftest import NewRepo, git_cli
+from tests.integration.gateway_helpers import git_children, wait_for
 
 
 def pkt(text: str) -> bytes:
@@ -176,29 +177,3 @@ async def test_upload_pack_session_is_full_duplex(
 async def _read_all(call: Any) -> AsyncIterator[Any]:
     while (message := await call.read()) is not grpc.aio.EOF:
         yield message
-
-
-def git_children(pid: int) -> int:
-    """Processes whose parent is `pid` and whose command is git."""
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and cmdline.split(b"\0", 1)[0].endswith(b"git"):
-            count += 1
-    return count
-
-
-async def wait_for(condition: Any) -> None:
-    """Poll `condition` until true; fail after a generous 20 s (no timing asserted)."""
-    for _ in range(400):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met within 20 s")
