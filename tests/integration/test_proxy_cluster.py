@@ -127,8 +127,7 @@ def test_mutator_then_accessor_through_different_proxies(cluster: LocalCluster, 
 
 def test_node_errors_reach_the_client_unchanged(cluster: LocalCluster, tmp_path: Path) -> None:
     path, _work, head = pushed_repo(cluster, tmp_path)
-    before = cluster.repository(path)
-    assert before is not None
+    before = cluster.wait_converged(path, timeout=60).repository
     refs = stub(cluster, "proxy-2", ref_pb2_grpc.RefServiceStub)
     bad = ref_pb2.UpdateReferencesRequest(
         repository=repo_msg(path),
@@ -137,7 +136,8 @@ def test_node_errors_reach_the_client_unchanged(cluster: LocalCluster, tmp_path:
     with pytest.raises(grpc.RpcError) as info:
         refs.UpdateReferences(bad, metadata=md(cluster), timeout=30)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    # A refused write that changed nothing leaves the generation alone.
+    # A refused write that changed nothing (the secondaries, all current, show it) leaves
+    # the generation alone.
     after = cluster.repository(path)
     assert after is not None and after.generation == before.generation
 
