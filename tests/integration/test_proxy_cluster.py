@@ -7,6 +7,7 @@ The cluster is shared by the tests of this module; each test uses its own reposi
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -281,3 +282,15 @@ def test_concurrent_pushes_create_one_repository(cluster: LocalCluster, tmp_path
     )
     assert [r.relative_path for r in listed.repositories].count(f"{name}.git") == 1
     cluster.wait_converged(f"{name}.git", timeout=60)
+
+
+def test_a_large_push_and_clone_stream_through(cluster: LocalCluster, tmp_path: Path) -> None:
+    name = f"group/big{next(_names)}"
+    work = init_work_tree(tmp_path / "work")
+    blob = os.urandom(24 * 1024 * 1024)  # incompressible: the pack is as large
+    commit_file(work, "big.bin", blob)
+    run_git("push", "-q", cluster.git_url("proxy-3", name), "main", cwd=work)
+    clone = tmp_path / "clone"
+    run_git("clone", "-q", cluster.git_url("proxy-1", name), str(clone), cwd=tmp_path)
+    assert (clone / "big.bin").read_bytes() == blob
+    cluster.wait_converged(f"{name}.git", timeout=120)
