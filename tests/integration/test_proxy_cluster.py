@@ -287,7 +287,7 @@ def test_concurrent_pushes_create_one_repository(cluster: LocalCluster, tmp_path
 def test_a_large_push_and_clone_stream_through(cluster: LocalCluster, tmp_path: Path) -> None:
     name = f"group/big{next(_names)}"
     work = init_work_tree(tmp_path / "work")
-    blob = os.urandom(24 * 1024 * 1024)  # incompressible: the pack is as large
+    blob = os.urandom(8 * 1024 * 1024)  # incompressible: the pack is as large
     commit_file(work, "big.bin", blob)
     run_git("push", "-q", cluster.git_url("proxy-3", name), "main", cwd=work)
     clone = tmp_path / "clone"
