@@ -140,7 +140,7 @@ class Coordinator:
         started = time.monotonic()
         code = grpc.StatusCode.OK
         try:
-            return await self._unary(info, info.request_class.FromString(request), context)
+            return await self._unary(info, parse(info, request), context)
         except BaseException as exc:
             code = _code_of(exc)
             raise
@@ -157,7 +157,7 @@ class Coordinator:
                 rest: AsyncIterator[bytes] | None = request
             else:
                 first, rest = request, None
-            async for chunk in self._stream(info, info.request_class.FromString(first), rest, context):
+            async for chunk in self._stream(info, parse(info, first), rest, context):
                 yield chunk
         except BaseException as exc:
             code = _code_of(exc)
@@ -444,6 +444,14 @@ class Coordinator:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def parse(info: MethodInfo, data: bytes) -> message.Message:
+    """The (first) request message; InvalidArgumentError when it does not parse."""
+    try:
+        return info.request_class.FromString(data)
+    except message.DecodeError as exc:
+        raise InvalidArgumentError(f"malformed {info.request_class.__name__}: {exc}") from exc
 
 
 def target_path(info: MethodInfo, request: message.Message) -> str:

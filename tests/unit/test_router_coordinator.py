@@ -26,7 +26,7 @@ from cluster.metadata.store import RaftMetadataStore
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.router import MethodInfo, Registry
-from common.errors import UnavailableError
+from common.errors import InvalidArgumentError, UnavailableError
 from gitraft.v1 import ref_pb2, shared_pb2, smarthttp_pb2
 
 NOW = 1_000_000.0
@@ -350,3 +350,10 @@ async def test_one_differing_secondary_is_enough_to_bump(
     with pytest.raises(NodeError):
         await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
     assert (await generations(store))["a"] == 1
+
+
+async def test_a_malformed_request_is_an_invalid_argument(coordinator: Coordinator) -> None:
+    with pytest.raises(InvalidArgumentError, match="malformed"):
+        await coordinator.unary(info(UPDATE_REFS), b"\xff\xff\xff", None)
+    with pytest.raises(InvalidArgumentError, match="leaves the storage"):
+        await coordinator.unary(info(UPDATE_REFS), update_request("../escape.git"), None)
