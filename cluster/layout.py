@@ -375,6 +375,7 @@ class ClusterLayout:
             node_token=self.node_token,
             replication_factor=min(settings.pop("replication_factor", 3), len(self.nodes)),
             raft=raft,
+            peer_names={p.raft_addr: p.name for p in self.proxies if p.name != spec.name},
             nodes=[NodeEntry(n.name, n.address) for n in self.nodes],
             **settings,
         )

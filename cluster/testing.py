@@ -646,14 +646,16 @@ class LocalCluster:
         self, relative_path: str, proxy: str | None = None, timeout: float = 5.0
     ) -> cluster_pb2.ClusterRepository | None:
         """The repository's metadata (ListClusterRepositories) through `proxy` (any live
-        one by default); None when the cluster does not know it."""
+        one by default); None when the cluster does not know it. `group/repo` also finds
+        `group/repo.git`, as the git gateway names it."""
         proxy = proxy or self.alive_proxies()[0]
         request = cluster_pb2.ListClusterRepositoriesRequest(relative_path=relative_path)
         resp = self.cluster_stub(proxy).ListClusterRepositories(
             request, metadata=self.metadata(proxy), timeout=timeout
         )
+        names = {relative_path, f"{relative_path}.git"}  # the gateway names repositories `<path>.git`
         for repo in resp.repositories:
-            if repo.relative_path == relative_path:
+            if repo.relative_path in names:
                 return repo
         return None
 

@@ -20,7 +20,7 @@ from cluster.testing import LocalCluster, commit_file, init_work_tree, remote_re
 from common.auth import bearer_metadata
 from gitraft.v1 import ref_pb2, ref_pb2_grpc, repository_pb2, repository_pb2_grpc, shared_pb2
 
-PATH = "group/held-back"
+PATH = "group/held-back.git"  # as the git gateway names it
 
 
 @pytest.fixture

@@ -59,4 +59,5 @@ def test_proxy_configs_name_every_node_and_every_other_proxy(tmp_path: Path) -> 
     assert config.raft["self_addr"] == layout.proxies[1].raft_addr
     assert sorted(config.raft["peers"]) == sorted(p.raft_addr for p in layout.proxies if p.name != "proxy-2")
     assert config.raft["password"] == layout.raft_password
+    assert config.peer_names == {p.raft_addr: p.name for p in layout.proxies if p.name != "proxy-2"}
     assert (layout.root / "node-a" / "node.toml").read_text().count(layout.node_token) == 1
