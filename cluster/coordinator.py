@@ -286,13 +286,19 @@ class Coordinator:
         No barrier: the route is chosen on local state, then checked again on the state
         right after `begin_write` applied here, which includes every command committed
         before it. When the check disagrees (the primary moved, the repository went),
-        the intent is closed without change and routing starts over once."""
+        the intent is closed without change and routing starts over once. A refusal is
+        only ever decided after a barrier."""
         repo = await self.store.get_repository(relative_path)
         if repo is None:
             repo = await self.lookup(relative_path, info)
         assert repo is not None
         for attempt in range(2):
-            primary = route_mutator(repo, await self.store.healthy_storages(self.clock())).primary
+            try:
+                primary = route_mutator(repo, await self.store.healthy_storages(self.clock())).primary
+            except GitraftError:  # refuse only on fresh state
+                repo = await self.lookup(relative_path, info)
+                assert repo is not None
+                primary = route_mutator(repo, await self.store.healthy_storages(self.clock())).primary
             try:
                 intent = await self.begin_write(repo, primary, context)
             except NotFoundError:  # the local view was stale: it is gone (or re-created)
