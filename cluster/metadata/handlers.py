@@ -185,6 +185,9 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     params = {"relative_path": row[0], "replica_path": row[1]}
     for storage in generations(conn, rid):
         insert_job(conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, a["now"], params)
+    # Explicit rather than ON DELETE CASCADE: the result must not depend on a
+    # connection pragma (foreign_keys) being set on every member.
+    conn.execute("DELETE FROM replicas WHERE repository_id = ?", (rid,))
     conn.execute("DELETE FROM repositories WHERE repository_id = ?", (rid,))
     conn.execute("DELETE FROM write_intents WHERE repository_id = ? AND result IS NULL", (rid,))
 

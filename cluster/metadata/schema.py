@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS repositories (
     updated_at         REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS replicas (
-    repository_id TEXT NOT NULL REFERENCES repositories (repository_id) ON DELETE CASCADE,
+    repository_id TEXT NOT NULL,
     storage       TEXT NOT NULL,
     generation    INTEGER NOT NULL DEFAULT -1,
     -- 1 when a write failed here: refs may have changed, compare checksums.
@@ -98,11 +98,11 @@ def connect(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
     """A writer connection: autocommit (explicit BEGIN), WAL so readers never block it.
 
     `synchronous=OFF` is safe because the file is rebuilt from Raft's own files at
-    start; it is never the source of truth."""
+    start; it is never the source of truth. No other pragma changes what a command
+    does (no foreign keys): a database restored into any connection applies alike."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
-    conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
 

@@ -189,7 +189,7 @@ class RaftMetadataStore:
                 waiters, self._barrier_waiters = self._barrier_waiters, []
                 try:
                     await self.submit("noop", {})
-                except GitraftError as exc:
+                except Exception as exc:
                     for w in waiters:
                         if not w.done():
                             w.set_exception(exc)
