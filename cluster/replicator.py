@@ -2,7 +2,10 @@
 
 `Replicator.run()` loops until stopped. Each round it looks at the local queue (a cheap
 SQLite read, no Raft command) and only leases (a Raft command) when a job looks
-leasable: ready, failed and due, or in progress with an expired lease. Up to
+leasable (ready, failed and due, or in progress with an expired lease) and the nodes
+it needs are healthy for the cluster, so a node that is down does not burn through
+the attempts of every job waiting for it (the store still leases oldest first: a
+job for a down node can come along with a runnable one). Up to
 `workers` jobs run at once; each:
 
 - `create` / `update`: ReplicateRepository on the TARGET node, repository = the
@@ -42,9 +45,15 @@ POLL_INTERVAL = 0.2
 REPLICATE_TIMEOUT = 600.0
 
 
-def backoff_seconds(attempts: int, base: float = 0.5, cap: float = 30.0) -> float:
+def backoff_seconds(attempts: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Delay before retry number `attempts` (1-based): base * 2^(attempts-1), capped."""
     return float(min(cap, base * 2 ** max(attempts - 1, 0)))
+
+
+def runnable(job: Job, now: float, healthy: set[str]) -> bool:
+    """Whether `job` is leasable at `now` and the storages it needs are healthy."""
+    needs = {job.target, job.source} if job.change in (ChangeType.CREATE, ChangeType.UPDATE) else {job.target}
+    return leasable(job, now) and needs <= healthy
 
 
 def leasable(job: Job, now: float) -> bool:
@@ -106,7 +115,8 @@ class Replicator:
             return []
         now = self.clock()
         waiting = await self.store.list_jobs([JobState.READY, JobState.FAILED, JobState.IN_PROGRESS], 1000)
-        if not any(leasable(j, now) for j in waiting):
+        healthy = await self.store.healthy_storages(now)
+        if not any(runnable(j, now, healthy) for j in waiting):
             return []
         jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free)
         for job in jobs:
