@@ -35,6 +35,7 @@ class NodePool:
         self.node_token = node_token
         self._addresses: dict[str, str] = dict(addresses or {})
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def set_address(self, name: str, address: str) -> None:
         self._addresses[name] = address
@@ -59,8 +60,10 @@ class NodePool:
         if current is not None and current[0] == address:
             return current[1]
         channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-        if current is not None:
-            asyncio.get_running_loop().create_task(current[1].close())
+        if current is not None:  # the node moved: let calls in flight on the old one finish
+            closing = asyncio.get_running_loop().create_task(current[1].close(grace=5.0))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
         self._channels[name] = (address, channel)
         return channel
 
@@ -73,4 +76,4 @@ class NodePool:
     async def close(self) -> None:
         channels = [c for _, c in self._channels.values()]
         self._channels.clear()
-        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in channels), *self._closing, return_exceptions=True)
