@@ -26,6 +26,8 @@ Paths (see DESIGN.md "Paths through the system"):
 - storage scope: the named storage, request unchanged.
 - server scope: ServerInfo is answered by the proxy itself (server_version names the
   proxy, storage_name is empty); any other server-scoped method goes to one healthy node.
+- RPCs whose request names a second repository (`additional_repository`: node-internal
+  ReplicateRepository) are refused with INVALID_ARGUMENT.
 Repository creation and removal are in cluster.repositories.
 """
 
@@ -184,6 +186,7 @@ class Coordinator:
             storage = await self._any_healthy_storage()
             return await self.call_unary(info, storage, request.SerializeToString(), context)
         path = target_path(info, request)
+        refuse_second_repository(info)
         if info.path == CREATE and self.create_repository is not None:
             return await self.create_repository(path, request, info, context)
         if info.path == REMOVE and self.remove_repository is not None:
@@ -226,6 +229,7 @@ class Coordinator:
                 yield chunk
             return
         path = target_path(info, request)
+        refuse_second_repository(info)
         if info.op is OpType.MAINTENANCE:
             raise InvalidArgumentError(f"streaming maintenance rpc is not supported: {info.path!r}")
         if info.op is OpType.ACCESSOR:
@@ -458,6 +462,16 @@ def parse(info: MethodInfo, data: bytes) -> message.Message:
         return info.request_class.FromString(data)
     except message.DecodeError as exc:
         raise InvalidArgumentError(f"malformed {info.request_class.__name__}: {exc}") from exc
+
+
+def refuse_second_repository(info: MethodInfo) -> None:
+    """RPCs naming a second repository (node-internal replication) are not served: the
+    proxy could not rewrite it to a replica, and replication is the proxy's own job."""
+    if info.additional_field:
+        raise InvalidArgumentError(
+            f"{info.name} names a second repository ({info.additional_field!r}): node-internal, "
+            "not served by the proxy"
+        )
 
 
 def target_path(info: MethodInfo, request: message.Message) -> str:

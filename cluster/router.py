@@ -87,6 +87,8 @@ class MethodInfo:
     target_field: str = ""
     # Request field naming the storage (STORAGE scope).
     storage_field: str = ""
+    # Request field marked additional_repository (a second repository, e.g. a source).
+    additional_field: str = ""
     local: bool = False
 
     @property
@@ -159,6 +161,7 @@ def method_info(method: descriptor.MethodDescriptor) -> MethodInfo:
         response_class=message_factory.GetMessageClass(method.output_type),
         target_field=target,
         storage_field=storage,
+        additional_field=_marked_field(method.input_type, lint_pb2.additional_repository),
         local=service in LOCAL_SERVICES,
     )
 

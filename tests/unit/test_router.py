@@ -107,3 +107,9 @@ def test_storage_route_names_a_known_storage() -> None:
     assert route_storage("a", ["a", "b"]).storage == "a"
     with pytest.raises(NotFoundError, match="'z'"):
         route_storage("z", ["a"])
+
+
+def test_rpcs_naming_a_second_repository_are_marked() -> None:
+    replicate = REGISTRY.get("/gitraft.v1.RepositoryService/ReplicateRepository")
+    assert replicate is not None and replicate.additional_field == "source"
+    assert [m.name for m in REGISTRY.methods() if m.additional_field] == ["ReplicateRepository"]

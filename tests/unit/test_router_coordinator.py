@@ -27,7 +27,7 @@ from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.router import MethodInfo, Registry
 from common.errors import InvalidArgumentError, UnavailableError
-from gitraft.v1 import ref_pb2, shared_pb2, smarthttp_pb2
+from gitraft.v1 import ref_pb2, repository_pb2, shared_pb2, smarthttp_pb2
 
 NOW = 1_000_000.0
 REGISTRY = Registry.from_package()
@@ -357,3 +357,16 @@ async def test_a_malformed_request_is_an_invalid_argument(coordinator: Coordinat
         await coordinator.unary(info(UPDATE_REFS), b"\xff\xff\xff", None)
     with pytest.raises(InvalidArgumentError, match="leaves the storage"):
         await coordinator.unary(info(UPDATE_REFS), update_request("../escape.git"), None)
+
+
+async def test_node_internal_replication_is_not_served(store: LocalStore, coordinator: Coordinator) -> None:
+    path = await make_repo(store)
+    request = repository_pb2.ReplicateRepositoryRequest(
+        repository=shared_pb2.Repository(relative_path=path),
+        source=shared_pb2.Repository(relative_path="elsewhere.git"),
+    )
+    with pytest.raises(InvalidArgumentError, match="node-internal"):
+        await coordinator.unary(
+            info("/gitraft.v1.RepositoryService/ReplicateRepository"), request.SerializeToString(), None
+        )
+    assert await generations(store) == {"a": 0, "b": 0, "c": 0}
