@@ -7,8 +7,9 @@ and the last message carries the exit status.
 ReplicateRepository (on the target) makes the local repository an exact copy of the
 source repository on another node:
 
-1. HEAD's symbolic target is read from the source (protocol v2 ls-refs, unborn too).
-2. `git fetch --prune --force --atomic "ext::<python> -I node/tunnel.py <socket>"
+1. The source repository must exist (a unary preflight, for clean errors); HEAD's
+   symbolic target is read from it (protocol v2 ls-refs, unborn too).
+2. `git fetch --prune --force "ext::<python> -I node/tunnel.py <socket>"
    '+refs/*:refs/*'` runs in the target; the tunnel's socket is bridged to an
    UploadPackSession on the source (node.replication_source). git's own negotiation
    sends only the missing objects; every ref is mirrored, deletions included (an empty
@@ -54,7 +55,10 @@ log = logging.getLogger(__name__)
 # this one), so storage listings skip a replication in progress.
 TEMP_MARKER = ".gitraft-tmp-"
 FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false")
-FETCH_FLAGS = ("--quiet", "--prune", "--force", "--atomic", "--no-tags", "--no-write-fetch-head")
+# Not --atomic: git then updates refs before pruning, so replacing refs/heads/a/b by
+# refs/heads/a (a directory/file conflict) would fail forever. A failed fetch can leave
+# some refs updated; the caller retries, and only a successful answer means "mirrored".
+FETCH_FLAGS = ("--quiet", "--prune", "--force", "--no-tags", "--no-write-fetch-head")
 MIRROR_REFSPEC = "+refs/*:refs/*"
 
 _locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -107,6 +111,7 @@ class ReplicationMixin:
             created = not is_bare_repository(target)
             if created and (target.exists() or target.is_symlink()):
                 raise FailedPreconditionError(f"target path is not a repository: {str(target)!r}")
+            await source.ensure_exists()
             head = await source.head_target()
             if created:
                 await _copy_new(target, source, head)

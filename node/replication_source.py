@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 
 from common.auth import bearer_metadata
-from common.errors import GitraftError, error_for_status
+from common.errors import GitraftError, NotFoundError, error_for_status
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
 CHUNK_SIZE = 64 * 1024
@@ -45,7 +45,7 @@ def pkt_line(text: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-def translate(exc: grpc.aio.AioRpcError, what: str) -> GitraftError:
+def failure_of(exc: grpc.aio.AioRpcError, what: str) -> GitraftError:
     """A source node's RPC error as our exception, naming what failed."""
     return error_for_status(exc.code(), f"{what}: {exc.details() or exc.code()}")
 
@@ -70,43 +70,51 @@ class SourceRepository:
             await self._channel.close()
             self._channel = None
 
-    async def open_session(self, git_protocol: str = "") -> Any:
-        """A started UploadPackSession call (first message sent); the caller reads/writes it."""
+    async def ensure_exists(self) -> None:
+        """Raise NotFoundError unless the source repository exists (or the call's error).
+
+        A preflight with a unary call: a session refused at once (bad token, missing
+        repository) may otherwise surface as a generic INTERNAL error, because grpc reports
+        its own failed send rather than the server's status when the two race.
+        """
+        stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
+        request = repository_pb2.RepositoryExistsRequest(repository=self.repository)
+        try:
+            answer = await stub.RepositoryExists(request, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise failure_of(exc, f"source {self.address}") from exc
+        if not answer.exists:
+            path = self.repository.relative_path
+            raise NotFoundError(f"source {self.address}: repository not found: {path!r}")
+
+    def open_session(self, git_protocol: str = "") -> Session:
+        """A started UploadPackSession on the source repository."""
+        stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
+        first = repository_pb2.UploadPackSessionRequest(repository=self.repository, git_protocol=git_protocol)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=4)
+        call = stub.UploadPackSession(_requests(first, queue), metadata=self._metadata)
+        return Session(self, call, queue)
+
+    def _require_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
             raise RuntimeError("SourceRepository used outside `async with`")
-        stub = repository_pb2_grpc.RepositoryServiceStub(self._channel)
-        call = stub.UploadPackSession(metadata=self._metadata)
-        first = repository_pb2.UploadPackSessionRequest(repository=self.repository, git_protocol=git_protocol)
-        await call.write(first)
-        return call
-
-    async def read_stdout(self, call: Any) -> AsyncIterator[bytes]:
-        """The session's stdout chunks, counted in bytes_received; raises on a failed call."""
-        try:
-            while (message := await call.read()) is not grpc.aio.EOF:
-                if message.stderr:
-                    self.stderr_tail = (self.stderr_tail + message.stderr)[-STDERR_LIMIT:]
-                if message.stdout:
-                    self.bytes_received += len(message.stdout)
-                    yield message.stdout
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc, f"source {self.address}") from exc
+        return self._channel
 
     async def head_target(self) -> str | None:
         """HEAD's symbolic target on the source ("refs/heads/main"), None when detached."""
-        call = await self.open_session("version=2")
+        session = self.open_session("version=2")
         try:
-            lines = _PktReader(self.read_stdout(call))
+            lines = _PktReader(session.stdout())
             capabilities = await lines.until_flush()
             unborn = any(c.startswith("ls-refs=") and "unborn" in c for c in capabilities)
             args = ["symrefs", "ref-prefix HEAD", *(["unborn"] if unborn else [])]
             request = pkt_line("command=ls-refs\n") + DELIM + b"".join(pkt_line(a + "\n") for a in args)
-            await call.write(repository_pb2.UploadPackSessionRequest(stdin=request + FLUSH))
+            await session.send(request + FLUSH)
             refs = await lines.until_flush()
-            await call.done_writing()
+            await session.close()
             await lines.drain()
         finally:
-            call.cancel()
+            session.cancel()
         return _symref_target(refs)
 
     @contextlib.asynccontextmanager
@@ -122,6 +130,49 @@ class SourceRepository:
             await tunnel.close()
             await server.wait_closed()
             shutil.rmtree(directory, ignore_errors=True)
+
+
+class Session:
+    """One UploadPackSession call: stdin goes in through `send`, stdout comes out of
+    `stdout()`. The source's status (e.g. NOT_FOUND, UNAUTHENTICATED) surfaces from
+    `stdout()` as our exception; `send` never fails, so it cannot hide it."""
+
+    def __init__(self, source: SourceRepository, call: Any, queue: asyncio.Queue[bytes | None]) -> None:
+        self.source = source
+        self._call = call
+        self._queue = queue
+
+    async def send(self, data: bytes) -> None:
+        """Queue `data` for the source's stdin (blocks while the queue is full)."""
+        await self._queue.put(data)
+
+    async def close(self) -> None:
+        """End the source's stdin."""
+        await self._queue.put(None)
+
+    async def stdout(self) -> AsyncIterator[bytes]:
+        """stdout chunks, counted in the source's bytes_received; stderr kept as its tail."""
+        source = self.source
+        try:
+            while (message := await self._call.read()) is not grpc.aio.EOF:
+                if message.stderr:
+                    source.stderr_tail = (source.stderr_tail + message.stderr)[-STDERR_LIMIT:]
+                if message.stdout:
+                    source.bytes_received += len(message.stdout)
+                    yield message.stdout
+        except grpc.aio.AioRpcError as exc:
+            raise failure_of(exc, f"source {source.address}") from exc
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+async def _requests(
+    first: repository_pb2.UploadPackSessionRequest, queue: asyncio.Queue[bytes | None]
+) -> AsyncIterator[repository_pb2.UploadPackSessionRequest]:
+    yield first
+    while (data := await queue.get()) is not None:
+        yield repository_pb2.UploadPackSessionRequest(stdin=data)
 
 
 class Tunnel:
@@ -155,22 +206,21 @@ class Tunnel:
                 await self._task
 
     async def _bridge(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        call = await self.source.open_session()
-        upstream = asyncio.create_task(_socket_to_call(reader, call))
+        session = self.source.open_session()
+        upstream = asyncio.create_task(_socket_to_session(reader, session))
         try:
-            async for chunk in self.source.read_stdout(call):
+            async for chunk in session.stdout():
                 writer.write(chunk)
                 await writer.drain()
         finally:
             upstream.cancel()
-            call.cancel()
+            session.cancel()
 
 
-async def _socket_to_call(reader: asyncio.StreamReader, call: Any) -> None:
-    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-        while data := await reader.read(CHUNK_SIZE):
-            await call.write(repository_pb2.UploadPackSessionRequest(stdin=data))
-        await call.done_writing()
+async def _socket_to_session(reader: asyncio.StreamReader, session: Session) -> None:
+    while data := await reader.read(CHUNK_SIZE):
+        await session.send(data)
+    await session.close()
 
 
 class _PktReader:

@@ -144,7 +144,7 @@ def test_deleted_rewound_refs_and_head_are_mirrored(nodes: tuple[Node, Node], wo
     a, b = nodes
     source = a.create()
     src = a.path(source)
-    git_cli("push", "-q", str(src), "main", "main:gone", "main:rewound", cwd=work_tree)
+    git_cli("push", "-q", str(src), "main", "main:gone", "main:rewound", "main:dir/file", cwd=work_tree)
     git_cli("tag", "t1", "main", cwd=work_tree)
     git_cli("push", "-q", str(src), "t1", cwd=work_tree)
     target = shared_pb2.Repository(relative_path="copies/changes.git")
@@ -160,7 +160,14 @@ def test_deleted_rewound_refs_and_head_are_mirrored(nodes: tuple[Node, Node], wo
     answer = replicate(b, target, a, source)
     assert not answer.created
     assert_mirrored(a, source, b, target)
-    assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound"}
+    assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound", "refs/heads/dir/file"}
+
+    # refs/heads/dir/file replaced by refs/heads/dir: a directory/file conflict.
+    git_cli("update-ref", "-d", "refs/heads/dir/file", cwd=src)
+    git_cli("update-ref", "refs/heads/dir", "refs/heads/main", cwd=src)
+    replicate(b, target, a, source)
+    assert_mirrored(a, source, b, target)
+    assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound", "refs/heads/dir"}
     assert head_of(b.path(target)) == "refs/heads/rewound"
 
 

@@ -120,19 +120,23 @@ async def test_missing_or_wrong_token_is_unauthenticated(
     repo, _ = pushed_repo
     info = smarthttp_pb2.InfoRefsRequest(repository=repo)
 
-    async def post() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
-        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=b"0000")
+    never = asyncio.Event()
 
-    async def session() -> AsyncIterator[repository_pb2.UploadPackSessionRequest]:
-        yield repository_pb2.UploadPackSessionRequest(repository=repo, stdin=b"0000")
+    async def idle() -> AsyncIterator[Any]:
+        """Sends nothing: the node refuses before reading a request. (A request sent
+        while the server aborts can make grpc report its own failed send, INTERNAL,
+        instead of the server's status.)"""
+        await never.wait()
+        yield  # pragma: no cover
 
     sessions = repository_pb2_grpc.RepositoryServiceStub(channel)
     for metadata in ((), bearer_metadata("wrong")):
         calls = (
             smarthttp.InfoRefsUploadPack(info, metadata=metadata),
             smarthttp.InfoRefsReceivePack(info, metadata=metadata),
-            smarthttp.PostReceivePack(post(), metadata=metadata),
-            sessions.UploadPackSession(session(), metadata=metadata),
+            smarthttp.PostUploadPack(idle(), metadata=metadata),
+            smarthttp.PostReceivePack(idle(), metadata=metadata),
+            sessions.UploadPackSession(idle(), metadata=metadata),
         )
         for call in calls:
             with pytest.raises(grpc.aio.AioRpcError) as exc:
