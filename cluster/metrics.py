@@ -8,6 +8,7 @@
     gitraft_replication_duration_seconds{change}           their latency
     gitraft_proxy_node_healthy{storage}                    this proxy's own view (1/0)
     gitraft_proxy_intents_repaired_total{action}           abandoned intents repaired here
+    gitraft_replication_queue_depth{state}                 ready/failed/in_progress jobs
 
 Tests read `gitraft_proxy_reads_total` by scraping /metrics (see `parse_counter`).
 """
@@ -55,6 +56,12 @@ class ProxyMetrics:
         )
         self.node_healthy = Gauge(
             "gitraft_proxy_node_healthy", "This proxy's health view of each node", ["storage"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "gitraft_replication_queue_depth",
+            "Replication jobs waiting or running, by state (cluster-wide, this proxy's view)",
+            ["state"],
+            registry=r,
         )
         self.intents_repaired = Counter(
             "gitraft_proxy_intents_repaired", "Abandoned write intents repaired", ["action"], registry=r

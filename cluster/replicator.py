@@ -114,7 +114,10 @@ class Replicator:
         if free <= 0:
             return []
         now = self.clock()
-        waiting = await self.store.list_jobs([JobState.READY, JobState.FAILED, JobState.IN_PROGRESS], 1000)
+        states = [JobState.READY, JobState.FAILED, JobState.IN_PROGRESS]
+        waiting = await self.store.list_jobs(states, 1000)
+        for state in states:
+            self.metrics.queue_depth.labels(state=str(state)).set(sum(j.state is state for j in waiting))
         healthy = await self.store.healthy_storages(now)
         if not any(runnable(j, now, healthy) for j in waiting):
             return []
