@@ -214,7 +214,7 @@ class Coordinator:
         except BaseException as exc:
             await self.after_failed_write(intent.intent_id, repo, primary, exc)
             raise
-        await self.finish_write(intent.intent_id, primary)
+        await asyncio.shield(self.finish_write(intent.intent_id, primary))
         return response
 
     async def _stream(
@@ -252,7 +252,7 @@ class Coordinator:
         except BaseException as exc:
             await self.after_failed_write(intent.intent_id, repo, primary, exc)
             raise
-        await self.finish_write(intent.intent_id, primary)
+        await asyncio.shield(self.finish_write(intent.intent_id, primary))
         if held is not None:
             yield held
 
@@ -341,6 +341,8 @@ class Coordinator:
         return OpenIntent(intent_id, lifetime - margin)
 
     async def finish_write(self, intent_id: str, primary: str) -> None:
+        """Record a successful write on `primary` (callers shield it: a client going away
+        after the node wrote must not leave the intent to the repair)."""
         result = await self.store.finish_write(intent_id, [primary], [], self.clock())
         self.metrics.writes.labels(storage=primary, outcome="ok").inc()
         if result.scheduled:

@@ -61,7 +61,7 @@ class Repositories:
         except BaseException:
             await self._undo(repo, intent.intent_id, primary)
             raise
-        await c.finish_write(intent.intent_id, primary)
+        await asyncio.shield(c.finish_write(intent.intent_id, primary))
         log.info(
             "repository created",
             extra={"repository": relative_path, "repository_id": repo.repository_id, "primary": primary},
