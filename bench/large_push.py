@@ -6,7 +6,8 @@ Starts one node process and a `gitraft gateway` process (cluster.testing harness
 pushes MIB MiB of random (incompressible) blobs with the stock git client, clones it
 back, and prints, for each phase, the wall time and the peak resident memory of the
 node process, the gateway process and the git processes under the node (sampled every
-50 ms; the kernel's VmHWM is printed too). The point: the node and the gateway stream,
+50 ms; the kernel's VmHWM is printed too), and the CPU time the node and gateway used.
+"local" is the baseline: the same clone by git alone over file://. The point: the node and the gateway stream,
 so their peaks stay flat whatever the pack size; only git itself holds pack-sized state.
 """
 
@@ -160,6 +161,8 @@ def run(work: Path, mib: int) -> None:
             print(f"idle   node {idle[0]:.0f} MiB, gateway {idle[1]:.0f} MiB")
             phase("push", pids, lambda: git("push", "-q", url, "main", cwd=work / "src"))
             phase("clone", pids, lambda: git("clone", "-q", "--bare", url, str(work / "clone"), cwd=work))
+            local = f"file://{node.storage_path / 'big.git'}"
+            phase("local", pids, lambda: git("clone", "-q", "--bare", local, str(work / "local"), cwd=work))
             hwm = [rss_kib(pid, "VmHWM") / 1024 for pid in pids]
             print(f"VmHWM  node {hwm[0]:.0f} MiB, gateway {hwm[1]:.0f} MiB")
         finally:
