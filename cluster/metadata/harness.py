@@ -38,8 +38,11 @@ class MemberError(Exception):
 
 
 class MemberProcess:
-    def __init__(self, name: str, workdir: Path, raft_port: int, password: str, **raft: Any) -> None:
+    def __init__(
+        self, name: str, workdir: Path, raft_port: int, password: str, log_level: str = "info", **raft: Any
+    ) -> None:
         self.name = name
+        self.log_level = log_level
         self.workdir = workdir / name
         self.raft_addr = f"127.0.0.1:{raft_port}"
         self.control_addr = f"127.0.0.1:{free_port()}"
@@ -53,7 +56,11 @@ class MemberProcess:
     def write_config(self) -> Path:
         path = self.workdir / "member.toml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = [f"control_addr = {json.dumps(self.control_addr)}", "", "[raft]"]
+        lines = [
+            f"control_addr = {json.dumps(self.control_addr)}",
+            f"log_level = {json.dumps(self.log_level)}",
+        ]
+        lines += ["", "[raft]"]
         options = {
             "self_addr": self.raft_addr,
             "peers": self.peers,
@@ -142,9 +149,16 @@ class MemberProcess:
 class MetadataCluster:
     """`size` members sharing one password, each with its own data directory."""
 
-    def __init__(self, workdir: Path, size: int = 3, password: str = "test-password", **raft: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        size: int = 3,
+        password: str = "test-password",
+        log_level: str = "info",
+        **raft: Any,
+    ) -> None:
         self.members = [
-            MemberProcess(f"m{i + 1}", workdir, free_port(), password, **raft) for i in range(size)
+            MemberProcess(f"m{i + 1}", workdir, free_port(), password, log_level, **raft) for i in range(size)
         ]
         for m in self.members:
             m.peers = [o.raft_addr for o in self.members if o is not m]

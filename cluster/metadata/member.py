@@ -9,7 +9,8 @@ Runs one `RaftMetadataStore` and a line-based JSON control port on localhost:
 Methods: every `MetadataStore` command and query (by name, keyword arguments), plus
 `status`, `barrier`, `submit` (op, args, command_id: a raw command, e.g. a retry with
 the same id), `compact` (force log compaction), `raft_status` (pysyncobj's own) and
-`dump_state` (every row of every table, to compare members). The config file:
+`dump_state` (every row of every table, to compare members) and `bench` (count,
+concurrency: commit latencies measured inside this process). The config file:
 
     control_addr = "127.0.0.1:7101"
     [raft]
@@ -109,9 +110,28 @@ class Member:
             return await self.store.queue_depth()
         if method == "dump_state":
             return await self._dump_state()
+        if method == "bench":
+            return await self._bench(**args)
         if method not in COMMANDS:
             raise ValueError(f"unknown method {method!r}")
         return await getattr(self.store, method)(**args)
+
+    async def _bench(self, count: int, concurrency: int) -> dict[str, Any]:
+        """Submit `count` record_health commands from `concurrency` tasks in this process;
+        returns each command's latency (seconds) and the wall time of the whole run."""
+        loop = asyncio.get_running_loop()
+        latencies: list[float] = []
+        counter = iter(range(count))
+
+        async def worker() -> None:
+            for i in counter:
+                t0 = loop.time()
+                await self.store.record_health("bench", f"s{i % 50}", i % 2 == 0, float(i))
+                latencies.append(loop.time() - t0)
+
+        start = loop.time()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return {"latencies": latencies, "seconds": loop.time() - start}
 
     async def _dump_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -13,6 +13,8 @@ command id; when an attempt fails (no leader, leader changed, no answer within
 once. After `command_timeout` the store gives up with `UnavailableError("no quorum:
 ...")`: the outcome is then unknown (the command may still apply).
 
+Concurrent commands are packed into shared log entries (`batcher`: group commit).
+
 Queries read this member's SQLite database through an aiosqlite connection (WAL: they
 see every applied command, never a half-applied one). They are not linearizable by
 themselves: `barrier()` commits a no-op and waits until it is applied here, so state
@@ -33,6 +35,7 @@ from pysyncobj import FAIL_REASON
 
 from cluster.metadata import queries, statemachine
 from cluster.metadata.api import Job, JobState, RaftStatus, Repository, Storage, WriteIntent, WriteResult
+from cluster.metadata.batcher import CommandBatcher
 from cluster.metadata.config import RaftConfig
 from cluster.metadata.raft import FAIL_REASONS, RaftDatabase
 from common.errors import (
@@ -65,6 +68,7 @@ class RaftMetadataStore:
         self._barrier_waiters: list[asyncio.Future[None]] = []
         self._barrier_running = False
         self._barrier_task: asyncio.Task[None] | None = None
+        self._batcher = CommandBatcher(self._commit, config.command_timeout)
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -143,7 +147,10 @@ class RaftMetadataStore:
         command: dict[str, Any] = {"op": op, "args": args}
         if op != "noop":
             command["cid"] = command_id or uuid.uuid4().hex
-        result = await self._commit(statemachine.encode(command), op, within)
+        if op == "noop" or within is not None:
+            result = await self._commit(statemachine.encode(command), op, within)
+        else:  # may share a log entry with concurrent commands
+            result = await self._batcher.submit(command)
         if isinstance(result, dict) and "error" in result:
             raise _ERRORS.get(result["error"], GitraftError)(str(result.get("message", "")))
         return result["ok"] if isinstance(result, dict) else result
@@ -165,10 +172,12 @@ class RaftMetadataStore:
                 result, reason = await asyncio.wait_for(future, min(remaining, self.config.retry_interval))
             except TimeoutError:
                 last = "no answer"
+                log.debug("attempt of %r unanswered", what)
                 continue
             if reason == FAIL_REASON.SUCCESS:
                 return result
             last = FAIL_REASONS.get(reason, str(reason))
+            log.debug("attempt of %r failed: %s", what, last)
             await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
         raise UnavailableError(
             f"no quorum: {what!r} not committed within {timeout:g}s (outcome unknown; last: {last})"
