@@ -22,7 +22,7 @@ from pysyncobj import SyncObj, SyncObjConf
 
 from cluster.metadata.harness import MemberProcess, MetadataCluster
 from cluster.testing import free_port
-from common.errors import UnavailableError
+from common.errors import InvalidArgumentError, UnavailableError
 
 
 @pytest.fixture
@@ -57,6 +57,11 @@ def test_commands_commit_anywhere_survive_a_leader_kill_and_a_restart_catches_up
         m.call("barrier")
         assert storages(m) == ["node-m1", "node-m2", "node-m3"]
 
+    # A malformed command is refused with an error value and wedges nothing.
+    with pytest.raises(InvalidArgumentError):
+        cluster.members[1].call("submit", op="set_generation", args={"repository_id": "r1"})
+    cluster.members[2].call("register_storage", name="after-bad", address="x")
+
     leader.kill()
     survivor = next(m for m in cluster.alive())
     retry(lambda: survivor.call("register_storage", name="after-kill", address="x"))
@@ -67,6 +72,7 @@ def test_commands_commit_anywhere_survive_a_leader_kill_and_a_restart_catches_up
     leader.start()
     state = cluster.wait_converged()
     assert [row[0] for row in state["storages"]] == [
+        "after-bad",
         "after-kill",
         "at-new-leader",
         "node-m1",
@@ -111,35 +117,49 @@ def test_without_quorum_a_command_fails_clearly_then_commits_once_a_member_retur
     assert [(j["state"], j["lease_owner"], j["attempts"]) for j in jobs] == [("in_progress", "w1", 0)]
 
 
-def test_full_restart_after_log_compaction_returns_every_committed_entry(tmp_path: Path) -> None:
+def compact(members: list[MemberProcess], leader: MemberProcess) -> None:
+    """Force log compaction and wait (bounded) until every member's journal shrank."""
+    before = {m.name: int(m.call("raft_status")["log_len"]) for m in members}
+    for m in members:
+        m.call("compact")
+    deadline = time.monotonic() + 20
+    while any(int(m.call("raft_status")["log_len"]) >= before[m.name] for m in members):
+        assert time.monotonic() < deadline, "log compaction did not run"
+        leader.call("barrier")  # compaction needs a newly applied entry
+        time.sleep(0.1)
+    for m in members:
+        assert (m.workdir / "raft" / "raft.dump").is_file()
+
+
+def test_snapshot_catch_up_and_full_restart_after_log_compaction(tmp_path: Path) -> None:
     with MetadataCluster(tmp_path, size=3, compaction_min_entries=100000) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader()
         for i in range(30):
             cluster.members[i % 3].call("register_storage", name=f"s{i:02}", address=f"a{i}")
-        before_compaction = {m.name: int(m.call("raft_status")["log_len"]) for m in cluster.members}
-        for m in cluster.members:
-            m.call("compact")
-        # Compaction runs on the next ticks: wait (bounded) until every journal shrank.
-        deadline = time.monotonic() + 20
-        while any(
-            int(m.call("raft_status")["log_len"]) >= before_compaction[m.name] for m in cluster.members
-        ):
-            assert time.monotonic() < deadline, "log compaction did not run"
-            leader.call("barrier")
-            time.sleep(0.1)
-        for m in cluster.members:
-            assert (m.workdir / "raft" / "raft.dump").is_file()
-        for i in range(30, 35):  # entries after the snapshot, in the journal only
+        lagging = next(m for m in cluster.members if m is not leader)
+        lagging.kill()
+        for i in range(30, 40):
             leader.call("register_storage", name=f"s{i:02}", address=f"a{i}")
-        expected = cluster.wait_converged()
-        assert len(expected["storages"]) == 35
+        compact(cluster.alive(), leader)
+        for i in range(40, 45):  # entries after the snapshot, in the journals only
+            leader.call("register_storage", name=f"s{i:02}", address=f"a{i}")
 
+        # The entries the lagging member misses were compacted away: it gets the snapshot.
+        lagging.start()
+        expected = cluster.wait_converged()
+        assert len(expected["storages"]) == 45
+        assert "restored snapshot" in lagging.process.log_text(100_000)  # type: ignore[union-attr]
+
+        # All three down at once (SIGKILL) and back: every committed entry returns.
         for m in cluster.members:
             m.kill()
         for m in cluster.members:
             m.start()
         assert cluster.wait_converged() == expected
+        leader = cluster.wait_for_leader()
+        leader.call("register_storage", name="after-restart", address="x")
+        assert len(cluster.wait_converged()["storages"]) == 46
 
 
 def send_raw(address: str, message: Any) -> bytes:
