@@ -19,8 +19,10 @@ source repository on another node:
 A missing target is created atomically: `git init --bare` in a hidden temporary sibling
 (named like RepositoryService's), fetched into, then renamed into place. Replications of
 one repository on one node run one at a time. The answer reports whether the repository
-was created, the bytes received from the source and the resulting checksum (node.checksum,
-what RepositoryChecksum answers).
+was created, the bytes received from the source (upload-pack's stdout: ref advertisement,
+negotiation answers and the pack) and the resulting checksum (node.checksum, what
+RepositoryChecksum answers). The RPC has no deadline of its own: the caller's bounds it,
+and a cancelled call kills the fetch and closes the session on the source.
 """
 
 from __future__ import annotations
