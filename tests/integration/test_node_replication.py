@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import secrets
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,51 @@ def test_replication_errors(nodes: tuple[Node, Node]) -> None:
     copies = b.process.storage_path / "copies"
     assert not (copies / "never.git").exists()
     assert not [p for p in copies.iterdir() if "gitraft-tmp" in p.name] if copies.exists() else True
+
+
+def test_a_cancelled_replication_leaves_nothing_behind(nodes: tuple[Node, Node]) -> None:
+    """A deadline that (most likely) expires mid-copy: no git, tunnel or temporary left."""
+    a, b = nodes
+    source = a.create()
+    fast_import(a.path(source), "refs/heads/main", 20, blob_size=1024 * 1024)
+    target = shared_pb2.Repository(relative_path="copies/cancelled.git")
+    node = shared_pb2.NodeAddress(name="node-a", address=a.process.address, token=a.process.token)
+    request = pb.ReplicateRepositoryRequest(repository=target, source=source, source_node=node)
+    try:
+        b.stub.ReplicateRepository(request, metadata=bearer_metadata(b.process.token), timeout=0.3)
+    except grpc.RpcError as exc:
+        assert exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert a.process.process is not None and b.process.process is not None
+    pids = (a.process.process.pid, b.process.process.pid)
+    wait_until(lambda: not any(descendants(pid) for pid in pids))
+    copies = b.process.storage_path / "copies"
+    wait_until(lambda: not [p for p in copies.iterdir() if "gitraft-tmp" in p.name])
+    if (copies / "cancelled.git").exists():  # the copy won the race: then it is complete
+        assert_mirrored(a, source, b, target)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` for up to 20 s (generous: no timing is asserted)."""
+    for _ in range(400):
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met within 20 s")
