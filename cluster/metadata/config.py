@@ -28,8 +28,11 @@ from common.config import ConfigError
 class RaftConfig:
     self_addr: str = "127.0.0.1:7001"
     peers: list[str] = field(default_factory=list)
-    # Address to bind the Raft port to ("" = self_addr). Only the proxies may reach it.
+    # Address to bind the Raft port to ("" = self_addr; pysyncobj itself would bind
+    # 0.0.0.0). Only the proxies may reach it.
     bind_addr: str = ""
+    # Seconds to keep trying to bind the Raft port at start before giving up.
+    bind_timeout: float = 5.0
     # Shared secret of the Raft port (Fernet): without it pysyncobj unpickles anything.
     password: str = ""
     # Journal, snapshot (full dump) and the derived SQLite database live here.

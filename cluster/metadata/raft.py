@@ -42,20 +42,22 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
 
 from cluster.metadata import schema, statemachine
 from cluster.metadata.config import RaftConfig
-from common.errors import InvalidArgumentError
+from common.errors import InvalidArgumentError, UnavailableError
 
 log = logging.getLogger(__name__)
 
 Callback = Callable[[Any, int], None]
 
+BIND_RETRY = 0.25
 FAIL_REASONS = {v: k.lower() for k, v in vars(FAIL_REASON).items() if k.isupper()}
 
 
@@ -84,6 +86,7 @@ class RaftDatabase:
         self._db = schema.connect(str(config.db_path), check_same_thread=False)
         schema.create(self._db)
         self._ticked = threading.Event()
+        self._snapshot_seconds = 0.0
         self._member = _Member(self, config.self_addr, list(config.peers), self._conf())
         self._member.addOnTickCallback(self._ticked.set)
 
@@ -91,7 +94,9 @@ class RaftDatabase:
         c = self.config
         return SyncObjConf(
             password=c.password,
-            bindAddress=c.bind_addr or None,
+            bindAddress=c.bind_addr or c.self_addr,
+            bindRetryTime=BIND_RETRY,
+            maxBindRetries=max(1, round(c.bind_timeout / BIND_RETRY)),
             journalFile=str(c.journal_path),
             fullDumpFile=str(c.dump_path),
             serializer=self._snapshot,
@@ -132,6 +137,7 @@ class RaftDatabase:
     def _snapshot(self, path: str, data: tuple[Any, ...]) -> None:
         """Write the database and pysyncobj's (last, previous, members) into `path`."""
         last, prev, members = data
+        started = time.monotonic()
         Path(path).unlink(missing_ok=True)
         dst = sqlite3.connect(path, isolation_level=None)
         try:
@@ -146,7 +152,10 @@ class RaftDatabase:
             dst.execute("INSERT INTO raft_members VALUES (?)", (json.dumps(sorted(n.id for n in members)),))
         finally:
             dst.close()
-        log.info("snapshot at index %d written", last[1])
+        self._snapshot_seconds = time.monotonic() - started
+        # This blocks the tick thread (pysyncobj renames the file as soon as we return,
+        # so it cannot run in the background): ~0.05 s at 100k rows, ~1 s at 1M.
+        log.info("snapshot at index %d written in %.3fs", last[1], self._snapshot_seconds)
 
     def _restore(self, path: str) -> tuple[Any, ...]:
         """Replace the whole live database with the snapshot at `path`."""
@@ -168,9 +177,17 @@ class RaftDatabase:
 
     # --- state ---------------------------------------------------------------
 
-    def wait_started(self, timeout: float) -> bool:
-        """Block until the first tick ran (dump loaded, local committed entries applied)."""
-        return self._ticked.wait(timeout)
+    def wait_started(self, timeout: float) -> None:
+        """Block until the Raft port is bound and the first tick ran (dump loaded, local
+        committed entries applied); UnavailableError if the port cannot be bound."""
+        try:
+            self._member.waitBinded()
+        except SyncObjException as exc:
+            raise UnavailableError(
+                f"raft: cannot bind {self.config.bind_addr or self.config.self_addr!r}"
+            ) from exc
+        if not self._ticked.wait(timeout):
+            raise UnavailableError(f"raft: member did not start within {timeout:g}s")
 
     def status(self) -> dict[str, Any]:
         for _ in range(5):  # the tick thread may resize a dict while we read it

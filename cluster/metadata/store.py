@@ -73,12 +73,18 @@ class RaftMetadataStore:
     # --- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the Raft member (binds its port), wait for the local state to load.
+        """Start the Raft member (binds its port), wait for the local state to load;
+        UnavailableError when the Raft port cannot be bound within `bind_timeout`.
 
         Must run on the thread that stays alive while the store is used (pysyncobj's
         tick thread stops when the thread that created it exits)."""
         self._raft = RaftDatabase(self.config)
-        await asyncio.to_thread(self._raft.wait_started, 30.0)
+        try:
+            await asyncio.to_thread(self._raft.wait_started, 30.0)
+        except UnavailableError:
+            raft, self._raft = self._raft, None
+            await asyncio.to_thread(raft.close)
+            raise
         self._db = await aiosqlite.connect(str(self.config.db_path))
         await self._db.execute("PRAGMA query_only=ON")
 

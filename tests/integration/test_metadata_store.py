@@ -4,6 +4,7 @@ API the proxy codes against - results, error mapping, group commit, restart."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -156,3 +157,17 @@ async def test_a_stopped_store_and_a_missing_password_fail_clearly(tmp_path: Pat
     bare = RaftConfig(self_addr=f"127.0.0.1:{free_port()}", data_dir=tmp_path / "x")
     with pytest.raises(InvalidArgumentError, match="password"):
         await RaftMetadataStore(bare).start()
+
+
+async def test_a_raft_port_in_use_fails_start_clearly(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = RaftConfig(
+            self_addr=f"127.0.0.1:{port}", password="pw", data_dir=tmp_path / "r", bind_timeout=0.5
+        )
+        store = RaftMetadataStore(cfg)
+        with pytest.raises(UnavailableError, match="cannot bind"):
+            await store.start()
+        await store.stop()
