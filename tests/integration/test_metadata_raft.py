@@ -117,6 +117,31 @@ def test_without_quorum_a_command_fails_clearly_then_commits_once_a_member_retur
     assert [(j["state"], j["lease_owner"], j["attempts"]) for j in jobs] == [("in_progress", "w1", 0)]
 
 
+def test_five_members_commit_with_two_down_and_refuse_with_three_down(tmp_path: Path) -> None:
+    with MetadataCluster(tmp_path, size=5, command_timeout=2.0) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        leader.call("register_storage", name="first", address="x")
+        survivor, *others = [m for m in cluster.members if m is not leader]
+        leader.kill()
+        others[0].kill()
+        retry(lambda: survivor.call("register_storage", name="two-down", address="x"))
+        others[1].kill()
+        with pytest.raises(UnavailableError, match="no quorum"):
+            survivor.call("register_storage", name="three-down", address="x", timeout=20.0)
+        others[1].start()
+        retry(lambda: survivor.call("register_storage", name="back-to-three", address="x"))
+        leader.start()
+        others[0].start()
+        names = [row[0] for row in cluster.wait_converged()["storages"]]
+        # "three-down" may or may not have committed later (its outcome was unknown).
+        assert (
+            {"first", "two-down", "back-to-three"}
+            <= set(names)
+            <= {"first", "two-down", "three-down", "back-to-three"}
+        )
+
+
 def compact(members: list[MemberProcess], leader: MemberProcess) -> None:
     """Force log compaction and wait (bounded) until every member's journal shrank."""
     before = {m.name: int(m.call("raft_status")["log_len"]) for m in members}
