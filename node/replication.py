@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import shutil
 import sys
 import weakref
@@ -49,13 +48,10 @@ from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
 from node.replication_source import SourceRepository
 from node.smarthttp_service import protocol_env
-from node.storage import Storage, is_bare_repository
+from node.storage import Storage, is_bare_repository, temp_sibling
 
 log = logging.getLogger(__name__)
 
-# Same marker as node.repository_service.TEMP_MARKER (not imported: that module imports
-# this one), so storage listings skip a replication in progress.
-TEMP_MARKER = ".gitraft-tmp-"
 FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false")
 # Not --atomic: git then updates refs before pruning, so replacing refs/heads/a/b by
 # refs/heads/a (a directory/file conflict) would fail forever. A failed fetch can leave
@@ -167,7 +163,7 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
 async def _copy_new(target: Path, source: SourceRepository, head: str | None) -> None:
     """A full copy into a temporary sibling, renamed to `target` when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".{target.name}{TEMP_MARKER}replicate-{secrets.token_hex(6)}"
+    temp = temp_sibling(target, "replicate")
     try:
         await run_git(["init", "--bare", "--quiet", str(temp)])
         await _mirror(temp, source, head)

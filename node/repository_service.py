@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import shutil
 from pathlib import Path
 
@@ -27,9 +26,8 @@ from gitraft.v1 import repository_pb2, repository_pb2_grpc
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
-from node.storage import Storage, is_bare_repository
+from node.storage import TEMP_MARKER, Storage, is_bare_repository, temp_sibling
 
-TEMP_MARKER = ".gitraft-tmp-"
 DEFAULT_BRANCH = "main"
 # gc's own default expiry for unreachable objects (gc.pruneExpire).
 PRUNE_EXPIRE = "2.weeks.ago"
@@ -41,11 +39,6 @@ def is_valid_branch_name(branch: str) -> bool:
     if branch.startswith("-") or branch == "HEAD":
         return False
     return bool(pygit2.reference_is_valid_name(f"refs/heads/{branch}"))
-
-
-def temp_sibling(path: Path, purpose: str) -> Path:
-    """A fresh hidden name beside `path`, recognisable by TEMP_MARKER."""
-    return path.parent / f".{path.name}{TEMP_MARKER}{purpose}-{secrets.token_hex(6)}"
 
 
 class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryServiceServicer):

@@ -20,8 +20,7 @@ import grpc
 from common.errors import InvalidArgumentError
 from gitraft.v1 import server_pb2, server_pb2_grpc
 from node.git import git_version
-from node.repository_service import TEMP_MARKER
-from node.storage import Storage, is_bare_repository
+from node.storage import TEMP_MARKER, Storage, is_bare_repository
 
 RELATIVE_PATHS_PER_MESSAGE = 500
 

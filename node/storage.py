@@ -7,6 +7,7 @@ the disk, and checks the storage name when the request sets one.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pygit2
@@ -14,6 +15,15 @@ import pygit2
 from common.errors import InvalidArgumentError, NotFoundError
 from common.paths import resolve_under
 from gitraft.v1 import shared_pb2
+
+# Marks the hidden temporary directories of a create, remove or replication in progress:
+# storage listings skip them and a starting node deletes them (crash leftovers).
+TEMP_MARKER = ".gitraft-tmp-"
+
+
+def temp_sibling(path: Path, purpose: str) -> Path:
+    """A fresh hidden name beside `path`, recognisable by TEMP_MARKER."""
+    return path.parent / f".{path.name}{TEMP_MARKER}{purpose}-{secrets.token_hex(6)}"
 
 
 class Storage:

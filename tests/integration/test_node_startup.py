@@ -8,8 +8,8 @@ import pygit2
 
 from cluster.testing import free_port
 from node.config import NodeConfig
-from node.repository_service import TEMP_MARKER
 from node.server import NodeServer
+from node.storage import TEMP_MARKER
 
 
 async def test_start_removes_crash_leftovers_and_keeps_repositories(tmp_path: Path, token: str) -> None:
