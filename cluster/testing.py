@@ -747,6 +747,19 @@ class LocalCluster:
             time.sleep(0.2)
         raise TimeoutError(f"{relative_path!r} did not converge in {timeout}s: {last}")
 
+    def wait_health(self, expected: dict[str, bool], timeout: float = 30.0) -> None:
+        """Wait until every live proxy reports each node in `expected` with that cluster
+        health (ClusterStatus: the majority view), e.g. {"node-b": False}."""
+
+        def seen() -> bool:
+            for proxy in self.alive_proxies():
+                nodes = {n.storage: n.healthy for n in self.cluster_status(proxy).nodes}
+                if any(nodes.get(name) != want for name, want in expected.items()):
+                    return False
+            return True
+
+        self.wait_until(seen, timeout, what=f"every proxy sees {expected}")
+
     def wait_until(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
         """Poll `predicate()` until it returns something truthy (returned), bounded."""
         deadline = time.monotonic() + timeout
