@@ -254,3 +254,5 @@ def _run(layout: ClusterLayout, created: bool, stop: threading.Event, out: TextI
         cluster.stop()
         with contextlib.suppress(FileNotFoundError):
             cluster_file.unlink()
+        err.write("gitraft dev: every process stopped\n")
+        err.flush()
