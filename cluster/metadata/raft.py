@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -126,11 +127,16 @@ class RaftDatabase:
         self._member.apply_entry(payload, callback=_guarded(callback))
 
     def _apply(self, payload: bytes, index: int) -> Any:
+        """Apply one entry; never raises. A failure of the local database stops the
+        process (fail-stop, as etcd does): the database is derived, so a restart rebuilds
+        it from the journal, whereas carrying on would silently diverge from the others."""
         try:
-            return statemachine.apply_payload(self._db, payload, index, self.config.dedup_window)
+            result = statemachine.apply_payload(self._db, payload, index, self.config.dedup_window)
         except BaseException as exc:  # pragma: no cover - apply_payload never raises
-            log.critical("apply raised at index %d: %r", index, exc)
-            return {"error": "internal", "message": repr(exc)}
+            result = {"error": "internal", "message": repr(exc), "fatal": True}
+        if isinstance(result, dict) and result.get("fatal"):
+            _fail_stop(f"cannot apply entry {index}: {result.get('message')}")
+        return result
 
     # --- snapshots (pysyncobj serializer / deserializer, on the tick thread) ------
 
@@ -158,7 +164,17 @@ class RaftDatabase:
         log.info("snapshot at index %d written in %.3fs", last[1], self._snapshot_seconds)
 
     def _restore(self, path: str) -> tuple[Any, ...]:
-        """Replace the whole live database with the snapshot at `path`."""
+        """Replace the whole live database with the snapshot at `path`.
+
+        pysyncobj swallows a deserializer's exception and carries on with the wrong
+        state, so a failure here stops the process instead (see `_apply`)."""
+        try:
+            return self._restore_from(path)
+        except Exception as exc:
+            _fail_stop(f"cannot restore snapshot {path!r}: {exc!r}")
+            raise
+
+    def _restore_from(self, path: str) -> tuple[Any, ...]:
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             rows = src.execute("SELECT command, idx, term FROM raft_snapshot ORDER BY pos").fetchall()
@@ -213,6 +229,13 @@ class RaftDatabase:
         """Stop the tick thread (journal flushed), then close the database."""
         self._member.destroy_synchronous()
         self._db.close()
+
+
+def _fail_stop(reason: str) -> None:
+    """Log and exit at once (no cleanup: nothing half-done may be persisted)."""
+    log.critical("raft member stopping: %s", reason)
+    logging.shutdown()
+    os._exit(70)
 
 
 def _guarded(callback: Callback) -> Callback:

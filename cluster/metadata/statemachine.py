@@ -78,13 +78,13 @@ def apply_payload(conn: sqlite3.Connection, payload: bytes, index: int, dedup_wi
 def apply(conn: sqlite3.Connection, command: dict[str, Any], index: int, dedup_window: int = 10000) -> Any:
     """Apply `command` as log entry `index` in one transaction. Never raises.
 
-    Returns the command's result (for a batch: the list of its commands' results)."""
+    Returns the command's result (for a batch: the list of its commands' results).
+    An error of this database itself (`sqlite3.OperationalError`: disk full, I/O,
+    locked) is not a property of the command - other members applied it fine - so its
+    result carries `"fatal": True`: the caller must stop this member rather than
+    diverge (see `raft.RaftDatabase._apply`)."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        log.critical("cannot begin transaction at index %d: %s", index, exc)
-        return {"error": "internal", "message": f"cannot begin transaction: {exc}"}
-    try:
         if index <= applied_index(conn):
             conn.execute("ROLLBACK")
             log.error("refusing entry %d: already applied up to %d", index, applied_index(conn))
@@ -99,9 +99,17 @@ def apply(conn: sqlite3.Connection, command: dict[str, Any], index: int, dedup_w
         return result
     except Exception as exc:  # never let an exception reach pysyncobj
         log.critical("apply failed at index %d: %r", index, exc)
+        _rollback(conn)
+        fatal = isinstance(exc, sqlite3.OperationalError)
+        return {"error": "internal", "message": f"apply failed: {exc!r}", "fatal": fatal}
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        return {"error": "internal", "message": f"apply failed: {exc!r}"}
+    except sqlite3.Error as exc:
+        log.critical("rollback failed: %r", exc)
 
 
 def _apply_one(conn: sqlite3.Connection, command: Any, dedup_window: int) -> Any:

@@ -208,6 +208,17 @@ def test_an_entry_is_never_applied_twice(m: Machine) -> None:
     assert statemachine.applied_index(m.conn) == 100
 
 
+def test_a_failing_database_is_fatal_and_a_failing_command_is_not(m: Machine) -> None:
+    create(m)
+    bad = m.apply("set_generation", repository_id="r1")
+    assert bad["error"] == "invalid" and not bad.get("fatal")
+    m.conn.execute("PRAGMA query_only=ON")  # every write now fails in SQLite itself
+    result = m.apply("register_storage", name="d", address="x")
+    assert result["error"] == "internal" and result["fatal"] is True
+    m.conn.execute("PRAGMA query_only=OFF")
+    assert "ok" in m.apply("register_storage", name="d", address="x")
+
+
 def test_replication_factor_primary_and_dataloss(m: Machine) -> None:
     create(m, storages=("a", "b"))
     write(m, "i1", ["a"])
