@@ -56,6 +56,16 @@ def test_commands_commit_anywhere_survive_a_leader_kill_and_a_restart_catches_up
     for m in cluster.members:
         m.call("barrier")
         assert storages(m) == ["node-m1", "node-m2", "node-m3"]
+    # Read-your-writes across members: after a barrier, a member's local state includes
+    # every command acknowledged anywhere before it. (The votes alternate so that the
+    # latest one always decides the majority: 2 of 3 healthy after an even step, 1 after odd.)
+    for i in range(15):
+        writer, reader = cluster.members[i % 3], cluster.members[(i + 1) % 3]
+        writer.call(
+            "record_health", proxy=writer.name, storage="node-m1", healthy=i % 2 == 0, now=float(i + 1)
+        )
+        reader.call("barrier")
+        assert reader.call("healthy_storages", now=float(i + 1)) == (["node-m1"] if i % 2 == 0 else [])
 
     # A malformed command is refused with an error value and wedges nothing.
     with pytest.raises(InvalidArgumentError):
@@ -103,6 +113,12 @@ def test_without_quorum_a_command_fails_clearly_then_commits_once_a_member_retur
     down = [m for m in cluster.members if m is not leader]
     for m in down:
         m.kill()
+    # Cut off from the others, the leader steps down after leader_fallback_timeout
+    # (1 s; pysyncobj's default would keep it leader for 30 s).
+    deadline = time.monotonic() + 10
+    while leader.status()["role"] == "leader":
+        assert time.monotonic() < deadline, "the isolated leader did not step down"
+        time.sleep(0.05)
     lease = {"owner": "w1", "now": 10.0, "lease_seconds": 60.0, "limit": 5, "max_attempts": 5}
     with pytest.raises(UnavailableError, match="no quorum"):
         # Bounded by the member's command_timeout (2 s); the socket timeout only guards a hang.
