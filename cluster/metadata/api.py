@@ -22,7 +22,9 @@ Allowed job transitions (`JobState`):
     in_progress -> completed        complete_job (same owner, lease not expired)
     in_progress -> failed           fail_job (attempts < max_attempts; ready again at retry_at)
     in_progress -> dead             fail_job (attempts reached max_attempts)
-    in_progress -> ready            lease expired (seen by the next lease_jobs)
+    in_progress -> in_progress      lease expired: the next lease_jobs re-leases it (new owner),
+                                    counting one attempt
+    in_progress -> dead             lease expired and that attempt reached max_attempts
     failed -> in_progress           lease_jobs once `now >= retry_at`
 """
 
