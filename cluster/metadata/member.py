@@ -9,8 +9,9 @@ Runs one `RaftMetadataStore` and a line-based JSON control port on localhost:
 Methods: every `MetadataStore` command and query (by name, keyword arguments), plus
 `status`, `barrier`, `submit` (op, args, command_id: a raw command, e.g. a retry with
 the same id), `compact` (force log compaction), `raft_status` (pysyncobj's own) and
-`dump_state` (every row of every table, to compare members) and `bench` (count,
-concurrency: commit latencies measured inside this process). The config file:
+`dump_state` (every row of every table, to compare members), `gather` (calls run
+concurrently here, one every `spacing` seconds) and `bench` (count, concurrency: commit
+latencies measured inside this process). The config file:
 
     control_addr = "127.0.0.1:7101"
     [raft]
@@ -112,6 +113,8 @@ class Member:
             return await self._dump_state()
         if method == "bench":
             return await self._bench(**args)
+        if method == "gather":
+            return await self._gather(**args)
         if method not in COMMANDS:
             raise ValueError(f"unknown method {method!r}")
         return await getattr(self.store, method)(**args)
@@ -132,6 +135,19 @@ class Member:
         start = loop.time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return {"latencies": latencies, "seconds": loop.time() - start}
+
+    async def _gather(self, calls: list[dict[str, Any]], spacing: float = 0.0) -> list[dict[str, Any]]:
+        """Run `calls` concurrently, starting one every `spacing` seconds; each outcome as
+        {"ok": result} or {"error": class name, "message": text}."""
+
+        async def one(i: int, call: dict[str, Any]) -> dict[str, Any]:
+            await asyncio.sleep(i * spacing)
+            try:
+                return {"ok": to_json(await self.call(call["method"], call.get("args") or {}))}
+            except Exception as exc:
+                return {"error": type(exc).__name__, "message": str(exc)}
+
+        return list(await asyncio.gather(*(one(i, c) for i, c in enumerate(calls))))
 
     async def _dump_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -11,6 +11,7 @@ import os
 import pickle
 import socket
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -156,6 +157,66 @@ def test_five_members_commit_with_two_down_and_refuse_with_three_down(tmp_path: 
             <= set(names)
             <= {"first", "two-down", "three-down", "back-to-three"}
         )
+
+
+def test_commands_in_flight_across_a_leader_kill_apply_at_most_once(tmp_path: Path) -> None:
+    """Acknowledged commands survive a leader's SIGKILL; none applies twice, even though
+    the store resends commands whose outcome the kill made unknown."""
+    with MetadataCluster(tmp_path, size=3) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        for name in ("a", "b"):
+            leader.call("register_storage", name=name, address="x")
+        for i in range(40):  # 40 repositories, each with one ready job a -> b
+            rid = f"r{i}"
+            leader.call(
+                "create_repository",
+                repository_id=rid,
+                relative_path=f"{rid}.git",
+                replica_path=f"@cluster/{rid}.git",
+                storages=["a", "b"],
+                primary="a",
+                replication_factor=2,
+                now=1.0,
+            )
+            leader.call(
+                "begin_write", intent_id=f"i{i}", repository_id=rid, storages=["a"], proxy="p", deadline=9.0
+            )
+            leader.call("finish_write", intent_id=f"i{i}", succeeded=["a"], failed=[], now=2.0)
+
+        # 30 owners each lease one job (not idempotent: a second apply would lease a
+        # second job), submitted at a follower over ~1.5 s while the leader is killed.
+        follower = next(m for m in cluster.members if m is not leader)
+        calls = [
+            {
+                "method": "lease_jobs",
+                "args": {"owner": f"w{i}", "now": 3.0, "lease_seconds": 1000.0, "limit": 1},
+            }
+            for i in range(30)
+        ]
+        outcome: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: outcome.extend(follower.call("gather", calls=calls, spacing=0.05))
+        )
+        thread.start()
+        time.sleep(0.4)  # not an assertion: only so that the kill lands mid-burst
+        leader.kill()
+        thread.join(60)
+        assert len(outcome) == 30
+        leader.start()
+        cluster.wait_converged()
+
+        held: dict[str, list[int]] = {}
+        for job in follower.call("list_jobs", states=["in_progress"], limit=100):
+            held.setdefault(job["lease_owner"], []).append(job["id"])
+        assert all(len(ids) == 1 for ids in held.values()), held  # nobody leased twice
+        acknowledged = {f"w{i}": r["ok"] for i, r in enumerate(outcome) if "ok" in r}
+        assert len(acknowledged) >= 20, outcome  # most commit despite the kill (retries)
+        for owner, jobs in acknowledged.items():
+            assert [j["id"] for j in jobs] == held.get(owner, []), owner
+        for m in cluster.members:
+            log = m.process.log_text(1_000_000)  # type: ignore[union-attr]
+            assert "refusing entry" not in log and "apply failed" not in log
 
 
 def compact(members: list[MemberProcess], leader: MemberProcess) -> None:
