@@ -108,7 +108,9 @@ async def list_repositories(db: aiosqlite.Connection) -> list[Repository]:
 async def healthy_storages(db: aiosqlite.Connection, now: float, window: float) -> set[str]:
     """Storages seen healthy by a strict majority of live proxies.
 
-    A proxy is live while its newest vote (any storage) is younger than `window`."""
+    A proxy is live while its newest vote (any storage) is younger than `window`, by the
+    proxies' own clocks (`now` travels in each vote): their skew must stay well below
+    `window`, and each proxy must refresh its votes more often than `window`."""
     live = {
         p
         for (p,) in await db.execute_fetchall(
