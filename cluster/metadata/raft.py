@@ -131,7 +131,7 @@ class RaftDatabase:
         process (fail-stop, as etcd does): the database is derived, so a restart rebuilds
         it from the journal, whereas carrying on would silently diverge from the others."""
         try:
-            result = statemachine.apply_payload(self._db, payload, index, self.config.dedup_window)
+            result = statemachine.apply_payload(self._db, payload, index)
         except BaseException as exc:  # pragma: no cover - apply_payload never raises
             result = {"error": "internal", "message": repr(exc), "fatal": True}
         if isinstance(result, dict) and result.get("fatal"):

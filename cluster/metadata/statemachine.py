@@ -31,6 +31,11 @@ from cluster.metadata.handlers import CommandError
 
 log = logging.getLogger(__name__)
 
+# Command ids remembered for deduplication. Part of the state machine's definition: a
+# retry must come back before this many other commands applied (at ~5k commands/s, 10 s:
+# twice the default command_timeout). Every member must use the same value.
+DEDUP_WINDOW = 50000
+
 Handler = Callable[[sqlite3.Connection, dict[str, Any]], Any]
 
 HANDLERS: dict[str, Handler] = {
@@ -63,7 +68,9 @@ def applied_index(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def apply_payload(conn: sqlite3.Connection, payload: bytes, index: int, dedup_window: int = 10000) -> Any:
+def apply_payload(
+    conn: sqlite3.Connection, payload: bytes, index: int, dedup_window: int = DEDUP_WINDOW
+) -> Any:
     """Decode and apply one log entry at `index`. Never raises."""
     try:
         command = json.loads(payload)
@@ -75,7 +82,9 @@ def apply_payload(conn: sqlite3.Connection, payload: bytes, index: int, dedup_wi
     return apply(conn, command, index, dedup_window)
 
 
-def apply(conn: sqlite3.Connection, command: dict[str, Any], index: int, dedup_window: int = 10000) -> Any:
+def apply(
+    conn: sqlite3.Connection, command: dict[str, Any], index: int, dedup_window: int = DEDUP_WINDOW
+) -> Any:
     """Apply `command` as log entry `index` in one transaction. Never raises.
 
     Returns the command's result (for a batch: the list of its commands' results).
