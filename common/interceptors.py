@@ -2,7 +2,9 @@
 
 - `ErrorInterceptor` translates our exception tree (common.errors) into gRPC status
   codes at the boundary, so handlers simply raise; unexpected exceptions become
-  INTERNAL with a logged traceback, and the server keeps serving.
+  INTERNAL with a logged traceback, and the server keeps serving. A request message
+  that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or INTERNAL), even
+  when a streaming handler swallowed the error it raised.
 - `CorrelationInterceptor` sets `common.logs.correlation_id` from request metadata (or
   a new id) for the duration of the call.
 """
@@ -15,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from common.errors import GitraftError
+from common.errors import GitraftError, InvalidArgumentError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id
 
 log = logging.getLogger(__name__)
@@ -30,25 +32,77 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
 
+class _Malformed:
+    """What a request message that does not parse deserializes to."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, returning a _Malformed instead of raising: grpc would answer a
+    request that does not parse with UNKNOWN (unary) or INTERNAL (streams)."""
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:
+            return _Malformed(exc)
+
+    return parse
+
+
+class _RequestCheck:
+    """Turns the first malformed request message into InvalidArgumentError, and
+    remembers it: a handler that swallows the error still ends INVALID_ARGUMENT."""
+
+    def __init__(self) -> None:
+        self.error: InvalidArgumentError | None = None
+
+    def unary(self, request: Any) -> Any:
+        if isinstance(request, _Malformed):
+            self.error = InvalidArgumentError(f"malformed request message: {str(request.error)!r}")
+            raise self.error
+        return request
+
+    async def stream(self, requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield self.unary(request)
+
+
+def _cid_from(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_METADATA_KEY and isinstance(value, str):
+            return value
+    return new_correlation_id()
+
+
 def _wrap(handler: Any, method: str) -> Any:
-    def cid_from(context: grpc.aio.ServicerContext) -> str:
-        for key, value in context.invocation_metadata() or ():
-            if key == CORRELATION_METADATA_KEY and isinstance(value, str):
-                return value
-        return new_correlation_id()
+    """`handler` with our exceptions (and malformed requests) turned into statuses."""
+    kwargs = {
+        "request_deserializer": _lenient(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+
+    def checked(request: Any, check: _RequestCheck) -> Any:
+        return check.stream(request) if handler.request_streaming else check.unary(request)
 
     if handler.response_streaming:
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            token = correlation_id.set(cid_from(context))
+            token, check = correlation_id.set(_cid_from(context)), _RequestCheck()
             try:
-                async for item in inner_stream(request, context):
+                async for item in inner_stream(checked(request, check), context):
                     yield item
+                if check.error is not None:
+                    raise check.error
             except (grpc.aio.AbortError, grpc.aio.BaseError):
                 raise
             except Exception as exc:
-                await _abort_for(exc, context, method)
+                await _abort_for(check.error or exc, context, method)
             finally:
                 correlation_id.reset(token)
 
@@ -57,33 +111,28 @@ def _wrap(handler: Any, method: str) -> Any:
             if handler.unary_stream
             else grpc.stream_stream_rpc_method_handler
         )
-        return factory(
-            stream_behavior,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return factory(stream_behavior, **kwargs)
 
     inner_unary = handler.unary_unary or handler.stream_unary
 
     async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token = correlation_id.set(cid_from(context))
+        token, check = correlation_id.set(_cid_from(context)), _RequestCheck()
         try:
-            return await inner_unary(request, context)
+            result = await inner_unary(checked(request, check), context)
+            if check.error is not None:
+                raise check.error
+            return result
         except (grpc.aio.AbortError, grpc.aio.BaseError):
             raise
         except Exception as exc:
-            await _abort_for(exc, context, method)
+            await _abort_for(check.error or exc, context, method)
         finally:
             correlation_id.reset(token)
 
     factory2 = (
         grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
     )
-    return factory2(
-        unary_behavior,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return factory2(unary_behavior, **kwargs)
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
