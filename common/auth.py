@@ -3,6 +3,8 @@
 Clients send `authorization: Bearer <token>` metadata. Servers refuse every RPC except
 the grpc.health.v1 and reflection services with UNAUTHENTICATED when it is missing or
 wrong. An empty configured token disables the check (for tests of the check only).
+A refused client stream is read to its end first (bounded, see
+`common.interceptors.drain_requests`), so the client sees UNAUTHENTICATED.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+
+from common.interceptors import drain_requests
 
 AUTH_METADATA_KEY = "authorization"
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -52,11 +56,15 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 def _deny_handler(handler: Any) -> Any:
     """A handler of the same streaming shape that aborts with UNAUTHENTICATED."""
 
+    streaming = handler is not None and handler.request_streaming
+
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if streaming:
+            await drain_requests(context)  # else the client may see INTERNAL instead
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
 
     async def deny_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+        await deny(request, context)
         yield  # pragma: no cover - makes this an async generator
 
     if handler is None:

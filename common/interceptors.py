@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -23,6 +24,34 @@ from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlatio
 log = logging.getLogger(__name__)
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Any]]
+
+# How long a refused request stream is read (and dropped) before its status is sent:
+# in all, and while the client sends nothing (it may be waiting for our answer).
+DRAIN_SECONDS = 5.0
+DRAIN_IDLE_SECONDS = 0.5
+
+
+async def drain_requests(
+    context: grpc.aio.ServicerContext, seconds: float = DRAIN_SECONDS, idle: float = DRAIN_IDLE_SECONDS
+) -> None:
+    """Read and drop the rest of a request stream, for at most `seconds` in all and
+    `idle` seconds without a message.
+
+    Call it before ending a client-streaming call early with an error. A grpc.aio client
+    whose write fails because the call already ended reports INTERNAL "Internal error
+    from Core" instead of the server's status (grpc/grpc#36066); once the client has
+    half-closed, no write can fail. Memory: one message at a time. Past either bound (a
+    client that keeps sending, or one waiting for an answer) the caller ends the call
+    anyway and the race is back. Never raises.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    try:
+        while (left := deadline - loop.time()) > 0:
+            if await asyncio.wait_for(context.read(), min(idle, left)) is grpc.aio.EOF:
+                return
+    except Exception:  # a timeout, a call already over: nothing left to drain
+        pass
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
@@ -102,6 +131,8 @@ def _wrap(handler: Any, method: str) -> Any:
             except (grpc.aio.AbortError, grpc.aio.BaseError):
                 raise
             except Exception as exc:
+                if handler.request_streaming:
+                    await drain_requests(context)
                 await _abort_for(check.error or exc, context, method)
             finally:
                 correlation_id.reset(token)
@@ -125,6 +156,8 @@ def _wrap(handler: Any, method: str) -> Any:
         except (grpc.aio.AbortError, grpc.aio.BaseError):
             raise
         except Exception as exc:
+            if handler.request_streaming:
+                await drain_requests(context)
             await _abort_for(check.error or exc, context, method)
         finally:
             correlation_id.reset(token)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import secrets
 import socket
 import sys
@@ -269,7 +270,7 @@ async def post_receive_pack(gw: Gateway, repo: shared_pb2.Repository, body: byte
     }
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url, data=body, headers=headers) as resp,
+        session.post(url, data=io.BytesIO(body), headers=headers) as resp,
     ):
         return resp.status, await resp.read()
 
@@ -386,3 +387,21 @@ async def test_a_client_going_away_mid_push_stops_git_on_the_node(
     await wait_for(lambda: git_children(node.process.pid) == 0)
     assert refs_of(path)["refs/heads/main"] == head
     assert not await reader.read()
+
+
+async def test_a_refused_push_body_gets_the_upstream_status_every_time(
+    node: NodeProcess, gateway: Gateway, new_repo: NewRepo
+) -> None:
+    """Upstream refuses while the gateway still streams the body: 403 or 404, never the
+    500 of grpc's "Internal error from Core" (grpc/grpc#36066; the node drains first)."""
+    repo, _ = new_repo()
+    body = receive_pack_command(ZERO, "1" * 40, "refs/heads/x") + secrets.token_bytes(2 << 20)
+    wrong = Gateway(node.address, "wrong-node-token", HTTP_TOKEN)
+    await wrong.start()
+    try:
+        for _ in range(10):
+            assert (await post_receive_pack(wrong, repo, body))[0] == 403
+            missing = shared_pb2.Repository(relative_path="no/such/repo.git")
+            assert (await post_receive_pack(gateway, missing, body))[0] == 404
+    finally:
+        await wrong.stop()
