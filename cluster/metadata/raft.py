@@ -12,11 +12,12 @@ state and never applies an entry twice):
    empty every time a member starts; nothing in it is trusted across a restart.
 2. pysyncobj's own files are the truth: the journal (`raft.journal`, every entry as
    it arrives, with term/vote/commit index in `raft.journal.meta`) and the full dump
-   (`raft.dump`), written at log compaction by our serializer `_snapshot`: a SQLite
-   backup of the live database taken on the tick thread between two applies - so it
-   holds exactly the entries up to `raftLastApplied` - plus, *in the same file*, the
-   (index, term) of the last two applied entries that pysyncobj keeps. The file
-   appears by one atomic rename, so state and "what it includes" cannot disagree.
+   (`raft.dump`), written at log compaction (`cluster.metadata.snapshot`): the
+   database as pinned on the tick thread between two applies - so it holds exactly
+   the entries up to `raftLastApplied` - copied in the background, plus, *in the same
+   file*, the (index, term) of the last two applied entries that pysyncobj keeps. The
+   file appears by one atomic rename, and pysyncobj truncates its journal only after
+   that, so state and "what it includes" cannot disagree.
 3. At start pysyncobj loads the dump through `_restore` (the backup replaces the whole
    database, erasing anything applied before it), sets `raftLastApplied` to the dump's
    last index, and re-applies only later journal entries, each once, in log order;
@@ -31,26 +32,24 @@ nothing, a power loss may lose acknowledged entries (upstream #84).
 Traps from NOTES.md handled here: `journalFile` always with `fullDumpFile`; no state
 in Python attributes (nothing for the tick thread's dump load to overwrite: the
 database exists before `SyncObj.__init__` and only `_restore` replaces it); the
-replicated method never raises; a custom serializer, so pysyncobj never forks; the
-Raft port requires `password`; `leaderFallbackTimeout` tuned; callbacks never raise.
+replicated method never raises; a custom serializer, so pysyncobj never forks, whose
+copy runs off the tick thread; the Raft port requires `password` and binds `self_addr`;
+`leaderFallbackTimeout` tuned; callbacks never raise.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
 
-from cluster.metadata import schema, statemachine
+from cluster.metadata import schema, snapshot, statemachine
 from cluster.metadata.config import RaftConfig
 from common.errors import InvalidArgumentError, UnavailableError
 
@@ -87,7 +86,7 @@ class RaftDatabase:
         self._db = schema.connect(str(config.db_path), check_same_thread=False)
         schema.create(self._db)
         self._ticked = threading.Event()
-        self._snapshot_seconds = 0.0
+        self._snapshots = snapshot.BackgroundSnapshots(config.db_path, config.dump_path)
         self._member = _Member(self, config.self_addr, list(config.peers), self._conf())
         self._member.addOnTickCallback(self._ticked.set)
 
@@ -100,7 +99,8 @@ class RaftDatabase:
             maxBindRetries=max(1, round(c.bind_timeout / BIND_RETRY)),
             journalFile=str(c.journal_path),
             fullDumpFile=str(c.dump_path),
-            serializer=self._snapshot,
+            serializer=self._snapshots.serializer,
+            serializeChecker=self._snapshots.checker,
             deserializer=self._restore,
             useFork=False,
             autoTickPeriod=c.tick_interval,
@@ -138,54 +138,20 @@ class RaftDatabase:
             _fail_stop(f"cannot apply entry {index}: {result.get('message')}")
         return result
 
-    # --- snapshots (pysyncobj serializer / deserializer, on the tick thread) ------
-
-    def _snapshot(self, path: str, data: tuple[Any, ...]) -> None:
-        """Write the database and pysyncobj's (last, previous, members) into `path`."""
-        last, prev, members = data
-        started = time.monotonic()
-        Path(path).unlink(missing_ok=True)
-        dst = sqlite3.connect(path, isolation_level=None)
-        try:
-            self._db.backup(dst)
-            dst.execute("PRAGMA journal_mode=DELETE")
-            dst.execute("CREATE TABLE raft_snapshot (pos INTEGER, command BLOB, idx INTEGER, term INTEGER)")
-            dst.executemany(
-                "INSERT INTO raft_snapshot VALUES (?, ?, ?, ?)",
-                [(0, bytes(last[0]), last[1], last[2]), (1, bytes(prev[0]), prev[1], prev[2])],
-            )
-            dst.execute("CREATE TABLE raft_members (addresses TEXT)")
-            dst.execute("INSERT INTO raft_members VALUES (?)", (json.dumps(sorted(n.id for n in members)),))
-        finally:
-            dst.close()
-        self._snapshot_seconds = time.monotonic() - started
-        # This blocks the tick thread (pysyncobj renames the file as soon as we return,
-        # so it cannot run in the background): ~0.05 s at 100k rows, ~1 s at 1M.
-        log.info("snapshot at index %d written in %.3fs", last[1], self._snapshot_seconds)
+    # --- snapshots (see cluster.metadata.snapshot) ------------------------------
 
     def _restore(self, path: str) -> tuple[Any, ...]:
-        """Replace the whole live database with the snapshot at `path`.
+        """pysyncobj deserializer (tick thread): replace the whole live database with the
+        snapshot at `path`.
 
         pysyncobj swallows a deserializer's exception and carries on with the wrong
         state, so a failure here stops the process instead (see `_apply`)."""
+        self._snapshots.invalidate()
         try:
-            return self._restore_from(path)
+            last, prev, members = snapshot.restore(path, self._db)
         except Exception as exc:
             _fail_stop(f"cannot restore snapshot {path!r}: {exc!r}")
             raise
-
-    def _restore_from(self, path: str) -> tuple[Any, ...]:
-        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = src.execute("SELECT command, idx, term FROM raft_snapshot ORDER BY pos").fetchall()
-            members = json.loads(src.execute("SELECT addresses FROM raft_members").fetchone()[0])
-            src.backup(self._db)
-        finally:
-            src.close()
-        self._db.execute("DROP TABLE IF EXISTS raft_snapshot")
-        self._db.execute("DROP TABLE IF EXISTS raft_members")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        last, prev = (tuple(r) for r in rows)
         log.info(
             "restored snapshot at index %d (applied_index %d)", last[1], statemachine.applied_index(self._db)
         )
