@@ -541,11 +541,16 @@ class LocalCluster:
             channel.close()
         self._channels.clear()
         errors: list[BaseException] = []
-        for proc in self._all():
-            try:
-                proc.stop()
-            except BaseException as exc:  # keep stopping the others
-                errors.append(exc)
+        groups: list[list[NodeProcess | ProxyProcess]] = [[*self.proxies.values()], [*self.nodes.values()]]
+        for group in groups:
+            for proc in group:  # SIGTERM the whole group at once, then wait for each
+                if proc.process is not None:
+                    proc.process.signal(signal.SIGTERM)
+            for proc in group:
+                try:
+                    proc.stop()
+                except BaseException as exc:  # keep stopping the others
+                    errors.append(exc)
         if errors:
             raise errors[0]
 
