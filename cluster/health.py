@@ -102,7 +102,10 @@ class HealthChecker:
         """Check and record every `interval` seconds until `stop` is set."""
         while not stop.is_set():
             started = time.monotonic()
-            await self.round()
+            try:
+                await self.round()
+            except Exception:  # a bug must not end the loop for the life of the process
+                log.exception("health round crashed")
             delay = max(0.0, self.interval - (time.monotonic() - started))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)

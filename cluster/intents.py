@@ -88,5 +88,7 @@ class IntentRepairer:
                 await self.round()
             except GitraftError as exc:
                 log.info("intent repair round failed", extra={"error": str(exc)})
+            except Exception:  # a bug must not end the loop for the life of the process
+                log.exception("intent repair round crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)

@@ -100,6 +100,8 @@ class Replicator:
                     await self.round()
                 except GitraftError as exc:
                     log.info("replication round failed", extra={"error": str(exc)})
+                except Exception:  # a bug must not end the loop for the life of the process
+                    log.exception("replication round crashed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
                 self._wake.clear()

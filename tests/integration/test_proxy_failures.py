@@ -9,6 +9,8 @@ nodes return, every replica converges. A proxy stops cleanly on SIGTERM and rejo
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,16 @@ import grpc
 import pytest
 
 from cluster.testing import LocalCluster, commit_file, init_work_tree, run_git
-from gitraft.v1 import cluster_pb2, ref_pb2, ref_pb2_grpc, shared_pb2
+from gitraft.v1 import (
+    cluster_pb2,
+    ref_pb2,
+    ref_pb2_grpc,
+    repository_pb2,
+    repository_pb2_grpc,
+    shared_pb2,
+    smarthttp_pb2,
+    smarthttp_pb2_grpc,
+)
 
 PATH = "fail/repo.git"
 
@@ -138,3 +149,73 @@ def test_proxy_stops_cleanly_and_rejoins(cluster: LocalCluster) -> None:
     cluster.start_process("proxy-3")
     assert cluster.repository(PATH, proxy="proxy-3") is not None
     assert default_branch(cluster, "proxy-3").name == "refs/heads/main"
+
+
+def receive_packs_under(pid: int) -> list[int]:
+    """Pids of `git receive-pack` processes whose parent is `pid` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == pid and b"receive-pack" in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def repaired(cluster: LocalCluster) -> float:
+    return sum(
+        value
+        for name in cluster.alive_proxies()
+        for sample, labels, value in cluster.proxies[name].metrics()
+        if sample == "gitraft_proxy_intents_repaired_total"
+    )
+
+
+def test_an_intent_left_by_a_killed_proxy_is_repaired_by_the_leader(cluster: LocalCluster) -> None:
+    path = "fail/abandoned.git"
+    repos = repository_pb2_grpc.RepositoryServiceStub(cluster.channel("proxy-2"))
+    repos.CreateRepository(
+        repository_pb2.CreateRepositoryRequest(repository=shared_pb2.Repository(relative_path=path)),
+        metadata=cluster.metadata("proxy-2"),
+        timeout=30,
+    )
+    before = cluster.wait_converged(path, timeout=60)
+    primary = cluster.nodes[before.repository.primary]
+    assert primary.process is not None
+    already = repaired(cluster)
+
+    # A push through proxy-1 that never finishes sending: the intent is committed and
+    # the primary runs receive-pack when proxy-1 is SIGKILLed.
+    release = threading.Event()
+
+    def requests() -> Iterator[smarthttp_pb2.PostReceivePackRequest]:
+        yield smarthttp_pb2.PostReceivePackRequest(repository=shared_pb2.Repository(relative_path=path))
+        release.wait(60)
+
+    stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(cluster.channel("proxy-1"))
+    # No client deadline (as the gateway): the intent lives write_intent_timeout seconds.
+    call = stub.PostReceivePack(requests(), metadata=cluster.metadata("proxy-1"))
+    try:
+        cluster.wait_until(
+            lambda: receive_packs_under(primary.process.pid), 30, "receive-pack on the primary"
+        )
+        # SIGKILL first: LocalCluster.kill would close the client's channel before, and
+        # proxy-1 would see the cancellation and close the intent itself.
+        cluster.proxies["proxy-1"].kill()
+    finally:
+        release.set()
+        with contextlib.suppress(grpc.RpcError):
+            list(call)
+
+    # The intent expires (write_intent_timeout) and the leader closes it; nothing had
+    # changed on the primary, so the generation stays.
+    cluster.wait_until(lambda: repaired(cluster) > already, 60, "an intent repaired")
+    after = cluster.wait_converged(path, timeout=60)
+    assert after.generation == before.generation
+    cluster.start_process("proxy-1")
