@@ -56,13 +56,24 @@ class GitCommandError(GitraftError):
         self.exit_code = exit_code
         self.stderr = stderr
         last = stderr.decode(errors="replace").strip().splitlines()
-        detail = last[-1] if last else "no error output"
-        name = self.git_args[0] if self.git_args else ""
-        super().__init__(f"git {name} failed with exit code {exit_code}: {detail}")
+        self.detail = last[-1] if last else "no error output"
+        self.git_command = _command_of(self.git_args)
+        super().__init__(f"git {self.git_command} failed with exit code {exit_code}: {self.detail}")
 
     @property
     def stderr_text(self) -> str:
         return self.stderr.decode(errors="replace")
+
+
+def _command_of(args: Sequence[str]) -> str:
+    """The git subcommand in `args`, past global options such as `-c key=value`."""
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = arg in ("-c", "-C")
+            continue
+        return arg
+    return ""
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ memory, stdin always closed, the child killed when the caller goes away).
   `-c key=value`, validated (well-formed, allowed sections, nothing that runs a
   command). Then the node's own options are added, so they win: receive-pack always
   checks incoming objects (receive.fsckObjects) and accepts force-pushes.
-- A non-zero exit of git ends the stream with INTERNAL and the tail of its stderr, after
-  whatever git wrote (which carries git's own in-band error for the client).
+- A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
+  own in-band error for the client), with the tail of its stderr: INVALID_ARGUMENT when
+  git complained about the request (a malformed or truncated pkt-line, a want it never
+  advertised), INTERNAL otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import grpc
 
 from common.errors import InvalidArgumentError
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from node.git import GitCommandError
 from node.pipes import GitPipe
 from node.storage import Storage
 
@@ -47,6 +50,15 @@ _CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9_./:-]+)?\.[A-Za-z]
 _CONFIG_DENIED = re.compile(r"hook|command|fsmonitor|proxy|editor|pager|askpass", re.IGNORECASE)
 _GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
 MAX_CONFIG_VALUE = 1024
+# What git says when the request body, not the repository, is at fault.
+_REQUEST_ERRORS = (
+    "protocol error",
+    "the remote end hung up unexpectedly",
+    "not our ref",
+    "expected flush",
+    "expected SHA1",
+    "unknown capability",
+)
 
 
 def config_args(options: Iterable[str], service: str) -> list[str]:
@@ -70,6 +82,14 @@ def validate_config_option(option: str) -> str:
     if len(value) > MAX_CONFIG_VALUE or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         raise InvalidArgumentError(f"git config value not allowed: {option!r}")
     return option
+
+
+def request_error(exc: GitCommandError) -> Exception:
+    """InvalidArgumentError when git's stderr blames the request, else `exc` itself."""
+    text = exc.stderr_text
+    if any(marker in text for marker in _REQUEST_ERRORS):
+        return InvalidArgumentError(f"malformed {exc.git_command} request: {exc.detail!r}")
+    return exc
 
 
 def protocol_env(git_protocol: str) -> dict[str, str]:
@@ -137,7 +157,10 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         async with GitPipe(args, cwd=path, env=env, chunks=_data_of(first.data, requests)) as pipe:
             async for chunk in pipe.stdout_chunks():
                 yield chunk
-            await pipe.check()
+            try:
+                await pipe.check()
+            except GitCommandError as exc:
+                raise request_error(exc) from exc
 
 
 def _repository_of(

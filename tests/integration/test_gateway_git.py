@@ -405,3 +405,37 @@ async def test_a_refused_push_body_gets_the_upstream_status_every_time(
             assert (await post_receive_pack(gateway, missing, body))[0] == 404
     finally:
         await wrong.stop()
+
+
+MALFORMED_BODIES = {
+    "truncated length": b"00",
+    "length past the end": b"0032want",
+    "non-hex length": b"zzzzwant " + b"1" * 40,
+    "huge length": b"ffff" + b"a" * 10,
+    "length below 4": b"0003",
+    "empty": b"",
+}
+
+
+@pytest.mark.parametrize("service", ["git-upload-pack", "git-receive-pack"])
+async def test_malformed_pkt_lines_are_400_and_change_nothing(
+    gateway: Gateway, new_repo: NewRepo, work_tree: Path, tmp_path: Path, git_home: Path, service: str
+) -> None:
+    repo, path = new_repo()
+    url = url_of(gateway, repo)
+    await git("push", "-q", url, "main", cwd=work_tree)
+    refs, objects = refs_of(path), object_count(path)
+    headers = {
+        "Content-Type": f"application/x-{service}-request",
+        "Authorization": basic_auth("x", HTTP_TOKEN),
+    }
+    target = f"http://127.0.0.1:{gateway.port}/{repo.relative_path}/{service}"
+    async with aiohttp.ClientSession() as session:
+        for name, body in MALFORMED_BODIES.items():
+            async with session.post(target, data=body, headers=headers) as resp:
+                assert resp.status == 400, (name, resp.status, await resp.text())
+                assert "malformed" in await resp.text()
+    assert refs_of(path) == refs and object_count(path) == objects
+    clone = tmp_path / "clone"
+    await git("clone", "-q", url, str(clone), cwd=tmp_path)
+    assert rev("HEAD", clone) == refs["refs/heads/main"]

@@ -59,3 +59,8 @@ async def test_leaving_early_kills_git() -> None:
     async with GitPipe(["hash-object", "--stdin"], chunks=stalled()) as pipe:
         proc = pipe._require_proc()
     assert proc.returncode is not None
+
+
+def test_a_git_error_names_the_subcommand_past_config_options() -> None:
+    exc = GitCommandError(["-c", "receive.fsckObjects=true", "receive-pack", "."], 128, b"fatal: x\n")
+    assert str(exc) == "git receive-pack failed with exit code 128: fatal: x"
