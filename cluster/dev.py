@@ -35,7 +35,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cluster.layout import ClusterLayout, LayoutError, write_private
-from cluster.testing import ManagedProcess
+from cluster.processes import ManagedProcess
 
 CLUSTER_FILE = "cluster.json"
 LOCK_FILE = ".lock"
