@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cluster.metadata import schema, statemachine
@@ -127,8 +127,20 @@ def in_progress(conn: sqlite3.Connection, now: float) -> list[tuple[int, str, st
     ).fetchall()
 
 
-@settings(max_examples=200, deadline=None)
+# Known-hard interleavings, always tried besides the random ones.
+WRITE_A = ("write", {"repository_id": "r1", "succeeded": ["a"], "failed": []})
+LOWER = [(("set_generation", {"repository_id": "r1", "storage": "b", "generation": g}), 0.0) for g in (5, 3)]
+LEASE_WHILE_HELD = [
+    (WRITE_A, 0.0),
+    (("lease_jobs", {"owner": "w1", "lease_seconds": 5.0, "limit": 4}), 0.0),
+    (WRITE_A, 0.5),
+    (("lease_jobs", {"owner": "w2", "lease_seconds": 5.0, "limit": 4}), 0.5),
+]
+
+
+@settings(max_examples=150, deadline=None)
 @given(logs)
+@example(LOWER)
 def test_generations_never_decrease(log: list[Any]) -> None:
     conn = fresh()
     seen: dict[tuple[str, str], int] = {}
@@ -141,8 +153,9 @@ def test_generations_never_decrease(log: list[Any]) -> None:
         seen = current
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(logs)
+@example(LEASE_WHILE_HELD)
 def test_a_job_is_leased_by_at_most_one_owner_at_a_time(log: list[Any]) -> None:
     conn = fresh()
     holder: dict[int, tuple[str, float]] = {}  # job id -> (owner, lease expiry) as granted
