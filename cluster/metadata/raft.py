@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
+from pysyncobj.encryptor import HAS_CRYPTO
 
 from cluster.metadata import schema, snapshot, statemachine
 from cluster.metadata.config import RaftConfig
@@ -79,6 +80,10 @@ class RaftDatabase:
     def __init__(self, config: RaftConfig) -> None:
         if not config.password:
             raise InvalidArgumentError("raft: a password is required (the raft port unpickles its input)")
+        if not HAS_CRYPTO:
+            raise UnavailableError(
+                "raft: the password needs the 'cryptography' package, which is not installed"
+            )
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
