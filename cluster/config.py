@@ -74,6 +74,8 @@ class ProxyConfig:
     write_intent_timeout: float = 300.0
     # Seconds between the leader's scans for abandoned intents.
     intent_repair_interval: float = 1.0
+    # Seconds between the leader's elections of new primaries (cluster.elector).
+    failover_interval: float = 0.5
     # Seconds a starting proxy waits for a Raft leader before giving up (exit 1).
     ready_timeout: float = 120.0
     shutdown_grace: float = 5.0

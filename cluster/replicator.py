@@ -8,7 +8,8 @@ the attempts of every job waiting for it (the store still leases oldest first: a
 job for a down node can come along with a runnable one). Up to
 `workers` jobs run at once; each:
 
-- `create` / `update`: ReplicateRepository on the TARGET node, repository = the
+- `create` / `update`: skipped when the target is already at the job's generation or
+  newer (`obsolete`); otherwise ReplicateRepository on the TARGET node, repository = the
   target's replica, source = the source's replica + NodeAddress(name, address,
   node_token); then `complete_job`, which raises the target's generation to the job's
   source_generation (never lower);
@@ -48,6 +49,14 @@ REPLICATE_TIMEOUT = 600.0
 def backoff_seconds(attempts: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Delay before retry number `attempts` (1-based): base * 2^(attempts-1), capped."""
     return float(min(cap, base * 2 ** max(attempts - 1, 0)))
+
+
+def obsolete(job: Job, repo: Repository) -> bool:
+    """Whether the target already holds the job's generation (or newer): copying would
+    only risk replacing newer content with the older source's, under a generation that
+    never decreases (an older job running after a newer one, e.g. after failover)."""
+    target = next((r.generation for r in repo.replicas if r.storage == job.target), -1)
+    return target >= job.source_generation
 
 
 def runnable(job: Job, now: float, healthy: set[str]) -> bool:
@@ -164,6 +173,9 @@ class Replicator:
         if repo is None or job.change is ChangeType.RENAME:
             return
         if job.change in (ChangeType.CREATE, ChangeType.UPDATE):
+            if obsolete(job, repo):
+                log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
+                return
             await self._replicate(job, repo)
         elif job.change is ChangeType.DELETE_REPLICA:
             request = repository_pb2.RemoveRepositoryRequest(repository=_replica(repo, job.target))

@@ -5,8 +5,8 @@
 2. starts the metadata store and waits until a barrier commits (a Raft leader is known
    and this member caught up), registers the configured nodes (`register_storage`);
 3. runs one health round (so this proxy's votes are in Raft), then starts the health,
-   replication and intent-repair loops and the git HTTP gateway (pointed at this
-   proxy's own gRPC port);
+   replication, intent-repair and elector loops (the last two act only while this
+   proxy leads Raft) and the git HTTP gateway (pointed at this proxy's own gRPC port);
 4. reports SERVING.
 
 `stop()` reverses it: NOT_SERVING, gateway, gRPC server (RPCs in flight get
@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from cluster.admin import ClusterAdmin, Transactions
 from cluster.config import ProxyConfig, raft_config
 from cluster.coordinator import Coordinator
+from cluster.elector import Elector
 from cluster.gateway import Gateway
 from cluster.health import HealthChecker
 from cluster.intents import IntentRepairer
@@ -100,6 +101,7 @@ class ProxyServer:
             failure_threshold=config.health_failure_threshold,
         )
         self.intents = IntentRepairer(self.coordinator, config.intent_repair_interval)
+        self.elector = Elector(self.store, config.failover_interval)
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()
         self.gateway: Gateway | None = None
@@ -149,6 +151,7 @@ class ProxyServer:
             asyncio.create_task(self.health_checker.run(self._stop), name="health"),
             asyncio.create_task(self.replicator.run(self._stop), name="replicator"),
             asyncio.create_task(self.intents.run(self._stop), name="intents"),
+            asyncio.create_task(self.elector.run(self._stop), name="elector"),
         ]
         if self.config.http_addr:
             self.gateway = Gateway(

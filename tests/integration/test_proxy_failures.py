@@ -1,10 +1,11 @@
 """The proxy under node failures (its own 3-proxy/3-node cluster of real processes).
 
-Invariants checked: accessors never read an outdated or down replica; with no healthy
-up-to-date replica, reads and writes are refused with FAILED_PRECONDITION naming the
-storages (never served from the outdated one that is up); with the primary down but a
-current secondary up, writes are refused as UNAVAILABLE (retry after failover); once
-nodes return, every replica converges. A proxy stops cleanly on SIGTERM and rejoins.
+Invariants checked: accessors never read an outdated or down replica; with the primary
+down, the leader fails over to a current secondary and writes are served again; with no
+healthy up-to-date replica, reads and writes are refused with FAILED_PRECONDITION naming
+the storage (never served from the outdated one that is up, never elected to it); once
+nodes return, every replica converges. A proxy stops cleanly on SIGTERM and rejoins; an
+intent left by a SIGKILLed proxy is repaired by the leader.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ def current_replicas(cluster: LocalCluster) -> set[str]:
     return {r.storage for r in repo.replicas if r.up_to_date}
 
 
+def primary_of(cluster: LocalCluster) -> str:
+    repo = cluster.repository(PATH)
+    assert repo is not None
+    return str(repo.primary)
+
+
 def default_branch(cluster: LocalCluster, proxy: str) -> ref_pb2.FindDefaultBranchResponse:
     stub = ref_pb2_grpc.RefServiceStub(cluster.channel(proxy))
     request = ref_pb2.FindDefaultBranchRequest(repository=shared_pb2.Repository(relative_path=PATH))
@@ -93,19 +100,19 @@ def test_outdated_or_down_replicas_are_never_used(cluster: LocalCluster, tmp_pat
     after = cluster.read_counts()
     assert after.get(lagging, 0.0) == before.get(lagging, 0.0)
 
-    # The primary goes away too, once `other` has caught up: the current secondary could
-    # take over, so a write is UNAVAILABLE (safe to retry) and names the primary.
+    # The primary goes away too, once `other` has caught up: the leader's elector moves
+    # the primary to `other`, and writes are served again.
     cluster.wait_until(lambda: other in current_replicas(cluster), 60, f"{other} up to date")
     cluster.stop(primary)
     wait_health(cluster, {other})
-    with pytest.raises(grpc.RpcError) as refused:
-        update_ref(cluster, "proxy-1", "refs/heads/x", head)
-    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert repr(primary) in (refused.value.details() or "")
-    assert default_branch(cluster, "proxy-2").target == head  # reads still served by `other`
+    cluster.wait_until(lambda: primary_of(cluster) == other, 30, f"failover to {other}")
+    update_ref(cluster, "proxy-1", "refs/heads/x", head)
+    written = cluster.repository(PATH)
+    assert written is not None and written.generation > repo.generation
+    assert default_branch(cluster, "proxy-2").target == head
 
     # The last current replica goes away and the outdated one returns: nothing may be
-    # served from it. Reads and writes are refused, naming the storages with the data.
+    # served from it. Reads and writes are refused, naming the storage with the data.
     cluster.stop(other)
     cluster.start_process(lagging)
     wait_health(cluster, {lagging})
@@ -113,12 +120,13 @@ def test_outdated_or_down_replicas_are_never_used(cluster: LocalCluster, tmp_pat
         with pytest.raises(grpc.RpcError) as lost:
             default_branch(cluster, proxy)
         assert lost.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert repr(primary) in (lost.value.details() or "")
+        assert repr(other) in (lost.value.details() or "")
     with pytest.raises(grpc.RpcError) as lost_write:
         update_ref(cluster, "proxy-3", "refs/heads/y", head)
     assert lost_write.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     refused_push = run_git("push", "-q", cluster.git_url("proxy-1", PATH), "main:side", cwd=work, check=False)
     assert refused_push.returncode != 0
+    assert primary_of(cluster) == other  # never elected away to an outdated replica
     # DatalossCheck names it meanwhile.
     unavailable = cluster.cluster_stub("proxy-2").DatalossCheck(
         cluster_pb2.DatalossCheckRequest(),
@@ -134,11 +142,11 @@ def test_outdated_or_down_replicas_are_never_used(cluster: LocalCluster, tmp_pat
     wait_health(cluster, {primary, other, lagging})
     assert default_branch(cluster, "proxy-1").target == head
     healed = cluster.wait_converged(PATH, timeout=60)
-    assert healed.generation == repo.generation
+    assert healed.generation == written.generation
     assert set(healed.checksums) == {primary, other, lagging}
     update_ref(cluster, "proxy-2", "refs/heads/after", head)
     final = cluster.wait_converged(PATH, timeout=60)
-    assert final.generation > repo.generation
+    assert final.generation > written.generation
 
 
 def test_proxy_stops_cleanly_and_rejoins(cluster: LocalCluster) -> None:

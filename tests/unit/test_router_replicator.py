@@ -33,3 +33,13 @@ def test_backoff_grows_and_is_capped() -> None:
     delays = [backoff_seconds(n) for n in range(1, 10)]
     assert delays == sorted(delays)
     assert delays[0] == 1.0 and delays[-1] == 60.0
+
+
+def test_a_job_older_than_its_target_is_obsolete() -> None:
+    from cluster.metadata.api import Replica, Repository
+    from cluster.replicator import obsolete
+
+    repo = Repository("r", "p", "q", "a", 3, 0.0, (Replica("a", 5), Replica("b", 4)))
+    assert obsolete(job(JobState.READY), repo)  # b at 4 >= the job's generation 3
+    newer = Job(2, "r", ChangeType.UPDATE, "a", "b", 5, JobState.READY, 0)
+    assert not obsolete(newer, repo)

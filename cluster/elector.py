@@ -1,0 +1,93 @@
+"""The primary elector (run by the Raft leader proxy only).
+
+Every `interval` seconds the leader looks, after a barrier, at every repository whose
+primary is unhealthy for the cluster or outdated, and moves the primary
+(`set_primary`) to a healthy, up-to-date, assigned replica: the one that is primary of
+the fewest repositories (then by name). A repository without such a replica keeps its
+primary and stays unavailable until one returns (DatalossCheck lists it).
+
+Safety does not rest on the elector: the router never sends a mutator to an outdated
+or unhealthy primary, nor an accessor to an outdated replica. If a write completes on
+the old primary between this round's read and `set_primary`, the new primary is
+outdated: writes are then refused (never served from it) and the next round moves the
+primary back once an up-to-date replica is healthy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cluster.metadata.api import MetadataStore, Repository
+from common.errors import GitraftError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failover:
+    repository: str
+    old_primary: str
+    new_primary: str
+
+
+def choose_primary(repo: Repository, healthy: set[str], primaries: dict[str, int]) -> str | None:
+    """The storage that should lead `repo`: its primary when healthy and up to date,
+    otherwise the least-leading healthy up-to-date replica; None when there is none."""
+    current = repo.up_to_date()
+    if repo.primary in healthy and repo.primary in current:
+        return repo.primary
+    candidates = [s for s in current if s in healthy]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda s: (primaries.get(s, 0), s))
+
+
+class Elector:
+    def __init__(
+        self, store: MetadataStore, interval: float = 0.5, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+
+    async def round(self) -> list[Failover]:
+        """Move every primary that must move (leader only); returns what moved."""
+        if not self.store.is_leader():
+            return []
+        await self.store.barrier()
+        now = self.clock()
+        healthy = await self.store.healthy_storages(now)
+        repos = await self.store.list_repositories()
+        primaries: dict[str, int] = {}
+        for repo in repos:
+            primaries[repo.primary] = primaries.get(repo.primary, 0) + 1
+        moved: list[Failover] = []
+        for repo in repos:
+            new = choose_primary(repo, healthy, primaries)
+            if new is None or new == repo.primary:
+                continue
+            await self.store.set_primary(repo.repository_id, new, now)
+            primaries[repo.primary] -= 1
+            primaries[new] = primaries.get(new, 0) + 1
+            moved.append(Failover(repo.relative_path, repo.primary, new))
+            log.warning(
+                "primary moved",
+                extra={"repository": repo.relative_path, "old_primary": repo.primary, "new_primary": new},
+            )
+        return moved
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.round()
+            except GitraftError as exc:
+                log.info("elector round failed", extra={"error": str(exc)})
+            except Exception:  # a bug must not end the loop for the life of the process
+                log.exception("elector round crashed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)

@@ -1,0 +1,65 @@
+"""The primary elector: moves a primary only to a healthy, up-to-date replica."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cluster.elector import Elector, choose_primary
+from cluster.metadata.api import Replica, Repository
+from tests.unit.test_router_coordinator import NOW, LocalStore
+
+
+def repo(primary: str, **generations: int) -> Repository:
+    replicas = tuple(Replica(s, g) for s, g in sorted(generations.items()))
+    return Repository("r", "p.git", "@cluster/r.git", primary, 3, 0.0, replicas)
+
+
+def test_a_healthy_current_primary_stays() -> None:
+    assert choose_primary(repo("a", a=2, b=2), {"a", "b"}, {}) == "a"
+
+
+def test_an_unhealthy_or_outdated_primary_moves_to_the_least_leading_current_replica() -> None:
+    assert choose_primary(repo("a", a=2, b=2, c=2), {"b", "c"}, {"b": 5, "c": 1}) == "c"
+    assert choose_primary(repo("a", a=1, b=2, c=2), {"a", "b", "c"}, {}) == "b"
+
+
+def test_never_to_an_outdated_replica() -> None:
+    assert choose_primary(repo("a", a=3, b=2, c=2), {"b", "c"}, {}) is None
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
+    s = LocalStore(tmp_path / "raft")
+    await s.start()
+    for name in ("a", "b", "c"):
+        await s.register_storage(name, f"127.0.0.1:{name}")
+        await s.record_health("p1", name, name != "a", NOW)
+    await s.create_repository("r1", "g/r.git", "@cluster/r1.git", ["a", "b", "c"], "a", 3, NOW)
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+async def test_the_leader_fails_over_and_followers_do_nothing(store: LocalStore) -> None:
+    for storage, generation in (("a", 4), ("b", 4), ("c", 3)):
+        await store.set_generation("r1", storage, generation, NOW)
+    store.leader = False
+    assert await Elector(store, clock=lambda: NOW).round() == []
+    store.leader = True
+    moved = await Elector(store, clock=lambda: NOW).round()
+    assert [(m.old_primary, m.new_primary) for m in moved] == [("a", "b")]
+    fresh = await store.get_repository("g/r.git")
+    assert fresh is not None and fresh.primary == "b"
+    assert await Elector(store, clock=lambda: NOW).round() == []
+
+
+async def test_no_current_healthy_replica_leaves_the_primary(store: LocalStore) -> None:
+    for storage, generation in (("a", 4), ("b", 3), ("c", 3)):
+        await store.set_generation("r1", storage, generation, NOW)
+    assert await Elector(store, clock=lambda: NOW).round() == []
+    fresh = await store.get_repository("g/r.git")
+    assert fresh is not None and fresh.primary == "a"
