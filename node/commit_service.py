@@ -1,7 +1,8 @@
 """CommitService on a storage node: commits, history pages, tree entries and blobs.
 
 Objects are read with pygit2 in worker threads (history order comes from `git rev-list`,
-so pages follow git's own order exactly); blob data is streamed in CHUNK_SIZE pieces.
+so pages follow git's own order exactly); blob data is streamed from `git cat-file` in
+CHUNK_SIZE pieces, never held whole.
 
 Errors: INVALID_ARGUMENT for an empty, option-like (`-...`) or unparsable revision, a
 malformed oid or path, a bad page token or a bad limit; NOT_FOUND for a revision, path or
@@ -14,15 +15,16 @@ import asyncio
 import base64
 import binascii
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pygit2
 
-from common.errors import InvalidArgumentError, NotFoundError
+from common.errors import GitraftError, InvalidArgumentError, NotFoundError
 from gitraft.v1 import commit_pb2, commit_pb2_grpc, shared_pb2
 from node.git import run_git
+from node.pipes import GitPipe
 from node.storage import Storage
 
 CHUNK_SIZE = 64 * 1024
@@ -69,9 +71,18 @@ class CommitServicer(commit_pb2_grpc.CommitServiceServicer):
         batches (`size` 0). A submodule (COMMIT): the header only."""
         limit = check_limit(request.limit)
         path = self.storage.existing_path_of(request.repository)
-        entry = await asyncio.to_thread(read_tree_entry, path, request.revision, request.path, limit)
-        for message in entry:
-            yield message
+        messages = await asyncio.to_thread(read_tree_entry, path, request.revision, request.path)
+        if messages[0].type != commit_pb2.TreeEntryResponse.BLOB:
+            for message in messages:
+                yield message
+            return
+        header, first = messages[0], True
+        async for size, chunk in blob_chunks(path, header.oid, limit):
+            if first:
+                header.size, header.data, first = size, chunk, False
+                yield header
+            else:
+                yield commit_pb2.TreeEntryResponse(data=chunk)
 
     async def GetBlob(
         self, request: commit_pb2.GetBlobRequest, context: grpc.aio.ServicerContext
@@ -80,9 +91,8 @@ class CommitServicer(commit_pb2_grpc.CommitServiceServicer):
         limit = check_limit(request.limit)
         oid = check_oid(request.oid)
         path = self.storage.existing_path_of(request.repository)
-        size, data = await asyncio.to_thread(read_blob, path, oid, limit)
         first = True
-        for chunk in chunks(data):
+        async for size, chunk in blob_chunks(path, oid, limit):
             yield (
                 commit_pb2.GetBlobResponse(oid=oid, size=size, data=chunk)
                 if first
@@ -104,12 +114,38 @@ def check_oid(oid: str) -> str:
     return oid.lower()
 
 
-def chunks(data: bytes) -> Iterator[bytes]:
-    """`data` in CHUNK_SIZE pieces; one empty piece for empty data."""
-    view = memoryview(data)
-    yield bytes(view[:CHUNK_SIZE])
-    for start in range(CHUNK_SIZE, len(data), CHUNK_SIZE):
-        yield bytes(view[start : start + CHUNK_SIZE])
+async def blob_chunks(path: Path, oid: str, limit: int) -> AsyncIterator[tuple[int, bytes]]:
+    """Blob `oid` of the repository at `path` as (full size, chunk) pairs: at most `limit`
+    bytes (0 = all) in CHUNK_SIZE pieces, at least one (empty) piece. Streamed from
+    `git cat-file --batch`, so memory holds one chunk whatever the blob's size.
+    NotFoundError when the object is missing, InvalidArgumentError when not a blob."""
+
+    async def request() -> AsyncIterator[bytes]:
+        yield f"{oid}\n".encode()
+
+    async with GitPipe(["cat-file", "--batch"], cwd=path, chunks=request()) as pipe:
+        header = (await pipe.readline()).decode(errors="replace").split()
+        if len(header) != 3:
+            raise NotFoundError(f"blob not found: {oid!r}")
+        if header[1] != "blob":
+            raise InvalidArgumentError(f"object is a {header[1]}, not a blob: {oid!r}")
+        size = int(header[2])
+        left = min(size, limit) if limit else size
+        yield size, await _read_exactly(pipe, min(left, CHUNK_SIZE))
+        left -= CHUNK_SIZE
+        while left > 0:
+            yield size, await _read_exactly(pipe, min(left, CHUNK_SIZE))
+            left -= CHUNK_SIZE
+
+
+async def _read_exactly(pipe: GitPipe, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = await pipe.read(size - len(data))
+        if not chunk:
+            raise GitraftError(f"git cat-file ended early: {pipe.stderr[-200:]!r}")
+        data += chunk
+    return data
 
 
 def resolve_commit(repo: pygit2.Repository, revision: str) -> pygit2.Commit:
@@ -210,10 +246,9 @@ def clean_tree_path(path: str) -> str:
     return clean
 
 
-def read_tree_entry(
-    path: Path, revision: str, entry_path: str, limit: int
-) -> list[commit_pb2.TreeEntryResponse]:
-    """Blocking: the TreeEntry response messages for `entry_path` at `revision`."""
+def read_tree_entry(path: Path, revision: str, entry_path: str) -> list[commit_pb2.TreeEntryResponse]:
+    """Blocking: the TreeEntry response messages for `entry_path` at `revision`; for a
+    blob, only the header without size or data (the caller streams those)."""
     clean = clean_tree_path(entry_path)
     repo = pygit2.Repository(str(path))
     tree = resolve_commit(repo, revision).tree
@@ -224,16 +259,12 @@ def read_tree_entry(
     except KeyError as exc:
         raise NotFoundError(f"path not found at {revision!r}: {entry_path!r}") from exc
     kind = _ENTRY_TYPES[entry.type_str]
-    if kind == commit_pb2.TreeEntryResponse.COMMIT:
-        return [commit_pb2.TreeEntryResponse(type=kind, oid=str(entry.id), mode=entry.filemode)]
-    obj = repo[entry.id]
-    if isinstance(obj, pygit2.Tree):
-        return tree_messages(obj, entry.filemode)
-    size, data = blob_data(obj, str(entry.id), limit)
-    header = commit_pb2.TreeEntryResponse(type=kind, oid=str(entry.id), size=size, mode=entry.filemode)
-    messages = [commit_pb2.TreeEntryResponse(data=chunk) for chunk in chunks(data)]
-    messages[0].MergeFrom(header)
-    return messages
+    if kind == commit_pb2.TreeEntryResponse.TREE:
+        subtree = repo.get(entry.id)
+        if not isinstance(subtree, pygit2.Tree):
+            raise NotFoundError(f"tree not found at {revision!r}: {entry_path!r}")
+        return tree_messages(subtree, entry.filemode)
+    return [commit_pb2.TreeEntryResponse(type=kind, oid=str(entry.id), mode=entry.filemode)]
 
 
 def tree_messages(tree: pygit2.Tree, mode: int) -> list[commit_pb2.TreeEntryResponse]:
@@ -250,17 +281,3 @@ def tree_messages(tree: pygit2.Tree, mode: int) -> list[commit_pb2.TreeEntryResp
     messages[0].oid = str(tree.id)
     messages[0].mode = mode
     return messages
-
-
-def read_blob(path: Path, oid: str, limit: int) -> tuple[int, bytes]:
-    """Blocking: (full size, data up to `limit` bytes) of blob `oid`."""
-    return blob_data(pygit2.Repository(str(path)).get(oid), oid, limit)
-
-
-def blob_data(obj: pygit2.Object | None, oid: str, limit: int) -> tuple[int, bytes]:
-    """(full size, data up to `limit` bytes; 0 = all) of a blob."""
-    if obj is None:
-        raise NotFoundError(f"blob not found: {oid!r}")
-    if not isinstance(obj, pygit2.Blob):
-        raise InvalidArgumentError(f"object is a {obj.type_str}, not a blob: {oid!r}")
-    return obj.size, obj.data if not limit else obj.data[:limit]

@@ -78,11 +78,18 @@ class GitPipe:
             task.cancel()
         await asyncio.shield(self._reap(proc))
 
-    async def read(self) -> bytes:
-        """The next chunk of stdout (at most CHUNK_SIZE bytes); b"" at end of output."""
+    async def read(self, size: int = CHUNK_SIZE) -> bytes:
+        """The next chunk of stdout (at most `size` bytes); b"" at end of output."""
         stdout = self._require_proc().stdout
         assert stdout is not None
-        return await stdout.read(CHUNK_SIZE)
+        return await stdout.read(size)
+
+    async def readline(self) -> bytes:
+        """The next line of stdout, newline included (b"" at end of output); ValueError
+        past 64 KiB without a newline."""
+        stdout = self._require_proc().stdout
+        assert stdout is not None
+        return await stdout.readline()
 
     async def stdout_chunks(self) -> AsyncIterator[bytes]:
         """Every stdout chunk until git closes its stdout."""
