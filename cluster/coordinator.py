@@ -21,7 +21,9 @@ Paths (see DESIGN.md "Paths through the system"):
   The node call is bounded to end before the intent's deadline (a mutator can take at
   most about `write_intent_timeout`, or the client's own longer deadline), so a repair
   never runs while the write it repairs can still change the primary.
-- accessor: shared barrier, look up, one healthy up-to-date replica at random.
+- accessor: shared barrier, look up, one healthy up-to-date replica at random; on
+  UNAVAILABLE before anything was relayed (and, for a request stream, before more
+  than its first message was sent) it is tried again on another such replica.
 - maintenance: every healthy assigned replica, no generation change.
 - storage scope: the named storage, request unchanged.
 - server scope: ServerInfo is answered by the proxy itself (server_version names the
@@ -73,6 +75,8 @@ log = logging.getLogger(__name__)
 PROXY_VERSION = "gitraft-proxy/0.1.0"
 # Bound on the checksum comparison after a failed mutator.
 CHECKSUM_TIMEOUT = 10.0
+# Attempts of a read that fails with UNAVAILABLE before anything was relayed.
+READ_ATTEMPTS = 3
 # Seconds between the end of a mutator's node call and its intent's deadline (at most
 # a quarter of write_intent_timeout).
 INTENT_MARGIN = 5.0
@@ -203,8 +207,14 @@ class Coordinator:
                 *(self.call_unary(info, s, rewrite(info, request, repo, s), context) for s in storages)
             )
             return answers[0]
-        storage = self._read_from(repo, healthy)
-        return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
+        tried: list[str] = []
+        while True:
+            storage = self._read_from(repo, healthy, tried)
+            try:
+                return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
+            except NodeError as exc:
+                if not _retry_read(exc, tried, storage):
+                    raise
 
     async def _mutate(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
         repo, primary, intent = await self.open_write(path, info, context)
@@ -236,11 +246,22 @@ class Coordinator:
             repo = await self.lookup(path, info)
             if repo is None:
                 raise NotFoundError(f"repository not found: {path!r}")
-            storage = self._read_from(repo, await self.store.healthy_storages(self.clock()))
-            first = rewrite(info, request, repo, storage)
-            async for chunk in self.call_stream(info, storage, first, rest, context):
-                yield chunk
-            return
+            healthy = await self.store.healthy_storages(self.clock())
+            tried: list[str] = []
+            pulled = [False]
+            guarded = _tracking(rest, pulled) if rest is not None else None
+            while True:
+                storage = self._read_from(repo, healthy, tried)
+                first = rewrite(info, request, repo, storage)
+                relayed = False
+                try:
+                    async for chunk in self.call_stream(info, storage, first, guarded, context):
+                        relayed = True
+                        yield chunk
+                    return
+                except NodeError as exc:
+                    if relayed or pulled[0] or not _retry_read(exc, tried, storage):
+                        raise
         repo, primary, intent = await self.open_write(path, info, context)
         held: bytes | None = None
         try:
@@ -264,8 +285,11 @@ class Coordinator:
             raise NotFoundError(f"repository not found: {relative_path!r}")
         return repo
 
-    def _read_from(self, repo: Repository, healthy: set[str]) -> str:
-        storage = route_accessor(repo, healthy).storage
+    def _read_from(self, repo: Repository, healthy: set[str], tried: list[str]) -> str:
+        """A replica to read from, preferring ones not yet `tried` (then any again)."""
+        untried = healthy - set(tried)
+        candidates = [s for s in repo.up_to_date() if s in untried]
+        storage = route_accessor(repo, untried if candidates else healthy).storage
         self.metrics.reads.labels(storage=storage).inc()
         return storage
 
@@ -505,6 +529,25 @@ def _timeout(context: Any, limit: float | None) -> float | None:
     if remaining is None or limit is None:
         return limit if remaining is None else remaining
     return min(remaining, limit)
+
+
+def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:
+    """Whether a read that failed on `storage` with `exc` is tried again (on another
+    replica when there is one): only for UNAVAILABLE (nothing was served; e.g. a
+    channel still reconnecting to a restarted node), at most READ_ATTEMPTS times."""
+    tried.append(storage)
+    if exc.code != grpc.StatusCode.UNAVAILABLE or len(tried) >= READ_ATTEMPTS:
+        return False
+    log.info("read retried", extra={"storage": storage, "error": str(exc)})
+    return True
+
+
+async def _tracking(rest: AsyncIterator[bytes], pulled: list[bool]) -> AsyncIterator[bytes]:
+    """`rest`, noting in `pulled[0]` once anything asked for it: from then on a failed
+    call cannot be replayed elsewhere."""
+    pulled[0] = True
+    async for item in rest:
+        yield item
 
 
 def _time_remaining(context: Any) -> float | None:

@@ -33,6 +33,8 @@ NOW = 1_000_000.0
 REGISTRY = Registry.from_package()
 UPDATE_REFS = "/gitraft.v1.RefService/UpdateReferences"
 RECEIVE_PACK = "/gitraft.v1.SmartHTTPService/PostReceivePack"
+REPO_INFO = "/gitraft.v1.RepositoryService/RepositoryInfo"
+LIST_REFS = "/gitraft.v1.RefService/ListRefs"
 
 
 class LocalStore(RaftMetadataStore):
@@ -87,6 +89,7 @@ class FakeNodes:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.limits: list[float | None] = []
+        self.down: set[str] = set()
         self.error: NodeError | None = None
         self.checksums = {"a": "1" * 40, "b": "1" * 40, "c": "1" * 40}
         self.chunks = [b"one", b"two", b"three"]
@@ -96,6 +99,8 @@ class FakeNodes:
     ) -> bytes:
         self.calls.append((info.name, storage))
         self.limits.append(limit)
+        if storage in self.down:
+            raise NodeError(grpc.StatusCode.UNAVAILABLE, f"failed to connect to {storage}")
         if self.error is not None:
             raise self.error
         return b""
@@ -110,6 +115,8 @@ class FakeNodes:
         limit: float | None = None,
     ) -> AsyncIterator[bytes]:
         self.calls.append((info.name, storage))
+        if storage in self.down:
+            raise NodeError(grpc.StatusCode.UNAVAILABLE, f"failed to connect to {storage}")
         for chunk in self.chunks:
             yield chunk
         if self.error is not None:
@@ -370,3 +377,32 @@ async def test_node_internal_replication_is_not_served(store: LocalStore, coordi
             info("/gitraft.v1.RepositoryService/ReplicateRepository"), request.SerializeToString(), None
         )
     assert await generations(store) == {"a": 0, "b": 0, "c": 0}
+
+
+async def test_a_read_that_finds_a_replica_unreachable_is_served_by_another(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.down = {"a", "b"}
+    request = repository_pb2.RepositoryInfoRequest(repository=shared_pb2.Repository(relative_path=path))
+    await coordinator.unary(info(REPO_INFO), request.SerializeToString(), None)
+    assert nodes.calls[-1] == ("RepositoryInfo", "c")
+    assert len(nodes.calls) <= 3
+
+    nodes.calls.clear()
+    listing = ref_pb2.ListRefsRequest(repository=shared_pb2.Repository(relative_path=path))
+    chunks = [c async for c in coordinator.stream(info(LIST_REFS), listing.SerializeToString(), None)]
+    assert chunks == [b"one", b"two", b"three"]
+    assert nodes.calls[-1] == ("ListRefs", "c")
+
+
+async def test_reads_give_up_after_a_few_attempts(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    path = await make_repo(store)
+    nodes.down = {"a", "b", "c"}
+    request = repository_pb2.RepositoryInfoRequest(repository=shared_pb2.Repository(relative_path=path))
+    with pytest.raises(NodeError) as raised:
+        await coordinator.unary(info(REPO_INFO), request.SerializeToString(), None)
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert len(nodes.calls) == 3
