@@ -48,6 +48,22 @@ import grpc
 from google.protobuf import message
 
 from cluster.barrier import SharedBarrier
+from cluster.forwarding import (
+    NodeError,
+    call_timeout,
+    code_of,
+    first_message,
+    forward_stream,
+    forward_unary,
+    parse,
+    read_checksum,
+    refuse_second_repository,
+    replica_of,
+    rewrite,
+    target_path,
+    time_remaining,
+    tracking,
+)
 from cluster.metadata.api import MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
@@ -67,14 +83,15 @@ from common.errors import (
     NotFoundError,
     UnavailableError,
 )
-from common.paths import validate_relative_path
-from gitraft.v1 import repository_pb2, server_pb2, shared_pb2
+from gitraft.v1 import server_pb2
 
 log = logging.getLogger(__name__)
 
 PROXY_VERSION = "gitraft-proxy/0.1.0"
 # Bound on the checksum comparison after a failed mutator.
 CHECKSUM_TIMEOUT = 10.0
+# Re-exported for the modules that use the coordinator (cluster.repositories, tests).
+__all__ = ["CREATE", "Coordinator", "NodeError", "OpenIntent", "replica_of", "rewrite"]
 # Attempts of a read that fails with UNAVAILABLE before anything was relayed.
 READ_ATTEMPTS = 3
 # Seconds between the end of a mutator's node call and its intent's deadline (at most
@@ -95,18 +112,6 @@ class OpenIntent:
     intent_id: str
     # Seconds the node call may take: it must end before the intent can be repaired.
     timeout: float
-
-
-class NodeError(GitraftError):
-    """A node answered with an error status: relayed to the client unchanged."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-
-
-def node_error(exc: grpc.aio.AioRpcError) -> NodeError:
-    return NodeError(exc.code(), exc.details() or str(exc.code()))
 
 
 class Coordinator:
@@ -148,7 +153,7 @@ class Coordinator:
         try:
             return await self._unary(info, parse(info, request), context)
         except BaseException as exc:
-            code = _code_of(exc)
+            code = code_of(exc)
             raise
         finally:
             self._observe(info, code, started)
@@ -159,14 +164,14 @@ class Coordinator:
         code = grpc.StatusCode.OK
         try:
             if info.client_streaming:
-                first = await _first(request)
+                first = await first_message(request)
                 rest: AsyncIterator[bytes] | None = request
             else:
                 first, rest = request, None
             async for chunk in self._stream(info, parse(info, first), rest, context):
                 yield chunk
         except BaseException as exc:
-            code = _code_of(exc)
+            code = code_of(exc)
             raise
         finally:
             self._observe(info, code, started)
@@ -249,7 +254,7 @@ class Coordinator:
             healthy = await self.store.healthy_storages(self.clock())
             tried: list[str] = []
             pulled = [False]
-            guarded = _tracking(rest, pulled) if rest is not None else None
+            guarded = tracking(rest, pulled) if rest is not None else None
             while True:
                 storage = self._read_from(repo, healthy, tried)
                 first = rewrite(info, request, repo, storage)
@@ -357,7 +362,7 @@ class Coordinator:
         deadline, sees the write's effect on the primary if there is any."""
         intent_id = uuid.uuid4().hex
         margin = min(INTENT_MARGIN, self.write_intent_timeout / 4)
-        remaining = _time_remaining(context) or 0.0
+        remaining = time_remaining(context) or 0.0
         lifetime = max(self.write_intent_timeout, remaining + 2 * margin)
         await self.store.begin_write(
             intent_id, repo.repository_id, [primary], self.proxy_name, self.clock() + lifetime
@@ -415,35 +420,19 @@ class Coordinator:
         compared = [t for t in theirs if not isinstance(t, BaseException)]
         return bool(compared) and all(t == mine for t in compared)
 
-    async def checksum(self, repo: Repository, storage: str) -> str:
-        stub: Any = _checksum_stub(self.nodes.channel(storage))
-        request = repository_pb2.RepositoryChecksumRequest(repository=replica_of(repo, storage))
-        try:
-            response = await stub(request, metadata=self.nodes.metadata(), timeout=CHECKSUM_TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            raise node_error(exc) from exc
-        return str(response.checksum)
+    # --- calls to nodes (cluster.forwarding; methods so tests can stand in for nodes) ---
 
-    # --- calls to nodes ----------------------------------------------------------------
+    async def checksum(self, repo: Repository, storage: str) -> str:
+        return await read_checksum(self.nodes, repo, storage)
 
     async def call_unary(
         self, info: MethodInfo, storage: str, request: bytes, context: Any, limit: float | None = None
     ) -> bytes:
         """Forward one unary request to `storage` within the client's deadline and `limit`
         seconds; NodeError with the node's status."""
-        channel: Any = self.nodes.channel(storage)
-        call: Any = channel.unary_unary(info.path)(
-            request, metadata=self.nodes.metadata(), timeout=_timeout(context, limit)
-        )
-        try:
-            return bytes(await call)
-        except grpc.aio.AioRpcError as exc:
-            raise node_error(exc) from exc
-        finally:
-            if not call.done():
-                call.cancel()
+        return await forward_unary(self.nodes, info, storage, request, call_timeout(context, limit))
 
-    async def call_stream(
+    def call_stream(
         self,
         info: MethodInfo,
         storage: str,
@@ -454,23 +443,7 @@ class Coordinator:
     ) -> AsyncIterator[bytes]:
         """Forward a response-streaming call to `storage`, relaying each message as it
         comes, within the client's deadline and `limit` seconds."""
-        channel: Any = self.nodes.channel(storage)
-        timeout = _timeout(context, limit)
-        call: Any
-        if info.client_streaming:
-            call = channel.stream_stream(info.path)(
-                _chain(first, rest), metadata=self.nodes.metadata(), timeout=timeout
-            )
-        else:
-            call = channel.unary_stream(info.path)(first, metadata=self.nodes.metadata(), timeout=timeout)
-        try:
-            async for chunk in call:
-                yield bytes(chunk)
-        except grpc.aio.AioRpcError as exc:
-            raise node_error(exc) from exc
-        finally:
-            if not call.done():
-                call.cancel()
+        return forward_stream(self.nodes, info, storage, first, rest, call_timeout(context, limit))
 
     def _observe(self, info: MethodInfo, code: grpc.StatusCode, started: float) -> None:
         self.metrics.rpcs.labels(method=info.path, route=info.route_label, code=code.name).inc()
@@ -482,55 +455,6 @@ class Coordinator:
 # --- helpers ---------------------------------------------------------------------------
 
 
-def parse(info: MethodInfo, data: bytes) -> message.Message:
-    """The (first) request message; InvalidArgumentError when it does not parse."""
-    try:
-        return info.request_class.FromString(data)
-    except message.DecodeError as exc:
-        raise InvalidArgumentError(f"malformed {info.request_class.__name__}: {exc}") from exc
-
-
-def refuse_second_repository(info: MethodInfo) -> None:
-    """RPCs naming a second repository (node-internal replication) are not served: the
-    proxy could not rewrite it to a replica, and replication is the proxy's own job."""
-    if info.additional_field:
-        raise InvalidArgumentError(
-            f"{info.name} names a second repository ({info.additional_field!r}): node-internal, "
-            "not served by the proxy"
-        )
-
-
-def target_path(info: MethodInfo, request: message.Message) -> str:
-    """The client-facing relative path in the target field, validated and normalised."""
-    repository = getattr(request, info.target_field)
-    return validate_relative_path(str(repository.relative_path))
-
-
-def replica_of(repo: Repository, storage: str) -> shared_pb2.Repository:
-    return shared_pb2.Repository(storage_name=storage, relative_path=repo.replica_path)
-
-
-def rewrite(info: MethodInfo, request: message.Message, repo: Repository, storage: str) -> bytes:
-    """The request, serialised, with its target repository pointing at `storage`'s replica."""
-    getattr(request, info.target_field).CopyFrom(replica_of(repo, storage))
-    return request.SerializeToString()
-
-
-def _checksum_stub(channel: grpc.aio.Channel) -> Any:
-    return channel.unary_unary(
-        "/gitraft.v1.RepositoryService/RepositoryChecksum",
-        request_serializer=repository_pb2.RepositoryChecksumRequest.SerializeToString,
-        response_deserializer=repository_pb2.RepositoryChecksumResponse.FromString,
-    )
-
-
-def _timeout(context: Any, limit: float | None) -> float | None:
-    remaining = _time_remaining(context)
-    if remaining is None or limit is None:
-        return limit if remaining is None else remaining
-    return min(remaining, limit)
-
-
 def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:
     """Whether a read that failed on `storage` with `exc` is tried again (on another
     replica when there is one): only for UNAVAILABLE (nothing was served; e.g. a
@@ -540,44 +464,6 @@ def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:
         return False
     log.info("read retried", extra={"storage": storage, "error": str(exc)})
     return True
-
-
-async def _tracking(rest: AsyncIterator[bytes], pulled: list[bool]) -> AsyncIterator[bytes]:
-    """`rest`, noting in `pulled[0]` once anything asked for it: from then on a failed
-    call cannot be replayed elsewhere."""
-    pulled[0] = True
-    async for item in rest:
-        yield item
-
-
-def _time_remaining(context: Any) -> float | None:
-    if context is None:
-        return None
-    remaining = context.time_remaining()
-    return None if remaining is None else max(float(remaining), 0.0)
-
-
-def _code_of(exc: BaseException) -> grpc.StatusCode:
-    if isinstance(exc, GitraftError):
-        return exc.code
-    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-        return grpc.StatusCode.CANCELLED
-    if isinstance(exc, grpc.aio.AbortError):
-        return grpc.StatusCode.UNKNOWN
-    return grpc.StatusCode.INTERNAL
-
-
-async def _first(requests: AsyncIterator[bytes]) -> bytes:
-    async for item in requests:
-        return item
-    raise InvalidArgumentError("empty request stream")
-
-
-async def _chain(first: bytes, rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
-    yield first
-    if rest is not None:
-        async for item in rest:
-            yield item
 
 
 _background: set[asyncio.Task[Any]] = set()
