@@ -332,6 +332,7 @@ class Coordinator:
                 repo = await self.lookup(relative_path, info)
                 assert repo is not None
                 primary = route_mutator(repo, await self.store.healthy_storages(self.clock())).primary
+            await self.nodes.connect(primary)  # unreachable: refused before any intent
             try:
                 intent = await self.begin_write(repo, primary, context)
             except NotFoundError:  # the local view was stale: it is gone (or re-created)

@@ -20,7 +20,7 @@ from google.protobuf import message
 from cluster.metadata.api import Repository
 from cluster.nodes import NodePool
 from cluster.router import MethodInfo
-from common.errors import GitraftError, InvalidArgumentError
+from common.errors import GitraftError, InvalidArgumentError, UnavailableError
 from common.paths import validate_relative_path
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -94,6 +94,7 @@ async def forward_unary(
 ) -> bytes:
     """Send one unary request (bytes) to `storage` with `deadline_in` seconds (None: no
     deadline); the response bytes, or NodeError."""
+    await connect(nodes, storage)
     channel: Any = nodes.channel(storage)
     call: Any = channel.unary_unary(info.path)(request, metadata=nodes.metadata(), timeout=deadline_in)
     try:
@@ -116,6 +117,7 @@ async def forward_stream(
     """Relay a response-streaming call to `storage`: `first` then `rest` up, each response
     message down as it comes; NodeError on the node's error. Closing the iterator (or a
     cancelled consumer) cancels the node's call."""
+    await connect(nodes, storage)
     channel: Any = nodes.channel(storage)
     call: Any
     if info.client_streaming:
@@ -134,8 +136,17 @@ async def forward_stream(
             call.cancel()
 
 
+async def connect(nodes: NodePool, storage: str) -> None:
+    """NodePool.connect, failing as a NodeError(UNAVAILABLE) like the call itself would."""
+    try:
+        await nodes.connect(storage)
+    except UnavailableError as exc:
+        raise NodeError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+
+
 async def read_checksum(nodes: NodePool, repo: Repository, storage: str) -> str:
     """RepositoryChecksum of `storage`'s replica of `repo` (NodeError on failure)."""
+    await connect(nodes, storage)
     stub: Any = _checksum_stub(nodes.channel(storage))
     request = repository_pb2.RepositoryChecksumRequest(repository=replica_of(repo, storage))
     try:

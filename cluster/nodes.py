@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import grpc
 
 from common.auth import bearer_metadata
-from common.errors import NotFoundError
+from common.errors import NotFoundError, UnavailableError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id
 from gitraft.v1 import shared_pb2
 
@@ -26,6 +26,10 @@ CHANNEL_OPTIONS = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
 ]
+
+
+# Seconds a call waits for its node's channel to connect.
+CONNECT_TIMEOUT = 2.0
 
 
 class NodePool:
@@ -66,6 +70,19 @@ class NodePool:
             closing.add_done_callback(self._closing.discard)
         self._channels[name] = (address, channel)
         return channel
+
+    async def connect(self, name: str, within: float = CONNECT_TIMEOUT) -> None:
+        """Return once the channel to `name` is connected; UnavailableError (nothing was
+        sent, a retry is safe) when it cannot connect within `within` seconds. Costs
+        nothing on a connected channel; spares a call on a channel still backing off
+        after its node restarted from failing at once."""
+        channel = self.channel(name)
+        if channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        try:
+            await asyncio.wait_for(channel.channel_ready(), within)
+        except TimeoutError:
+            raise UnavailableError(f"storage {name!r} unreachable at {self.address(name)!r}") from None
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Metadata for a call to a node: its token and the correlation id, if any."""

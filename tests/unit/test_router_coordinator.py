@@ -90,6 +90,7 @@ class FakeNodes:
         self.calls: list[tuple[str, str]] = []
         self.limits: list[float | None] = []
         self.down: set[str] = set()
+        self.connects: list[str] = []
         self.error: NodeError | None = None
         self.checksums = {"a": "1" * 40, "b": "1" * 40, "c": "1" * 40}
         self.chunks = [b"one", b"two", b"three"]
@@ -122,6 +123,9 @@ class FakeNodes:
         if self.error is not None:
             raise self.error
 
+    async def connect(self, storage: str, within: float = 0.0) -> None:
+        self.connects.append(storage)
+
     async def checksum(self, repo: Repository, storage: str) -> str:
         if storage not in self.checksums:
             raise UnavailableError(f"storage {storage!r} unreachable")
@@ -151,6 +155,7 @@ def coordinator(
     monkeypatch.setattr(c, "call_unary", nodes.call_unary)
     monkeypatch.setattr(c, "call_stream", nodes.call_stream)
     monkeypatch.setattr(c, "checksum", nodes.checksum)
+    monkeypatch.setattr(c.nodes, "connect", nodes.connect)
     c.scheduled = scheduled  # type: ignore[attr-defined]
     yield c
 
