@@ -24,12 +24,12 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 500),
 ]
 
 
 # Seconds a call waits for its node's channel to connect.
-CONNECT_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0
 
 
 class NodePool:
