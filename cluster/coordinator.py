@@ -1,4 +1,4 @@
-"""Forwarding: one generic gRPC handler that serves every forwarded RPC, bytes in, bytes out.
+"""Coordination: one generic gRPC handler that serves every forwarded RPC, bytes in and out.
 
 `Coordinator.handler()` is a `grpc.GenericRpcHandler`. For each call it parses only the
 first request message (to read and rewrite the target repository or storage), asks
@@ -30,7 +30,9 @@ Paths (see DESIGN.md "Paths through the system"):
   proxy, storage_name is empty); any other server-scoped method goes to one healthy node.
 - RPCs whose request names a second repository (`additional_repository`: node-internal
   ReplicateRepository) are refused with INVALID_ARGUMENT.
-Repository creation and removal are in cluster.repositories.
+Repository creation and removal are in cluster.repositories; the bytes-level calls to
+nodes in cluster.forwarding. A mutator whose primary's channel cannot connect within
+a second is refused (UNAVAILABLE) before its intent is written.
 """
 
 from __future__ import annotations
