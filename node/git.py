@@ -166,9 +166,16 @@ async def run_git(
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL git and reap it. Closing the transport closes our ends of its pipes too:
-    asyncio's wait() would otherwise block for as long as a grandchild (a hook, a shell
-    alias) keeps them open."""
+    """SIGKILL git and reap it (see kill_process)."""
+    kill_process(proc)
+    await asyncio.shield(proc.wait())
+
+
+def kill_process(proc: asyncio.subprocess.Process) -> None:
+    """SIGKILL `proc` if it still runs and close our ends of its pipes, so that a later
+    `proc.wait()` returns: asyncio's wait() also waits for every pipe to close, which
+    never happens while a grandchild (a hook, a shell alias) keeps one open, or while
+    unread output fills a pipe whose reading is paused."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
@@ -177,7 +184,6 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
         pipe = transport.get_pipe_transport(fd) if transport is not None else None
         if pipe is not None:
             pipe.close()
-    await asyncio.shield(proc.wait())
 
 
 async def git_version(git_binary: str = GIT_BINARY) -> str:

@@ -10,7 +10,8 @@ Contract:
   next chunk is taken; stdout is read CHUNK_SIZE at a time, only when the caller asks).
 - The child's stdin is closed when the chunks end *or fail*, so git never waits forever.
 - Leaving the `async with` block for any reason (an exception, a cancelled RPC because
-  the client went away) kills the child if it still runs and reaps it.
+  the client went away, a caller that stops reading stdout early) kills the child if it
+  still runs and reaps it; unread output is dropped.
 - `wait()` returns the exit status; `check()` raises GitCommandError (INTERNAL) with the
   tail of stderr for a non-zero one, and re-raises what failed while feeding stdin.
 """
@@ -18,13 +19,12 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from node.git import GitCommandError, start_git
+from node.git import GitCommandError, kill_process, start_git
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,9 @@ class GitPipe:
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
         proc = self._require_proc()
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
         for task in self._tasks():
             task.cancel()
+        kill_process(proc)  # when running; closing the pipes unblocks wait() on unread output
         await asyncio.shield(self._reap(proc))
 
     async def read(self, size: int = CHUNK_SIZE) -> bytes:

@@ -64,3 +64,15 @@ async def test_leaving_early_kills_git() -> None:
 def test_a_git_error_names_the_subcommand_past_config_options() -> None:
     exc = GitCommandError(["-c", "receive.fsckObjects=true", "receive-pack", "."], 128, b"fatal: x\n")
     assert str(exc) == "git receive-pack failed with exit code 128: fatal: x"
+
+
+async def test_leaving_early_with_unread_output_does_not_hang() -> None:
+    """stdout fills and asyncio pauses reading it: leaving must still reap git (and the
+    `yes` it started) instead of waiting forever for the pipe to close."""
+
+    async def read_a_little() -> bytes:
+        async with GitPipe(["-c", "alias.spam=!yes", "spam"]) as pipe:
+            await asyncio.sleep(0.2)  # let the pipe fill up
+            return await pipe.read(10)
+
+    assert await asyncio.wait_for(read_a_little(), 10) == b"y\ny\ny\ny\ny\n"
