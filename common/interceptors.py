@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -108,63 +109,58 @@ def _cid_from(context: grpc.aio.ServicerContext) -> str:
     return new_correlation_id()
 
 
+@contextlib.asynccontextmanager
+async def _guarded(
+    context: grpc.aio.ServicerContext, method: str, streaming: bool, check: _RequestCheck
+) -> AsyncIterator[None]:
+    """The body of one call with its correlation id set, ending in the status our
+    exception (or a malformed request message) stands for."""
+    token = correlation_id.set(_cid_from(context))
+    try:
+        yield
+        if check.error is not None:
+            raise check.error
+    except (grpc.aio.AbortError, grpc.aio.BaseError):
+        raise
+    except Exception as exc:
+        if streaming:
+            await drain_requests(context)
+        await _abort_for(check.error or exc, context, method)
+    finally:
+        correlation_id.reset(token)
+
+
 def _wrap(handler: Any, method: str) -> Any:
     """`handler` with our exceptions (and malformed requests) turned into statuses."""
     kwargs = {
         "request_deserializer": _lenient(handler.request_deserializer),
         "response_serializer": handler.response_serializer,
     }
+    streaming = handler.request_streaming
 
     def checked(request: Any, check: _RequestCheck) -> Any:
-        return check.stream(request) if handler.request_streaming else check.unary(request)
+        return check.stream(request) if streaming else check.unary(request)
 
     if handler.response_streaming:
         inner_stream = handler.unary_stream or handler.stream_stream
 
         async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            token, check = correlation_id.set(_cid_from(context)), _RequestCheck()
-            try:
+            check = _RequestCheck()
+            async with _guarded(context, method, streaming, check):
                 async for item in inner_stream(checked(request, check), context):
                     yield item
-                if check.error is not None:
-                    raise check.error
-            except (grpc.aio.AbortError, grpc.aio.BaseError):
-                raise
-            except Exception as exc:
-                if handler.request_streaming:
-                    await drain_requests(context)
-                await _abort_for(check.error or exc, context, method)
-            finally:
-                correlation_id.reset(token)
 
-        factory = (
-            grpc.unary_stream_rpc_method_handler
-            if handler.unary_stream
-            else grpc.stream_stream_rpc_method_handler
-        )
+        factory = grpc.stream_stream_rpc_method_handler if streaming else grpc.unary_stream_rpc_method_handler
         return factory(stream_behavior, **kwargs)
 
     inner_unary = handler.unary_unary or handler.stream_unary
 
     async def unary_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        token, check = correlation_id.set(_cid_from(context)), _RequestCheck()
-        try:
-            result = await inner_unary(checked(request, check), context)
-            if check.error is not None:
-                raise check.error
-            return result
-        except (grpc.aio.AbortError, grpc.aio.BaseError):
-            raise
-        except Exception as exc:
-            if handler.request_streaming:
-                await drain_requests(context)
-            await _abort_for(check.error or exc, context, method)
-        finally:
-            correlation_id.reset(token)
+        check = _RequestCheck()
+        async with _guarded(context, method, streaming, check):
+            return await inner_unary(checked(request, check), context)
 
-    factory2 = (
-        grpc.unary_unary_rpc_method_handler if handler.unary_unary else grpc.stream_unary_rpc_method_handler
-    )
+    factory2 = grpc.stream_unary_rpc_method_handler if streaming else grpc.unary_unary_rpc_method_handler
     return factory2(unary_behavior, **kwargs)
 
 
