@@ -9,7 +9,8 @@ memory, stdin always closed, the child killed when the caller goes away).
 - `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
   `-c key=value`, validated (well-formed, allowed sections, nothing that runs a
   command). Then the node's own options are added, so they win: receive-pack always
-  checks incoming objects (receive.fsckObjects) and accepts force-pushes.
+  checks incoming objects (receive.fsckObjects), accepts force-pushes and never starts
+  `gc --auto`.
 - A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
   own in-band error for the client), with the tail of its stderr: INVALID_ARGUMENT when
   git complained about the request (a malformed or truncated pkt-line, a want it never
@@ -39,6 +40,9 @@ NODE_CONFIG = {
         "receive.fsckObjects=true",
         "receive.denyNonFastForwards=false",
         "receive.denyDeletes=false",
+        # No `gc --auto` after a push: a caller's gc.* options (gc.pruneExpire=now) would
+        # prune objects a concurrent push still needs; maintenance is OptimizeRepository.
+        "receive.autogc=false",
     ),
 }
 
