@@ -3,7 +3,7 @@
     git fetch "ext::<python> -I <this file> <socket path>" '+refs/*:refs/*'
 
 Pipes its stdin to the unix socket at `<socket path>` and the socket back to its stdout,
-until the socket reaches end of file. The node (node.replication_source.TunnelServer)
+until the socket reaches end of file. The node (node.replication_source.Tunnel)
 listens on the socket and bridges it to the source node's UploadPackSession stream, so
 this program holds no token, speaks no gRPC and imports only the standard library (it
 runs under `python -I`). Exit status: 0 after the socket closed, 1 if it cannot connect.
