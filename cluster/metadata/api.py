@@ -10,8 +10,9 @@ once: the implementation deduplicates them.
 Failures of the store itself raise (see common.errors):
 - `UnavailableError("no quorum ...")` when a command cannot commit within its timeout
   (outcome unknown: the command may still apply later; retrying is safe);
-- `NotFoundError` / `FailedPreconditionError` / `AlreadyExistsError` for command
-  results that refuse (unknown repository, wrong lease owner, path taken).
+- `NotFoundError` / `FailedPreconditionError` / `AlreadyExistsError` /
+  `InvalidArgumentError` for command results that refuse (unknown repository, wrong
+  lease owner or outdated primary, path taken, malformed command).
 
 *Queries* read this proxy's applied state. `barrier()` gives a linearizable read point:
 after it returns, the local state includes every command committed before it began.
@@ -26,6 +27,12 @@ Allowed job transitions (`JobState`):
                                     counting one attempt
     in_progress -> dead             lease expired and that attempt reached max_attempts
     failed -> in_progress           lease_jobs once `now >= retry_at`
+    ready, failed -> (deleted)      remove_repository; set_replication_factor unassigning
+                                    the target
+    in_progress -> completed        remove_repository (not `delete_replica`; last_error
+                                    'repository removed', no owner any more)
+Completed jobs are pruned by a later complete_job once an hour (command time) old; dead
+jobs are kept.
 """
 
 from __future__ import annotations
@@ -62,6 +69,8 @@ class Replica:
     storage: str
     # -1 = assigned but never written (no data yet).
     generation: int
+    # Always True from this store: an unassigned replica has no row (it is forgotten,
+    # and a `delete_replica` job removes its data).
     assigned: bool = True
 
 
@@ -102,7 +111,8 @@ class Job:
     last_error: str = ""
     created_at: float = 0.0
     updated_at: float = 0.0
-    # For `rename`: the new relative path; free-form per change.
+    # Free-form per change: `delete_replica` jobs carry the `replica_path` to remove
+    # (and `relative_path` when the whole repository was removed).
     params: dict[str, str] = field(default_factory=dict)
 
 
@@ -122,6 +132,15 @@ class WriteResult:
     generation: int
     # Storages that got an `update` job (deduplicated against jobs already waiting).
     scheduled: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HealthVote:
+    """One proxy's latest recorded view of one storage (`record_health`)."""
+
+    healthy: bool
+    # The proxy's clock when it voted (the `now` of its record_health).
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -152,7 +171,9 @@ class MetadataStore(Protocol):
     def is_leader(self) -> bool: ...
 
     # --- commands --------------------------------------------------------------
-    async def register_storage(self, name: str, address: str) -> None: ...
+    async def register_storage(self, name: str, address: str) -> None:
+        """Add a storage, or change its address."""
+        ...
 
     async def create_repository(
         self,
@@ -166,18 +187,28 @@ class MetadataStore(Protocol):
     ) -> Repository:
         """Create the metadata; every storage gets a replica row at generation -1.
 
-        Idempotent for the same repository_id; AlreadyExistsError when the path is taken by
-        another id."""
+        Idempotent for the same repository_id (returns the existing repository unchanged);
+        AlreadyExistsError when the path is taken by another id; InvalidArgumentError when
+        `primary` is not one of `storages`."""
         ...
 
-    async def remove_repository(self, repository_id: str, now: float) -> None: ...
+    async def remove_repository(self, repository_id: str, now: float) -> None:
+        """Forget the repository; every replica gets a `delete_replica` job. Its waiting
+        jobs are deleted and its in-progress ones (but `delete_replica`) end, so no job
+        can complete into it (see `complete_job`). Idempotent: an unknown id is a no-op."""
+        ...
 
-    async def rename_repository(self, repository_id: str, new_relative_path: str, now: float) -> None: ...
+    async def rename_repository(self, repository_id: str, new_relative_path: str, now: float) -> None:
+        """Change the client-facing path only (replica paths never move). NotFoundError for
+        an unknown id; AlreadyExistsError when the path is taken by another id."""
+        ...
 
     async def begin_write(
         self, intent_id: str, repository_id: str, storages: list[str], proxy: str, deadline: float
     ) -> WriteIntent:
-        """Record a mutator in flight before it reaches any node. Idempotent on intent_id."""
+        """Record a mutator in flight before it reaches any node. Idempotent on intent_id.
+        NotFoundError for an unknown repository; FailedPreconditionError when a storage is
+        not assigned to it."""
         ...
 
     async def finish_write(
@@ -185,45 +216,77 @@ class MetadataStore(Protocol):
     ) -> WriteResult:
         """Close the intent. In one command: the storages in `succeeded` go to generation
         max+1 (all to the same value); every other assigned replica gets an `update` job
-        from the first of `succeeded` (deduplicated against ready jobs for the same target);
+        from the first of `succeeded` (merged into an `update` job already waiting - ready
+        or failed - for the same target, which takes the new source and generation);
         storages in `failed` are marked as needing a checksum comparison. With `succeeded`
-        empty, no generation changes. Idempotent on intent_id."""
+        empty, no generation changes. Storages not assigned are ignored. Idempotent on
+        intent_id (a retry returns the first result); NotFoundError for an unknown intent
+        or a repository removed meanwhile."""
         ...
 
     async def set_generation(self, repository_id: str, storage: str, generation: int, now: float) -> int:
-        """Raise a replica's generation to `generation` (never lowers it); returns the new value."""
+        """Raise a replica's generation to `generation` (never lowers it); returns the new
+        value. NotFoundError when the storage holds no replica of the repository."""
         ...
 
-    async def lease_jobs(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[Job]:
+    async def lease_jobs(
+        self, owner: str, now: float, lease_seconds: float, limit: int, healthy: set[str] | None = None
+    ) -> list[Job]:
         """Lease up to `limit` jobs that are ready (or failed with retry_at <= now, or
         in_progress with an expired lease) to `owner`, oldest first, at most one job per
-        (repository, target) in progress at once."""
+        (repository, target) in progress at once. Re-leasing an expired job counts an
+        attempt; one that reaches the maximum turns dead instead of being leased.
+
+        With `healthy` (the storages healthy for the cluster, as the caller saw them), a
+        job whose target - or, for `create`/`update`, source - is not in it is skipped
+        and left as it is (no attempt counted); None leases regardless of health."""
         ...
 
-    async def renew_leases(
-        self, owner: str, job_ids: list[int], now: float, lease_seconds: float
-    ) -> None: ...
-
-    async def complete_job(self, job_id: int, owner: str, now: float) -> None:
-        """Mark completed and raise the target's generation to the job's source_generation,
-        in one command. FailedPreconditionError when `owner` no longer holds the lease."""
+    async def renew_leases(self, owner: str, job_ids: list[int], now: float, lease_seconds: float) -> None:
+        """Extend `owner`'s unexpired leases; FailedPreconditionError naming the jobs it no
+        longer holds (the others are renewed)."""
         ...
 
-    async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job: ...
+    async def complete_job(self, job_id: int, owner: str, now: float) -> bool:
+        """Mark completed and, for `create`/`update`, raise the target's generation to the
+        job's source_generation (never lowering it), in one command. Returns True.
+        FailedPreconditionError when `owner` no longer holds the lease or it expired;
+        NotFoundError for an unknown job.
+
+        For a job (not `delete_replica`) whose repository was removed: changes no
+        metadata (never re-creates a replica) and returns False, whoever the owner."""
+        ...
+
+    async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job:
+        """Count an attempt: `failed` until `retry_at`, or `dead` at the maximum attempts;
+        returns the job. FailedPreconditionError when `owner` does not hold it."""
+        ...
 
     async def set_replication_factor(
         self, repository_id: str, assign: list[str], unassign: list[str], now: float
-    ) -> Repository: ...
+    ) -> Repository:
+        """Assign storages (replica at -1 plus an `update` job from an up-to-date replica,
+        when there is data) and unassign others (row forgotten, waiting jobs for it deleted,
+        a `delete_replica` job); replication_factor becomes the replica count.
+        FailedPreconditionError to unassign the primary; InvalidArgumentError to leave
+        no replica."""
+        ...
 
-    async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository: ...
+    async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository:
+        """Make `storage` the primary. Checked when the command applies (not when it was
+        sent): FailedPreconditionError unless `storage` is assigned and up to date;
+        NotFoundError for an unknown repository. Health is the caller's to check."""
+        ...
 
     async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:
-        """Make `authoritative_storage` the newest (generation max+1) and schedule updates
-        from it for every other assigned replica."""
+        """Make `authoritative_storage` the newest (generation max+1, checksum flag cleared)
+        and schedule updates from it for every other assigned replica; the primary is left
+        to the elector. FailedPreconditionError when the storage is not assigned."""
         ...
 
     async def record_health(self, proxy: str, storage: str, healthy: bool, now: float) -> None:
-        """Record one proxy's view of a node (submit only on change, plus a slow refresh)."""
+        """Record one proxy's view of a node (submit only on change, plus a slow refresh).
+        A vote older (by `now`) than the one stored for (proxy, storage) is ignored."""
         ...
 
     # --- queries (local applied state; call barrier() first where routing needs it) --
@@ -234,6 +297,11 @@ class MetadataStore(Protocol):
     async def healthy_storages(self, now: float) -> set[str]:
         """Storages seen healthy by a majority of live proxies (a proxy is live while its
         health views are fresher than the staleness window)."""
+        ...
+
+    async def health_votes(self) -> dict[str, dict[str, HealthVote]]:
+        """Every proxy's latest recorded votes: proxy -> storage -> vote. Votes of proxies
+        that stopped voting are included; compare `updated_at` to tell them."""
         ...
 
     async def up_to_date_replicas(self, repository_id: str) -> list[str]: ...
@@ -251,4 +319,6 @@ class MetadataStore(Protocol):
         """(state, target storage) -> number of jobs."""
         ...
 
-    async def list_jobs(self, states: list[JobState] | None, limit: int) -> list[Job]: ...
+    async def list_jobs(self, states: list[JobState] | None, limit: int) -> list[Job]:
+        """Up to `limit` jobs in `states` (None: every state), oldest first."""
+        ...

@@ -19,6 +19,9 @@ from cluster.metadata.api import ChangeType, JobState
 # finish_write still finds its result, then pruned.
 INTENT_RETENTION = 3600.0
 
+# `last_error` of a job ended because its repository was removed.
+REPOSITORY_REMOVED = "repository removed"
+
 
 class CommandError(Exception):
     """A command refused: `kind` is not_found | exists | precondition | invalid."""
@@ -174,17 +177,28 @@ def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, 
 
 
 def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
-    """Forget the repository; every replica gets a `delete_replica` job (by replica path)."""
-    rid = a["repository_id"]
+    """Forget the repository; every replica gets a `delete_replica` job (by replica path).
+
+    Its waiting jobs (ready, failed) are deleted. Its in-progress jobs other than
+    `delete_replica` end `completed` with last_error 'repository removed' and no owner:
+    their worker can neither renew nor fail them, and its `complete_job` changes nothing
+    (see `jobs.complete_job`). In-progress `delete_replica` jobs run on (they only remove
+    data). Idempotent: an unknown id changes nothing."""
+    rid, now = a["repository_id"], a["now"]
     row = conn.execute(
         "SELECT relative_path, replica_path FROM repositories WHERE repository_id = ?", (rid,)
     ).fetchone()
     if row is None:
         return  # idempotent: already removed
     drop_waiting_jobs(conn, rid)
+    conn.execute(
+        "UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0,"
+        " last_error = ?, updated_at = ? WHERE repository_id = ? AND state = ? AND change != ?",
+        (JobState.COMPLETED, REPOSITORY_REMOVED, now, rid, JobState.IN_PROGRESS, ChangeType.DELETE_REPLICA),
+    )
     params = {"relative_path": row[0], "replica_path": row[1]}
     for storage in generations(conn, rid):
-        insert_job(conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, a["now"], params)
+        insert_job(conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, now, params)
     # Explicit rather than ON DELETE CASCADE: the result must not depend on a
     # connection pragma (foreign_keys) being set on every member.
     conn.execute("DELETE FROM replicas WHERE repository_id = ?", (rid,))
@@ -206,10 +220,20 @@ def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
 
 
 def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """Make `storage` the primary; refused (precondition) unless it is assigned and up to
+    date (its generation is the repository's) in the state this command applies to, so
+    a write that landed on the old primary after the caller looked wins over the move."""
     rid, storage = a["repository_id"], a["storage"]
     repository_row(conn, rid)
-    if storage not in generations(conn, rid):
+    gens = generations(conn, rid)
+    if storage not in gens:
         raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
+    latest = max(gens.values())
+    if gens[storage] < latest:
+        raise CommandError(
+            "precondition",
+            f"storage {storage!r} is outdated for {rid!r} (generation {gens[storage]} < {latest})",
+        )
     conn.execute(
         'UPDATE repositories SET "primary" = ?, updated_at = ? WHERE repository_id = ?',
         (storage, a["now"], rid),

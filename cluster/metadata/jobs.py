@@ -7,6 +7,11 @@ Rules (see `api.JobState` for the transitions):
   expired (its owner died). Re-leasing an expired job counts as a failed attempt, so a
   job whose workers keep dying ends `dead` like one that keeps failing.
 - At most one job per (repository, target) is in progress at once; oldest first.
+  `lease_jobs` may carry the storages healthy for the cluster: jobs that need another
+  one are skipped (oldest first among the rest).
+- A repository's removal deletes its waiting jobs and ends its in-progress ones (see
+  `handlers.remove_repository`); completing a job of a removed repository changes
+  nothing.
 - `fail_job` counts an attempt; at `max_attempts` (carried in the command) the job is
   `dead`, otherwise `failed` until the `retry_at` the caller computed (see `backoff`).
 - Completing an `update`/`create` job raises the target's generation to the job's
@@ -21,7 +26,7 @@ import sqlite3
 from typing import Any
 
 from cluster.metadata.api import ChangeType, JobState
-from cluster.metadata.handlers import CommandError
+from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 
 COMPLETED_RETENTION = 3600.0
 
@@ -60,10 +65,30 @@ def _held(conn: sqlite3.Connection, job_id: int, owner: str) -> dict[str, Any]:
     return job
 
 
+def _repository_exists(conn: sqlite3.Connection, repository_id: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM repositories WHERE repository_id = ?", (repository_id,)).fetchone()
+        is not None
+    )
+
+
+def needs(change: str, source: str, target: str) -> set[str]:
+    """The storages a job works on: source and target for `create`/`update`, else the target."""
+    return {source, target} if change in (ChangeType.CREATE, ChangeType.UPDATE) else {target}
+
+
 def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, Any]]:
+    """Lease up to `limit` leasable jobs to `owner`, oldest first (see the module doc).
+
+    With `healthy` (a list of storage names) in the command, a job that needs a storage
+    not in it (see `needs`) is skipped and left untouched - no lease, no attempt counted,
+    its (repository, target) not blocked - so jobs for live nodes are not starved behind
+    it. Without `healthy`, every leasable job is eligible (commands logged before the
+    argument existed apply as they did)."""
     owner, now, limit = a["owner"], float(a["now"]), int(a["limit"])
     expires = now + float(a["lease_seconds"])
     max_attempts = int(a.get("max_attempts", 5))
+    healthy = None if a.get("healthy") is None else {str(s) for s in a["healthy"]}
     busy = {
         (r, t)
         for r, t in conn.execute(
@@ -72,17 +97,19 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
         )
     }
     candidates = conn.execute(
-        "SELECT id, repository_id, target, state, attempts FROM replication_jobs"
+        "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
         " WHERE state = ? OR (state = ? AND retry_at <= ?) OR (state = ? AND lease_expires_at <= ?)"
         " ORDER BY id",
         (JobState.READY, JobState.FAILED, now, JobState.IN_PROGRESS, now),
     ).fetchall()
     leased: list[int] = []
-    for job_id, rid, target, state, tries in candidates:
+    for job_id, rid, change, source, target, state, tries in candidates:
         attempts = tries
         if len(leased) >= limit:
             break
         if (rid, target) in busy:
+            continue
+        if healthy is not None and not needs(change, source, target) <= healthy:
             continue
         if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
             attempts += 1
@@ -120,7 +147,23 @@ def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
 
 
 def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """Complete a held job (see the module doc); returns the job.
+
+    A job (other than `delete_replica`) whose repository no longer exists changes
+    nothing in the metadata - no replica row is raised or re-created - whoever asks:
+    the result is the job with `repository_removed: True`. If it was still in progress
+    (held by `owner`) it ends `completed` with last_error 'repository removed'."""
     job_id, owner, now = int(a["job_id"]), a["owner"], float(a["now"])
+    job = _load(conn, job_id)
+    if job["change"] != ChangeType.DELETE_REPLICA and not _repository_exists(conn, job["repository_id"]):
+        if job["state"] == JobState.IN_PROGRESS and job["lease_owner"] == owner:
+            conn.execute(
+                "UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0,"
+                " last_error = ?, updated_at = ? WHERE id = ?",
+                (JobState.COMPLETED, REPOSITORY_REMOVED, now, job_id),
+            )
+            job = _load(conn, job_id)
+        return dict(job, repository_removed=True)
     job = _held(conn, job_id, owner)
     if job["lease_expires_at"] <= now:
         raise CommandError("precondition", f"lease of job {job_id!r} expired")

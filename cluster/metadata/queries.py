@@ -16,6 +16,7 @@ import aiosqlite
 
 from cluster.metadata.api import (
     ChangeType,
+    HealthVote,
     Job,
     JobState,
     Replica,
@@ -126,6 +127,16 @@ async def healthy_storages(db: aiosqlite.Connection, now: float, window: float) 
         if proxy in live:
             votes[storage] += 1
     return {s for s, n in votes.items() if n * 2 > len(live)}
+
+
+async def health_votes(db: aiosqlite.Connection) -> dict[str, dict[str, HealthVote]]:
+    """Every recorded vote: proxy -> storage -> its latest vote (stale ones included)."""
+    votes: dict[str, dict[str, HealthVote]] = defaultdict(dict)
+    for proxy, storage, healthy, updated_at in await db.execute_fetchall(
+        "SELECT proxy, storage, healthy, updated_at FROM health_votes ORDER BY proxy, storage"
+    ):
+        votes[proxy][storage] = HealthVote(bool(healthy), float(updated_at))
+    return dict(votes)
 
 
 async def up_to_date_replicas(db: aiosqlite.Connection, repository_id: str) -> list[str]:

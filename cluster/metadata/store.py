@@ -34,7 +34,16 @@ import aiosqlite
 from pysyncobj import FAIL_REASON
 
 from cluster.metadata import queries, statemachine
-from cluster.metadata.api import Job, JobState, RaftStatus, Repository, Storage, WriteIntent, WriteResult
+from cluster.metadata.api import (
+    HealthVote,
+    Job,
+    JobState,
+    RaftStatus,
+    Repository,
+    Storage,
+    WriteIntent,
+    WriteResult,
+)
 from cluster.metadata.batcher import CommandBatcher
 from cluster.metadata.config import RaftConfig
 from cluster.metadata.raft import FAIL_REASONS, RaftDatabase
@@ -271,14 +280,18 @@ class RaftMetadataStore:
         args = {"repository_id": repository_id, "storage": storage, "generation": generation, "now": now}
         return int(await self.submit("set_generation", args))
 
-    async def lease_jobs(self, owner: str, now: float, lease_seconds: float, limit: int) -> list[Job]:
-        args = {
+    async def lease_jobs(
+        self, owner: str, now: float, lease_seconds: float, limit: int, healthy: set[str] | None = None
+    ) -> list[Job]:
+        args: dict[str, Any] = {
             "owner": owner,
             "now": now,
             "lease_seconds": lease_seconds,
             "limit": limit,
             "max_attempts": self.config.job_max_attempts,
         }
+        if healthy is not None:  # sorted: the command's bytes do not depend on set order
+            args["healthy"] = sorted(healthy)
         return [queries.job_from_dict(j) for j in await self.submit("lease_jobs", args)]
 
     async def renew_leases(self, owner: str, job_ids: list[int], now: float, lease_seconds: float) -> None:
@@ -289,8 +302,9 @@ class RaftMetadataStore:
         if lost:
             raise FailedPreconditionError(f"leases lost by {owner!r}: {lost!r}")
 
-    async def complete_job(self, job_id: int, owner: str, now: float) -> None:
-        await self.submit("complete_job", {"job_id": job_id, "owner": owner, "now": now})
+    async def complete_job(self, job_id: int, owner: str, now: float) -> bool:
+        result = await self.submit("complete_job", {"job_id": job_id, "owner": owner, "now": now})
+        return not (isinstance(result, dict) and result.get("repository_removed"))
 
     async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job:
         args = {
@@ -342,6 +356,9 @@ class RaftMetadataStore:
 
     async def healthy_storages(self, now: float) -> set[str]:
         return await queries.healthy_storages(self.db, now, self.config.health_window)
+
+    async def health_votes(self) -> dict[str, dict[str, HealthVote]]:
+        return await queries.health_votes(self.db)
 
     async def up_to_date_replicas(self, repository_id: str) -> list[str]:
         return await queries.up_to_date_replicas(self.db, repository_id)

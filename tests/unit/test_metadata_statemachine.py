@@ -11,7 +11,7 @@ import aiosqlite
 import pytest
 
 from cluster.metadata import queries, schema, statemachine
-from cluster.metadata.api import JobState
+from cluster.metadata.api import HealthVote, JobState
 
 
 class Machine:
@@ -232,9 +232,10 @@ def test_replication_factor_primary_and_dataloss(m: Machine) -> None:
         "SELECT change, target FROM replication_jobs WHERE state = 'ready' ORDER BY id"
     ).fetchall()
     assert changes == [("delete_replica", "b"), ("update", "c")]
-    assert m.ok("set_primary", repository_id="r1", storage="c", now=4.0)["primary"] == "c"
+    assert m.error("set_primary", repository_id="r1", storage="c", now=4.0) == "precondition"  # outdated
     repo = m.ok("accept_dataloss", repository_id="r1", storage="c", now=5.0)
     assert {r["storage"]: r["generation"] for r in repo["replicas"]} == {"a": 0, "c": 1}
+    assert m.ok("set_primary", repository_id="r1", storage="c", now=6.0)["primary"] == "c"
 
 
 def test_rename_and_remove(m: Machine) -> None:
@@ -251,6 +252,114 @@ def test_rename_and_remove(m: Machine) -> None:
         "SELECT target FROM replication_jobs WHERE change = 'delete_replica' ORDER BY target"
     )
     assert [t for (t,) in deletes] == ["a", "b", "c"]
+
+
+def test_set_primary_refuses_an_unassigned_or_outdated_storage_at_apply(m: Machine) -> None:
+    create(m)
+    write(m, "i1", ["a", "b"])  # a, b at 0; c at -1
+    write(m, "i2", ["a"])  # a write lands on the old primary after an elector looked: b is behind
+    assert m.error("set_primary", repository_id="r1", storage="b", now=3.0) == "precondition"
+    assert m.error("set_primary", repository_id="r1", storage="c", now=3.0) == "precondition"
+    assert m.error("set_primary", repository_id="r1", storage="zzz", now=3.0) == "precondition"
+    assert m.error("set_primary", repository_id="nope", storage="a", now=3.0) == "not_found"
+    primary = m.conn.execute('SELECT "primary" FROM repositories').fetchone()[0]
+    assert primary == "a"
+    m.ok("set_generation", repository_id="r1", storage="b", generation=1, now=4.0)
+    assert m.ok("set_primary", repository_id="r1", storage="b", now=5.0)["primary"] == "b"
+
+
+def test_remove_drops_waiting_jobs_and_in_progress_ones_cannot_complete(m: Machine) -> None:
+    create(m)
+    write(m, "i1", ["a"])  # update jobs for b and c
+    job_b, job_c = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=50.0, limit=10)
+    m.ok("fail_job", job_id=job_c["id"], owner="w1", error="boom", now=11.0, retry_at=12.0)
+    write(m, "i2", ["a"])  # a ready job for b queues behind the running one
+    m.ok("remove_repository", repository_id="r1", now=13.0)
+    states = m.conn.execute("SELECT id, change, state, lease_owner, last_error FROM replication_jobs")
+    updates = [row for row in states.fetchall() if row[1] == "update"]
+    # The failed (c) and ready (b) jobs are gone; the running one ended, owned by no one.
+    assert updates == [(job_b["id"], "update", "completed", "", "repository removed")]
+    assert m.ok("renew_leases", owner="w1", job_ids=[job_b["id"]], now=14.0, lease_seconds=50.0) == [
+        job_b["id"]
+    ]
+    assert m.error("fail_job", job_id=job_b["id"], owner="w1", error="x", now=14.0, retry_at=15.0) == (
+        "precondition"
+    )
+    # Its worker finishes after the removal: nothing changes and it is told so.
+    before = schema.dump_state(m.conn)
+    done = m.ok("complete_job", job_id=job_b["id"], owner="w1", now=14.0)
+    assert done["repository_removed"] is True and done["state"] == "completed"
+    after = schema.dump_state(m.conn)
+    for table in ("repositories", "replicas", "replication_jobs"):
+        assert before[table] == after[table]
+    # The same id created again: the old job still cannot raise the new replica.
+    create(m)
+    assert m.error("complete_job", job_id=job_b["id"], owner="w1", now=15.0) == "precondition"
+    assert m.generations("r1") == {"a": -1, "b": -1, "c": -1}
+
+
+def test_complete_job_of_a_removed_repository_held_by_its_owner_ends_it_without_metadata(m: Machine) -> None:
+    # A job still in progress for a repository that is gone (e.g. logged before removal
+    # ended in-progress jobs): completing it ends the job and touches no replica.
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    (job,) = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=50.0, limit=10)
+    m.conn.execute("DELETE FROM replicas")
+    m.conn.execute("DELETE FROM repositories")
+    done = m.ok("complete_job", job_id=job["id"], owner="w1", now=11.0)
+    assert (done["state"], done["last_error"], done["repository_removed"]) == (
+        "completed",
+        "repository removed",
+        True,
+    )
+    assert m.generations("r1") == {}
+
+
+def test_lease_skips_jobs_whose_storages_are_unhealthy_oldest_first_among_the_rest(m: Machine) -> None:
+    create(m)  # primary a
+    write(m, "i1", ["a"])  # jobs 1, 2: a -> b, a -> c
+    create(m, rid="r2", path="two.git", storages=("b", "c"))
+    write(m, "i2", ["b"], rid="r2")  # job 3: b -> c
+    create(m, rid="r3", path="three.git", storages=("c", "b"))
+    write(m, "i3", ["c"], rid="r3")  # job 4: c -> b
+    lease = {"owner": "w", "now": 10.0, "lease_seconds": 5.0}
+    # Node a is down: its jobs are skipped, the others leased oldest first.
+    (first,) = m.ok("lease_jobs", **lease, limit=1, healthy=["b", "c"])
+    assert (first["repository_id"], first["source"], first["target"]) == ("r2", "b", "c")
+    (second,) = m.ok("lease_jobs", **lease, limit=5, healthy=["b", "c"])
+    assert (second["repository_id"], second["source"], second["target"]) == ("r3", "c", "b")
+    # The skipped jobs are untouched: ready, no attempt counted.
+    assert [(t, s, n) for _, t, s, _, _, n in m.jobs()][:2] == [("b", "ready", 0), ("c", "ready", 0)]
+    # An expired lease whose target is down is not re-leased (and not counted) either.
+    (expired,) = m.ok("lease_jobs", owner="w", now=10.0, lease_seconds=5.0, limit=1, healthy=["a", "b"])
+    assert expired["target"] == "b"
+    later = m.ok("lease_jobs", owner="w2", now=20.0, lease_seconds=5.0, limit=5, healthy=["a", "c"])
+    assert [(j["source"], j["target"]) for j in later] == [("a", "c")]
+    row = m.conn.execute(
+        "SELECT state, attempts, lease_owner FROM replication_jobs WHERE id = ?", (expired["id"],)
+    )
+    assert row.fetchone() == ("in_progress", 0, "w")
+    # Without `healthy` every leasable job is eligible, oldest first, as before.
+    every = m.ok("lease_jobs", owner="w3", now=30.0, lease_seconds=5.0, limit=5)
+    assert [j["id"] for j in every] == sorted(j["id"] for j in every) and len(every) == 4
+
+
+async def test_health_votes_query(tmp_path: Any) -> None:
+    path = str(tmp_path / "state.db")
+    m = Machine()
+    m.conn.close()
+    m.conn = schema.connect(path)
+    schema.create(m.conn)
+    m.ok("record_health", proxy="p1", storage="a", healthy=True, now=100.0)
+    m.ok("record_health", proxy="p1", storage="b", healthy=False, now=101.0)
+    m.ok("record_health", proxy="p2", storage="a", healthy=False, now=102.0)
+    m.ok("record_health", proxy="p2", storage="a", healthy=True, now=90.0)  # older: ignored
+    async with aiosqlite.connect(path) as db:
+        assert await queries.health_votes(db) == {
+            "p1": {"a": HealthVote(True, 100.0), "b": HealthVote(False, 101.0)},
+            "p2": {"a": HealthVote(False, 102.0)},
+        }
+    m.conn.close()
 
 
 async def test_queries_on_applied_state(tmp_path: Any) -> None:
