@@ -3,19 +3,26 @@
 `Replicator.run()` loops until stopped. Each round it looks at the local queue (a cheap
 SQLite read, no Raft command) and only leases (a Raft command) when a job looks
 leasable (ready, failed and due, or in progress with an expired lease) and the nodes
-it needs are healthy for the cluster, so a node that is down does not burn through
-the attempts of every job waiting for it (the store still leases oldest first: a
-job for a down node can come along with a runnable one). Up to
-`workers` jobs run at once; each:
+it needs are healthy for the cluster. The lease passes the cluster's healthy storages,
+so the store skips jobs for a node that is down (they keep their attempts) and leases
+the others oldest first: one dead node neither burns through the attempts of every
+job waiting for it nor starves the jobs of the live ones. Up to `workers` jobs run at
+once; each:
 
 - `create` / `update`: skipped when the target is already at the job's generation or
-  newer (`obsolete`); otherwise ReplicateRepository on the TARGET node, repository = the
-  target's replica, source = the source's replica + NodeAddress(name, address,
-  node_token); then `complete_job`, which raises the target's generation to the job's
-  source_generation (never lower);
-- `delete_replica`: RemoveRepository on the target (NOT_FOUND counts as done);
+  newer (`obsolete`); otherwise, after a barrier, skipped when the repository was
+  removed or the target unassigned meanwhile (so a removed replica is not re-created on
+  disk by a job that learns of the removal in time - one committed while
+  ReplicateRepository runs is not seen; the repository's own removal on disk and its
+  `delete_replica` jobs handle that); otherwise ReplicateRepository on the TARGET node,
+  repository = the target's replica, source = the source's replica +
+  NodeAddress(name, address, node_token); then `complete_job`, which raises the target's
+  generation to the job's source_generation (never lower; nothing for a removed
+  repository);
+- `delete_replica`: RemoveRepository on the target (NOT_FOUND counts as done), by the
+  job's `replica_path` when the repository itself is gone;
 - `optimize`: OptimizeRepository on the target; `rename`: metadata only, nothing to do;
-- a job whose repository no longer exists completes without work.
+- any other job whose repository no longer exists completes without work.
 
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
 makes a job dead after its maximum. Leases of long jobs are renewed every third of the
@@ -132,7 +139,7 @@ class Replicator:
         healthy = await self.store.healthy_storages(now)
         if not any(runnable(j, now, healthy) for j in waiting):
             return []
-        jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free)
+        jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free, healthy)
         for job in jobs:
             task = asyncio.get_running_loop().create_task(self._run_job(job))
             self._running[job.id] = task
@@ -153,7 +160,8 @@ class Replicator:
         outcome = "ok"
         try:
             await self.execute(job)
-            await self.store.complete_job(job.id, self.owner, self.clock())
+            if not await self.store.complete_job(job.id, self.owner, self.clock()):
+                log.info("replication job of a removed repository", extra={"job_id": job.id})
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
@@ -170,15 +178,12 @@ class Replicator:
     async def execute(self, job: Job) -> None:
         """Do the job's work on the nodes (no metadata change); raise on failure."""
         repo = await self.store.get_repository_by_id(job.repository_id)
-        if repo is None or job.change is ChangeType.RENAME:
-            return
-        if job.change in (ChangeType.CREATE, ChangeType.UPDATE):
-            if obsolete(job, repo):
-                log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
+        if job.change is ChangeType.DELETE_REPLICA:
+            path = repo.replica_path if repo is not None else job.params.get("replica_path", "")
+            if not path:
                 return
-            await self._replicate(job, repo)
-        elif job.change is ChangeType.DELETE_REPLICA:
-            request = repository_pb2.RemoveRepositoryRequest(repository=_replica(repo, job.target))
+            replica = shared_pb2.Repository(storage_name=job.target, relative_path=path)
+            request = repository_pb2.RemoveRepositoryRequest(repository=replica)
             try:
                 await self._call(
                     job.target, "RemoveRepository", request, repository_pb2.RemoveRepositoryResponse
@@ -186,11 +191,32 @@ class Replicator:
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
+        elif repo is None or job.change is ChangeType.RENAME:
+            return
+        elif job.change in (ChangeType.CREATE, ChangeType.UPDATE):
+            if obsolete(job, repo):
+                log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
+                return
+            if not await self._still_assigned(job):
+                return
+            await self._replicate(job, repo)
         elif job.change is ChangeType.OPTIMIZE:
             request2 = repository_pb2.OptimizeRepositoryRequest(repository=_replica(repo, job.target))
             await self._call(
                 job.target, "OptimizeRepository", request2, repository_pb2.OptimizeRepositoryResponse
             )
+
+    async def _still_assigned(self, job: Job) -> bool:
+        """Whether, after a barrier, the job's repository exists and its target is assigned."""
+        await self.store.barrier()
+        fresh = await self.store.get_repository_by_id(job.repository_id)
+        if fresh is not None and any(r.storage == job.target for r in fresh.replicas):
+            return True
+        log.info(
+            "replication skipped: repository removed or target unassigned",
+            extra={"job_id": job.id, "repository_id": job.repository_id, "target": job.target},
+        )
+        return False
 
     async def _replicate(self, job: Job, repo: Repository) -> None:
         request = repository_pb2.ReplicateRepositoryRequest(

@@ -1,9 +1,21 @@
-"""Which jobs a replication worker tries to lease, and its backoff."""
+"""Which jobs a replication worker tries to lease, its backoff, and what it does (or
+refuses to do) on the nodes for a leased job."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
 from cluster.metadata.api import ChangeType, Job, JobState
-from cluster.replicator import backoff_seconds, leasable, runnable
+from cluster.metrics import ProxyMetrics
+from cluster.nodes import NodePool
+from cluster.replicator import Replicator, backoff_seconds, leasable, runnable
+from tests.unit.test_router_coordinator import NOW as CLOCK
+from tests.unit.test_router_coordinator import LocalStore
 
 NOW = 1000.0
 
@@ -43,3 +55,114 @@ def test_a_job_older_than_its_target_is_obsolete() -> None:
     assert obsolete(job(JobState.READY), repo)  # b at 4 >= the job's generation 3
     newer = Job(2, "r", ChangeType.UPDATE, "a", "b", 5, JobState.READY, 0)
     assert not obsolete(newer, repo)
+
+
+# --- a worker against the real state machine (LocalStore), nodes faked ------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
+    s = LocalStore(tmp_path / "raft")
+    await s.start()
+    for name in ("a", "b", "c"):
+        await s.register_storage(name, f"127.0.0.1:{ord(name)}")
+        await s.record_health("p1", name, name != "a", CLOCK)  # a is down for the cluster
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+class NodeCalls:
+    """Stands in for `Replicator._call`: records (storage, method, relative_path)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    async def __call__(self, storage: str, method: str, request: Any, response_class: Any) -> Any:
+        self.calls.append((storage, method, request.repository.relative_path))
+        return response_class()
+
+
+@pytest.fixture
+def nodes() -> NodeCalls:
+    return NodeCalls()
+
+
+@pytest.fixture
+def replicator(store: LocalStore, nodes: NodeCalls, monkeypatch: pytest.MonkeyPatch) -> Replicator:
+    r = Replicator(
+        owner="w1",
+        store=store,
+        nodes=NodePool("token", {n: f"127.0.0.1:{ord(n)}" for n in "abc"}),
+        metrics=ProxyMetrics(),
+        workers=1,
+        lease_seconds=30.0,
+        clock=lambda: CLOCK,
+    )
+    monkeypatch.setattr(r, "_call", nodes)
+    return r
+
+
+async def written(store: LocalStore, rid: str, storages: tuple[str, ...]) -> None:
+    """`rid` on `storages`, written once on the first (the primary): jobs for the others."""
+    await store.create_repository(
+        rid, f"{rid}.git", f"@cluster/{rid}.git", list(storages), storages[0], 2, CLOCK
+    )
+    await store.begin_write(f"{rid}-w", rid, [storages[0]], "p1", CLOCK + 10)
+    await store.finish_write(f"{rid}-w", [storages[0]], [], CLOCK)
+
+
+async def test_a_repository_removed_before_the_copy_is_not_recreated_on_disk(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await written(store, "r1", ("b", "c"))
+    (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
+    real_barrier = store.barrier
+
+    async def removed_elsewhere() -> None:  # another proxy's removal, seen at the barrier
+        await store.remove_repository("r1", CLOCK)
+        await real_barrier()
+
+    monkeypatch.setattr(store, "barrier", removed_elsewhere)
+    await replicator.execute(job)
+    assert nodes.calls == []
+    assert await store.complete_job(job.id, "w1", CLOCK) is False
+    assert await store.get_repository_by_id("r1") is None
+
+
+async def test_a_target_unassigned_meanwhile_is_not_recreated(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator
+) -> None:
+    await written(store, "r1", ("b", "c"))
+    (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
+    await store.set_replication_factor("r1", [], ["c"], CLOCK)
+    await replicator.execute(job)
+    assert [m for _, m, _ in nodes.calls] == []
+
+
+async def test_delete_replica_jobs_of_a_removed_repository_remove_its_replica_path(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator
+) -> None:
+    await written(store, "r1", ("b", "c"))
+    await store.remove_repository("r1", CLOCK)
+    jobs = await store.lease_jobs("w1", CLOCK, 30.0, 5)
+    for job in jobs:
+        await replicator.execute(job)
+    assert sorted(nodes.calls) == [
+        ("b", "RemoveRepository", "@cluster/r1.git"),
+        ("c", "RemoveRepository", "@cluster/r1.git"),
+    ]
+
+
+async def test_a_dead_node_does_not_starve_the_jobs_of_live_ones(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator
+) -> None:
+    await written(store, "r1", ("a", "b"))  # the oldest job: a -> b, and a is down
+    await written(store, "r2", ("b", "c"))  # b -> c
+    (leased,) = await replicator.round()  # one free worker
+    assert (leased.repository_id, leased.source, leased.target) == ("r2", "b", "c")
+    await asyncio.gather(*list(replicator._running.values()))
+    assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r2.git")]
+    (waiting,) = await store.list_jobs([JobState.READY], 10)
+    assert (waiting.repository_id, waiting.attempts) == ("r1", 0)
