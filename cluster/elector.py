@@ -7,10 +7,11 @@ the fewest repositories (then by name). A repository without such a replica keep
 primary and stays unavailable until one returns (DatalossCheck lists it).
 
 Safety does not rest on the elector: the router never sends a mutator to an outdated
-or unhealthy primary, nor an accessor to an outdated replica. If a write completes on
-the old primary between this round's read and `set_primary`, the new primary is
-outdated: writes are then refused (never served from it) and the next round moves the
-primary back once an up-to-date replica is healthy.
+or unhealthy primary, nor an accessor to an outdated replica, and `set_primary` itself
+refuses, when it applies, a storage that is not assigned or not up to date. If a write
+completes on the old primary between this round's read and `set_primary`, the move is
+refused (FailedPreconditionError): that repository keeps its primary for this round,
+the others still move, and the next round decides again on the newer state.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cluster.metadata.api import MetadataStore, Repository
-from common.errors import GitraftError
+from common.errors import FailedPreconditionError, GitraftError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,11 @@ class Elector:
             new = choose_primary(repo, healthy, primaries)
             if new is None or new == repo.primary:
                 continue
-            await self.store.set_primary(repo.repository_id, new, now)
+            try:
+                await self.store.set_primary(repo.repository_id, new, now)
+            except FailedPreconditionError as exc:  # changed since we read it; next round
+                log.info("primary not moved", extra={"repository": repo.relative_path, "error": str(exc)})
+                continue
             primaries[repo.primary] -= 1
             primaries[new] = primaries.get(new, 0) + 1
             moved.append(Failover(repo.relative_path, repo.primary, new))

@@ -63,3 +63,24 @@ async def test_no_current_healthy_replica_leaves_the_primary(store: LocalStore) 
     assert await Elector(store, clock=lambda: NOW).round() == []
     fresh = await store.get_repository("g/r.git")
     assert fresh is not None and fresh.primary == "a"
+
+
+async def test_a_move_refused_at_apply_skips_that_repository_only(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.create_repository("r2", "g/s.git", "@cluster/r2.git", ["a", "b", "c"], "a", 3, NOW)
+    for rid in ("r1", "r2"):
+        for storage in "abc":
+            await store.set_generation(rid, storage, 4, NOW)
+    real = store.set_primary
+
+    async def after_a_write_on_the_old_primary(rid: str, storage: str, now: float) -> Repository:
+        if rid == "r1":  # a write landed on a after the round read r1: b is now outdated
+            await store.set_generation("r1", "a", 5, NOW)
+        return await real(rid, storage, now)
+
+    monkeypatch.setattr(store, "set_primary", after_a_write_on_the_old_primary)
+    moved = await Elector(store, clock=lambda: NOW).round()
+    assert [(m.repository, m.new_primary) for m in moved] == [("g/s.git", "b")]
+    r1 = await store.get_repository("g/r.git")
+    assert r1 is not None and r1.primary == "a"
