@@ -4,8 +4,10 @@ Every answer comes from this proxy's applied metadata after a barrier, so it inc
 every change acknowledged anywhere before the call. ClusterStatus describes the other
 proxies from what this proxy's Raft member knows of them: their Raft address, whether
 they are connected, and which one leads; term and indexes are known for this proxy
-only; their names come from the config's `peer_names`. `health_by_proxy` shows this
-proxy's own view (the store exposes only the cluster's majority view, `healthy`).
+only; their names come from the config's `peer_names`. A node's `health_by_proxy` is
+every proxy's vote as recorded in Raft (`MetadataStore.health_votes`, the votes
+`healthy` is computed from; a proxy that stopped voting shows its last vote), plus this
+proxy's local view for a node it has not recorded a vote on yet.
 
 TransactionService is registered but strong consistency is a later issue: every vote
 is refused with FAILED_PRECONDITION "strong consistency is not enabled".
@@ -44,16 +46,18 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         await self.store.barrier()
         now = self.clock()
         healthy = await self.store.healthy_storages(now)
+        votes = await self.store.health_votes()
         local = self.local_health()
-        nodes = [
-            cluster_pb2.NodeHealth(
-                storage=s.name,
-                address=s.address,
-                healthy=s.name in healthy,
-                health_by_proxy={self.proxy_name: local[s.name]} if s.name in local else {},
+        nodes = []
+        for s in await self.store.storages():
+            by_proxy = {proxy: v[s.name].healthy for proxy, v in votes.items() if s.name in v}
+            if s.name in local:
+                by_proxy.setdefault(self.proxy_name, local[s.name])
+            nodes.append(
+                cluster_pb2.NodeHealth(
+                    storage=s.name, address=s.address, healthy=s.name in healthy, health_by_proxy=by_proxy
+                )
             )
-            for s in await self.store.storages()
-        ]
         depth: dict[str, int] = {}
         for (state, _target), n in (await self.store.queue_depth()).items():
             depth[state] = depth.get(state, 0) + n
