@@ -10,7 +10,8 @@ cannot be committed (no quorum) is retried on the next round.
 
 Routing never uses this local view: it uses the cluster's view
 (MetadataStore.healthy_storages, a majority of live proxies). The local view is only
-shown in ClusterStatus and metrics.
+shown in metrics, and in ClusterStatus for a node this proxy has not voted on yet
+(ClusterStatus otherwise shows every proxy's recorded vote).
 """
 
 from __future__ import annotations

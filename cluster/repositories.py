@@ -9,9 +9,12 @@ generation 0 and schedules `update` jobs that create the other replicas. When th
 primary refuses, the metadata is removed again. Two proxies creating the same path
 race in Raft: one `create_repository` wins, the other gets ALREADY_EXISTS.
 
-Removal: the metadata goes first (so nothing routes to the repository any more), then
-every assigned replica is removed from disk; a replica that cannot be removed is only
-logged (an untracked leftover under an id-derived path, harmless to later repositories).
+Removal: the metadata goes first (so nothing routes to the repository any more, its
+waiting replication jobs are dropped and running ones can no longer complete), then
+every assigned replica is removed from disk; a replica that cannot be removed now is
+logged and left to the `delete_replica` job the removal queued for it (retried by the
+replicators; until then an untracked leftover under an id-derived path, harmless to
+later repositories).
 """
 
 from __future__ import annotations
