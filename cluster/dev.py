@@ -34,10 +34,9 @@ from typing import IO, Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cluster.layout import ClusterLayout, LayoutError, write_private
+from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, write_private
 from cluster.processes import ManagedProcess
 
-CLUSTER_FILE = "cluster.json"
 LOCK_FILE = ".lock"
 # Seconds to wait for every child to serve, and for a child to stop after SIGTERM.
 START_TIMEOUT = 90.0

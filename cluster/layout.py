@@ -37,6 +37,7 @@ from typing import Any
 from cluster.config import NodeEntry, ProxyConfig, to_toml
 
 LAYOUT_FILE = "layout.json"
+CLUSTER_FILE = "cluster.json"
 LAYOUT_VERSION = 1
 HOST = "127.0.0.1"
 PORTS_PER_PROCESS = 4
@@ -451,6 +452,26 @@ class ClusterLayout:
             "proxies": [p.address for p in self.proxies],
             "processes": processes,
         }
+
+
+def read_cluster_file(path: Path) -> dict[str, Any]:
+    """The `cluster.json` a running `gitraft dev` wrote (see ClusterLayout.cluster_info),
+    given the file or its data directory; LayoutError when missing or unreadable.
+
+    What an operator command needs is `info["proxies"]` (gRPC addresses) and
+    `info["token"]`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CLUSTER_FILE
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(info, dict) or not isinstance(info.get("proxies"), list) or "token" not in info:
+            raise ValueError("no 'proxies' list or no 'token'")
+    except FileNotFoundError as exc:
+        raise LayoutError(f"no cluster file at {str(path)!r} (is gitraft dev running?)") from exc
+    except (OSError, ValueError) as exc:
+        raise LayoutError(f"unreadable cluster file {str(path)!r}: {exc}") from exc
+    return info
 
 
 def write_private(path: Path, text: str) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cluster.config import load_proxy_config
-from cluster.layout import ClusterLayout, LayoutError
+from cluster.layout import ClusterLayout, LayoutError, read_cluster_file, write_private
 
 
 def test_base_port_gives_a_deterministic_layout(tmp_path: Path) -> None:
@@ -61,3 +61,18 @@ def test_proxy_configs_name_every_node_and_every_other_proxy(tmp_path: Path) -> 
     assert config.raft["password"] == layout.raft_password
     assert config.peer_names == {p.raft_addr: p.name for p in layout.proxies if p.name != "proxy-2"}
     assert (layout.root / "node-a" / "node.toml").read_text().count(layout.node_token) == 1
+
+
+def test_cluster_file_round_trip(tmp_path: Path) -> None:
+    layout = ClusterLayout.create(tmp_path, proxies=3, nodes=3, base_port=22000)
+    with pytest.raises(LayoutError, match="is gitraft dev running"):
+        read_cluster_file(tmp_path)
+    pids: dict[str, int | None] = {"proxy-1": 10, "node-a": 11}
+    write_private(tmp_path / "cluster.json", json.dumps(layout.cluster_info(pids, launcher_pid=9)))
+    info = read_cluster_file(tmp_path)
+    assert info["proxies"] == ["127.0.0.1:22000", "127.0.0.1:22004", "127.0.0.1:22008"]
+    assert info["token"] == layout.token and info["launcher_pid"] == 9
+    roles = {p["name"]: (p["role"], p["pid"]) for p in info["processes"]}
+    assert roles["proxy-1"] == ("proxy", 10) and roles["node-a"] == ("node", 11)
+    assert roles["proxy-2"] == ("proxy", None)
+    assert info["clone_url_example"] == f"http://x:{layout.token}@127.0.0.1:22001/demo.git"
