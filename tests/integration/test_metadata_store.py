@@ -124,6 +124,28 @@ async def test_health_votes_and_valid_primaries(store: RaftMetadataStore) -> Non
     assert repo.up_to_date() == ("b",)
 
 
+async def test_removal_primary_checks_healthy_leases_and_votes_through_raft(store: RaftMetadataStore) -> None:
+    await setup_repo(store)
+    await store.begin_write("i1", "r1", ["a"], "p1", deadline=10.0)
+    await store.finish_write("i1", ["a"], [], now=2.0)  # a at 0; jobs for b and c
+    with pytest.raises(FailedPreconditionError, match="outdated"):
+        await store.set_primary("r1", "b", now=3.0)
+    assert await store.lease_jobs("w1", now=3.0, lease_seconds=10.0, limit=5, healthy={"b", "c"}) == []
+    (job,) = await store.lease_jobs("w1", now=3.0, lease_seconds=10.0, limit=1, healthy={"a", "c"})
+    assert job.target == "c"
+    await store.remove_repository("r1", now=4.0)
+    assert await store.complete_job(job.id, "w1", now=5.0) is False
+    assert await store.get_repository_by_id("r1") is None
+    assert {j.change for j in await store.list_jobs([JobState.READY], 10)} == {"delete_replica"}
+    await store.record_health("p1", "a", True, now=100.0)
+    await store.record_health("p2", "a", False, now=101.0)
+    votes = await store.health_votes()
+    assert {p: {s: v.healthy for s, v in by.items()} for p, by in votes.items()} == {
+        "p1": {"a": True},
+        "p2": {"a": False},
+    }
+
+
 async def test_restart_replays_the_journal_and_one_replicated_method(tmp_path: Path) -> None:
     port = free_port()
     store = RaftMetadataStore(config(tmp_path, port))
