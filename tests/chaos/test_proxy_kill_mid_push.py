@@ -4,7 +4,9 @@ the cluster; either way every replica ends with the same generation and checksum
 because the write intent the dead proxy left in Raft is found and repaired.
 
 Two moments are hit on purpose, observed on the primary's disk:
-- `receiving`: git's quarantine directory has appeared (the pack is on its way);
+- `receiving`: git's quarantine directory has appeared (the pack is on its way); the
+  intent was open for sure, so the proxies' `gitraft_proxy_intents_repaired_total`
+  must show it repaired;
 - `ref-updated`: the primary's branch already points at the new commit (the node
   wrote, the proxy may not have recorded the new generation yet).
 
@@ -127,15 +129,34 @@ def push_and_kill(
     return push.returncode, err, fired
 
 
+def intents_repaired(cluster: LocalCluster, exclude: list[str]) -> float:
+    """`gitraft_proxy_intents_repaired_total`, summed over the live proxies not excluded."""
+    return sum(
+        value
+        for name in cluster.alive_proxies(exclude)
+        for metric, _, value in cluster.proxies[name].metrics()
+        if metric == "gitraft_proxy_intents_repaired_total"
+    )
+
+
 def one_round(
     cluster: LocalCluster, work: Path, i: int, proxy: str, trigger: Callable[..., Callable[[], bool]]
 ) -> str:
     """One push killed mid-way, then the checks; returns the outcome for the report."""
     before = branch_on_disk(primary_replica(cluster))
+    repaired_before = intents_repaired(cluster, exclude=[proxy])
     new_oid = big_commit(work, i)
     code, err, fired = push_and_kill(cluster, work, proxy, trigger, new_oid)
     others = cluster.alive_proxies(exclude=[proxy])
     cluster.wait_for_leader(exclude=[proxy])
+    if trigger is receiving and fired:
+        # Killed while the node was still receiving: its write intent was open for sure,
+        # and another proxy must find and close it.
+        cluster.wait_until(
+            lambda: intents_repaired(cluster, exclude=[proxy]) > repaired_before,
+            timeout=120,
+            what="the dead proxy's write intent repaired",
+        )
     converged = cluster.wait_converged(PATH, timeout=120)
     final = remote_refs(cluster.git_url(others[0], PATH), work).get("refs/heads/main")
     if code == 0:
@@ -146,9 +167,10 @@ def one_round(
     cluster.start_process(proxy)
     run_git("fetch", "-q", cluster.git_url(proxy, PATH), "main", cwd=work)
     run_git("reset", "-q", "--hard", "FETCH_HEAD", cwd=work)
+    repaired = intents_repaired(cluster, exclude=[proxy])
     return (
         f"round {i}: fired={fired} git={code} final={'new' if final == new_oid else 'old'} "
-        f"generation={converged.generation} {err.strip()[-200:]!r}"
+        f"generation={converged.generation} intents repaired so far={repaired:g} {err.strip()[-200:]!r}"
     )
 
 
