@@ -179,11 +179,12 @@ def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, 
 def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Forget the repository; every replica gets a `delete_replica` job (by replica path).
 
-    Its waiting jobs (ready, failed) are deleted. Its in-progress jobs other than
-    `delete_replica` end `completed` with last_error 'repository removed' and no owner:
-    their worker can neither renew nor fail them, and its `complete_job` changes nothing
-    (see `jobs.complete_job`). In-progress `delete_replica` jobs run on (they only remove
-    data). Idempotent: an unknown id changes nothing."""
+    Its waiting jobs (ready, failed) are deleted. With `end_running_jobs` (always sent
+    by the store; entries logged before it existed lack it), its in-progress jobs other
+    than `delete_replica` end `completed` with last_error 'repository removed' and no
+    owner: their worker can neither renew nor fail them, and its `complete_job` changes
+    nothing (see `jobs.complete_job`). In-progress `delete_replica` jobs run on (they
+    only remove data). Idempotent: an unknown id changes nothing."""
     rid, now = a["repository_id"], a["now"]
     row = conn.execute(
         "SELECT relative_path, replica_path FROM repositories WHERE repository_id = ?", (rid,)
@@ -191,11 +192,19 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     if row is None:
         return  # idempotent: already removed
     drop_waiting_jobs(conn, rid)
-    conn.execute(
-        "UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0,"
-        " last_error = ?, updated_at = ? WHERE repository_id = ? AND state = ? AND change != ?",
-        (JobState.COMPLETED, REPOSITORY_REMOVED, now, rid, JobState.IN_PROGRESS, ChangeType.DELETE_REPLICA),
-    )
+    if a.get("end_running_jobs"):
+        conn.execute(
+            "UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0,"
+            " last_error = ?, updated_at = ? WHERE repository_id = ? AND state = ? AND change != ?",
+            (
+                JobState.COMPLETED,
+                REPOSITORY_REMOVED,
+                now,
+                rid,
+                JobState.IN_PROGRESS,
+                ChangeType.DELETE_REPLICA,
+            ),
+        )
     params = {"relative_path": row[0], "replica_path": row[1]}
     for storage in generations(conn, rid):
         insert_job(conn, rid, ChangeType.DELETE_REPLICA, storage, storage, -1, now, params)
@@ -220,16 +229,18 @@ def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
 
 
 def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
-    """Make `storage` the primary; refused (precondition) unless it is assigned and up to
-    date (its generation is the repository's) in the state this command applies to, so
-    a write that landed on the old primary after the caller looked wins over the move."""
+    """Make `storage` the primary; refused (precondition) unless it is assigned and, with
+    `require_up_to_date` (always sent by the store; entries logged before it existed lack
+    it), up to date (its generation is the repository's) in the state this command
+    applies to, so a write that landed on the old primary after the caller looked wins
+    over the move."""
     rid, storage = a["repository_id"], a["storage"]
     repository_row(conn, rid)
     gens = generations(conn, rid)
     if storage not in gens:
         raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
     latest = max(gens.values())
-    if gens[storage] < latest:
+    if a.get("require_up_to_date") and gens[storage] < latest:
         raise CommandError(
             "precondition",
             f"storage {storage!r} is outdated for {rid!r} (generation {gens[storage]} < {latest})",

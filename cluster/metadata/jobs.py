@@ -149,13 +149,17 @@ def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
 def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Complete a held job (see the module doc); returns the job.
 
-    A job (other than `delete_replica`) whose repository no longer exists changes
-    nothing in the metadata - no replica row is raised or re-created - whoever asks:
-    the result is the job with `repository_removed: True`. If it was still in progress
-    (held by `owner`) it ends `completed` with last_error 'repository removed'."""
+    With `removed_is_noop` (always sent by the store; entries logged before it existed
+    lack it), a job (other than `delete_replica`) whose repository no longer exists
+    changes nothing in the metadata - no replica row is raised or re-created - whoever
+    asks: the result is the job with `repository_removed: True`. If it was still in
+    progress (held by `owner`) it ends `completed` with last_error 'repository removed'."""
     job_id, owner, now = int(a["job_id"]), a["owner"], float(a["now"])
     job = _load(conn, job_id)
-    if job["change"] != ChangeType.DELETE_REPLICA and not _repository_exists(conn, job["repository_id"]):
+    removed = job["change"] != ChangeType.DELETE_REPLICA and not _repository_exists(
+        conn, job["repository_id"]
+    )
+    if a.get("removed_is_noop") and removed:
         if job["state"] == JobState.IN_PROGRESS and job["lease_owner"] == owner:
             conn.execute(
                 "UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0,"

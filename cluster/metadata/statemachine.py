@@ -16,6 +16,15 @@ applied twice to one database.
 
 `{"op": "batch", "commands": [...]}` applies several commands in one log entry and one
 transaction, each with its own result and cid.
+
+A command's meaning never changes for entries already logged: the journal is replayed
+at every start, so a member replaying old entries with newer code must reach the state
+its peers reached. A new rule comes with a new argument that the new code sends
+(`set_primary.require_up_to_date`, `remove_repository.end_running_jobs`,
+`complete_job.removed_is_noop`, `lease_jobs.healthy`); entries without it apply as they
+always did. Members of one cluster must still run code that knows the arguments in
+use: an older member ignores an argument it does not know (and diverges), so a rolling
+upgrade that adds one needs every member upgraded before a proxy sends it.
 """
 
 from __future__ import annotations

@@ -251,7 +251,8 @@ class RaftMetadataStore:
         return queries.repository_from_dict(await self.submit("create_repository", args))
 
     async def remove_repository(self, repository_id: str, now: float) -> None:
-        await self.submit("remove_repository", {"repository_id": repository_id, "now": now})
+        args = {"repository_id": repository_id, "now": now, "end_running_jobs": True}
+        await self.submit("remove_repository", args)
 
     async def rename_repository(self, repository_id: str, new_relative_path: str, now: float) -> None:
         args = {"repository_id": repository_id, "new_relative_path": new_relative_path, "now": now}
@@ -303,7 +304,8 @@ class RaftMetadataStore:
             raise FailedPreconditionError(f"leases lost by {owner!r}: {lost!r}")
 
     async def complete_job(self, job_id: int, owner: str, now: float) -> bool:
-        result = await self.submit("complete_job", {"job_id": job_id, "owner": owner, "now": now})
+        args = {"job_id": job_id, "owner": owner, "now": now, "removed_is_noop": True}
+        result = await self.submit("complete_job", args)
         return not (isinstance(result, dict) and result.get("repository_removed"))
 
     async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job:
@@ -329,7 +331,7 @@ class RaftMetadataStore:
         return queries.repository_from_dict(await self.submit("set_replication_factor", args))
 
     async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository:
-        args = {"repository_id": repository_id, "storage": storage, "now": now}
+        args = {"repository_id": repository_id, "storage": storage, "now": now, "require_up_to_date": True}
         return queries.repository_from_dict(await self.submit("set_primary", args))
 
     async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:

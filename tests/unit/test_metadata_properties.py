@@ -44,7 +44,7 @@ def _ops() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
         op("write", repository_id=repo, succeeded=storage_list, failed=st.just([])),
         op("write", repository_id=repo, succeeded=st.just(["a"]), failed=st.just([])),
         op("lease_jobs", owner=owner, lease_seconds=st.sampled_from([1.0, 5.0]), limit=st.integers(1, 4)),
-        op("complete_job", job_id=job, owner=owner),
+        op("complete_job", job_id=job, owner=owner, removed_is_noop=st.booleans()),
         op("begin_write", intent_id=intent, repository_id=repo, storages=storage_list),
         op("finish_write", intent_id=intent, succeeded=storage_list, failed=storage_list),
         op("set_generation", repository_id=repo, storage=storage, generation=st.integers(-1, 6)),
@@ -59,9 +59,9 @@ def _ops() -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
         op("complete_job", job_id=job, owner=owner),
         op("fail_job", job_id=job, owner=owner, backoff=st.sampled_from([0.0, 2.0])),
         op("set_replication_factor", repository_id=repo, assign=storage_list, unassign=storage_list),
-        op("set_primary", repository_id=repo, storage=storage),
+        op("set_primary", repository_id=repo, storage=storage, require_up_to_date=st.booleans()),
         op("accept_dataloss", repository_id=repo, storage=storage),
-        op("remove_repository", repository_id=repo),
+        op("remove_repository", repository_id=repo, end_running_jobs=st.booleans()),
     )
 
 

@@ -232,7 +232,7 @@ def test_replication_factor_primary_and_dataloss(m: Machine) -> None:
         "SELECT change, target FROM replication_jobs WHERE state = 'ready' ORDER BY id"
     ).fetchall()
     assert changes == [("delete_replica", "b"), ("update", "c")]
-    assert m.error("set_primary", repository_id="r1", storage="c", now=4.0) == "precondition"  # outdated
+    assert set_primary(m, "c")["error"] == "precondition"  # outdated
     repo = m.ok("accept_dataloss", repository_id="r1", storage="c", now=5.0)
     assert {r["storage"]: r["generation"] for r in repo["replicas"]} == {"a": 0, "c": 1}
     assert m.ok("set_primary", repository_id="r1", storage="c", now=6.0)["primary"] == "c"
@@ -254,18 +254,22 @@ def test_rename_and_remove(m: Machine) -> None:
     assert [t for (t,) in deletes] == ["a", "b", "c"]
 
 
+def set_primary(m: Machine, storage: str, rid: str = "r1") -> Any:
+    """set_primary as the store sends it (the up-to-date check asked for)."""
+    return m.apply("set_primary", repository_id=rid, storage=storage, now=3.0, require_up_to_date=True)
+
+
 def test_set_primary_refuses_an_unassigned_or_outdated_storage_at_apply(m: Machine) -> None:
     create(m)
     write(m, "i1", ["a", "b"])  # a, b at 0; c at -1
     write(m, "i2", ["a"])  # a write lands on the old primary after an elector looked: b is behind
-    assert m.error("set_primary", repository_id="r1", storage="b", now=3.0) == "precondition"
-    assert m.error("set_primary", repository_id="r1", storage="c", now=3.0) == "precondition"
-    assert m.error("set_primary", repository_id="r1", storage="zzz", now=3.0) == "precondition"
-    assert m.error("set_primary", repository_id="nope", storage="a", now=3.0) == "not_found"
-    primary = m.conn.execute('SELECT "primary" FROM repositories').fetchone()[0]
-    assert primary == "a"
+    for storage in ("b", "c", "zzz"):
+        assert set_primary(m, storage)["error"] == "precondition", storage
+    assert "outdated" in set_primary(m, "b")["message"]
+    assert set_primary(m, "a", rid="nope")["error"] == "not_found"
+    assert m.conn.execute('SELECT "primary" FROM repositories').fetchone()[0] == "a"
     m.ok("set_generation", repository_id="r1", storage="b", generation=1, now=4.0)
-    assert m.ok("set_primary", repository_id="r1", storage="b", now=5.0)["primary"] == "b"
+    assert set_primary(m, "b")["ok"]["primary"] == "b"
 
 
 def test_remove_drops_waiting_jobs_and_in_progress_ones_cannot_complete(m: Machine) -> None:
@@ -274,7 +278,7 @@ def test_remove_drops_waiting_jobs_and_in_progress_ones_cannot_complete(m: Machi
     job_b, job_c = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=50.0, limit=10)
     m.ok("fail_job", job_id=job_c["id"], owner="w1", error="boom", now=11.0, retry_at=12.0)
     write(m, "i2", ["a"])  # a ready job for b queues behind the running one
-    m.ok("remove_repository", repository_id="r1", now=13.0)
+    m.ok("remove_repository", repository_id="r1", now=13.0, end_running_jobs=True)
     states = m.conn.execute("SELECT id, change, state, lease_owner, last_error FROM replication_jobs")
     updates = [row for row in states.fetchall() if row[1] == "update"]
     # The failed (c) and ready (b) jobs are gone; the running one ended, owned by no one.
@@ -287,14 +291,17 @@ def test_remove_drops_waiting_jobs_and_in_progress_ones_cannot_complete(m: Machi
     )
     # Its worker finishes after the removal: nothing changes and it is told so.
     before = schema.dump_state(m.conn)
-    done = m.ok("complete_job", job_id=job_b["id"], owner="w1", now=14.0)
+    done = m.ok("complete_job", job_id=job_b["id"], owner="w1", now=14.0, removed_is_noop=True)
     assert done["repository_removed"] is True and done["state"] == "completed"
     after = schema.dump_state(m.conn)
     for table in ("repositories", "replicas", "replication_jobs"):
         assert before[table] == after[table]
     # The same id created again: the old job still cannot raise the new replica.
     create(m)
-    assert m.error("complete_job", job_id=job_b["id"], owner="w1", now=15.0) == "precondition"
+    assert (
+        m.error("complete_job", job_id=job_b["id"], owner="w1", now=15.0, removed_is_noop=True)
+        == "precondition"
+    )
     assert m.generations("r1") == {"a": -1, "b": -1, "c": -1}
 
 
@@ -306,13 +313,26 @@ def test_complete_job_of_a_removed_repository_held_by_its_owner_ends_it_without_
     (job,) = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=50.0, limit=10)
     m.conn.execute("DELETE FROM replicas")
     m.conn.execute("DELETE FROM repositories")
-    done = m.ok("complete_job", job_id=job["id"], owner="w1", now=11.0)
+    done = m.ok("complete_job", job_id=job["id"], owner="w1", now=11.0, removed_is_noop=True)
     assert (done["state"], done["last_error"], done["repository_removed"]) == (
         "completed",
         "repository removed",
         True,
     )
     assert m.generations("r1") == {}
+
+
+def test_entries_logged_without_the_new_arguments_apply_as_they_always_did(m: Machine) -> None:
+    # A journal written by older code is replayed at start: its entries keep their meaning.
+    create(m)
+    write(m, "i1", ["a"])
+    assert m.ok("set_primary", repository_id="r1", storage="b", now=3.0)["primary"] == "b"  # outdated
+    job_b, _ = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=50.0, limit=10)
+    m.ok("remove_repository", repository_id="r1", now=11.0)
+    (row,) = m.conn.execute("SELECT state, lease_owner FROM replication_jobs WHERE id = ?", (job_b["id"],))
+    assert row == ("in_progress", "w1")
+    done = m.ok("complete_job", job_id=job_b["id"], owner="w1", now=12.0)
+    assert done["state"] == "completed" and "repository_removed" not in done and m.generations("r1") == {}
 
 
 def test_lease_skips_jobs_whose_storages_are_unhealthy_oldest_first_among_the_rest(m: Machine) -> None:
