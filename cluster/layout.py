@@ -12,7 +12,9 @@ nodes, in name order) owns the four ports P+4k .. P+4k+3:
     proxy: gRPC = +0, git HTTP = +1, Raft = +2, metrics = +3
     node:  gRPC = +0, metrics = +1      (+2, +3 unused)
 
-Without a base port every port is a free one chosen at creation (all distinct).
+Without a base port the ports are a block of consecutive ports that were all free at
+creation, below the ephemeral range (so a restarted process finds its port again), laid
+out the same way.
 
 Files, per process, under `<root>/<name>/`:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import socket
 import string
@@ -42,6 +45,8 @@ LAYOUT_VERSION = 1
 HOST = "127.0.0.1"
 PORTS_PER_PROCESS = 4
 MAX_NODES = 26
+# Where free port blocks are looked for: below Linux's ephemeral range.
+BLOCK_RANGE = (20000, 32768)
 
 
 class LayoutError(Exception):
@@ -224,7 +229,7 @@ class ClusterLayout:
                 raise LayoutError(f"base port {base_port!r} leaves no room for {total} ports below 65536")
             ports = list(range(base_port, base_port + total))
         else:
-            ports = _distinct_free_ports(total)
+            ports = free_port_block(total) or _distinct_free_ports(total)
         it = iter(ports)
 
         def take(n: int) -> list[int]:
@@ -236,7 +241,7 @@ class ClusterLayout:
             proxy_specs.append(ProxySpec(name, grpc_port, http_port, raft_port, metrics_port, root))
         node_specs = []
         for name in nnames:
-            grpc_port, metrics_port, *_ = take(PORTS_PER_PROCESS) if base_port is not None else take(2)
+            grpc_port, metrics_port, *_ = take(PORTS_PER_PROCESS)
             node_specs.append(NodeSpec(name, grpc_port, metrics_port, root))
         return cls(
             root=root,
@@ -481,6 +486,21 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
+
+
+def free_port_block(count: int, low: int = BLOCK_RANGE[0], high: int = BLOCK_RANGE[1]) -> list[int]:
+    """`count` consecutive ports in [low, high) that are all free right now, at a random
+    place, or [] when none was found in a bounded number of tries.
+
+    The default range lies below Linux's ephemeral ports (32768-60999), so a process
+    restarted later on its old port does not find it taken by some client's outgoing
+    connection."""
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(low, high - count)
+        if all(port_is_free(p) for p in range(base, base + count)):
+            return list(range(base, base + count))
+    return []
 
 
 def _distinct_free_ports(count: int) -> list[int]:

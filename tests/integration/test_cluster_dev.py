@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from cluster.layout import PORTS_PER_PROCESS, port_is_free
+from cluster.layout import PORTS_PER_PROCESS, free_port_block
 from cluster.testing import child_env, commit_file, init_work_tree, remote_refs, run_git
 
 START_TIMEOUT = 120.0
@@ -29,12 +28,9 @@ START_TIMEOUT = 120.0
 
 def free_base_port(processes: int = 6) -> int:
     """A base port below Linux's ephemeral range whose whole block is free now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 32000, PORTS_PER_PROCESS)
-        if all(port_is_free(p) for p in range(base, base + PORTS_PER_PROCESS * processes)):
-            return base
-    raise RuntimeError("no free port block")
+    block = free_port_block(PORTS_PER_PROCESS * processes)
+    assert block, "no free block of ports"
+    return block[0]
 
 
 class Launcher:
