@@ -20,7 +20,13 @@ from __future__ import annotations
 from cluster.layout import free_port
 from cluster.processes import REPO_ROOT, ManagedProcess, child_env, wait_healthy
 from cluster.testing.git import GIT_ENV, commit_file, init_work_tree, remote_refs, run_git
-from cluster.testing.local_cluster import TEST_PROXY_SETTINGS, Converged, LocalCluster, local_cluster
+from cluster.testing.local_cluster import (
+    TEST_PROXY_SETTINGS,
+    Converged,
+    LocalCluster,
+    local_cluster,
+    token_channel,
+)
 from cluster.testing.processes import NodeProcess, ProxyProcess, scrape_metrics
 
 __all__ = [
@@ -40,5 +46,6 @@ __all__ = [
     "remote_refs",
     "run_git",
     "scrape_metrics",
+    "token_channel",
     "wait_healthy",
 ]

@@ -27,12 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
-from cluster.testing import LocalCluster, ManagedProcess
+from cluster.testing import LocalCluster, ManagedProcess, token_channel
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
-from tests.integration.conftest import NewRepo, _TokenInterceptor
+from tests.integration.conftest import NewRepo
 
 
 @dataclass
@@ -69,7 +68,7 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def node_stub(node: ProxyTarget) -> Iterator[Callable[[type], Any]]:
     """`node_stub(SomeServiceStub)`: a stub on the proxy whose calls carry the token."""
-    channel = grpc.intercept_channel(grpc.insecure_channel(node.address), _TokenInterceptor(node.token))
+    channel = token_channel(node.address, node.token)
     try:
         yield lambda stub_class: stub_class(channel)
     finally:
