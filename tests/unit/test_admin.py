@@ -9,19 +9,14 @@ import pytest
 
 from cluster.admin import ClusterAdmin
 from gitraft.v1 import cluster_pb2
+from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW, LocalStore
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
-    s = LocalStore(tmp_path / "raft")
-    await s.start()
-    for name in ("a", "b", "c"):
-        await s.register_storage(name, f"127.0.0.1:{ord(name)}")
-    try:
+    async with local_store(tmp_path / "raft") as s:
         yield s
-    finally:
-        await s.stop()
 
 
 async def test_cluster_status_shows_every_proxys_recorded_vote(store: LocalStore) -> None:

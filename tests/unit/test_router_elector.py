@@ -9,6 +9,7 @@ import pytest
 
 from cluster.elector import Elector, choose_primary
 from cluster.metadata.api import Replica, Repository
+from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW, LocalStore
 
 
@@ -32,16 +33,11 @@ def test_never_to_an_outdated_replica() -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
-    s = LocalStore(tmp_path / "raft")
-    await s.start()
-    for name in ("a", "b", "c"):
-        await s.register_storage(name, f"127.0.0.1:{name}")
-        await s.record_health("p1", name, name != "a", NOW)
-    await s.create_repository("r1", "g/r.git", "@cluster/r1.git", ["a", "b", "c"], "a", 3, NOW)
-    try:
+    async with local_store(
+        tmp_path / "raft", address=lambda name: f"127.0.0.1:{name}", healthy=lambda name: name != "a"
+    ) as s:
+        await s.create_repository("r1", "g/r.git", "@cluster/r1.git", ["a", "b", "c"], "a", 3, NOW)
         yield s
-    finally:
-        await s.stop()
 
 
 async def test_the_leader_fails_over_and_followers_do_nothing(store: LocalStore) -> None:

@@ -14,6 +14,7 @@ from cluster.metadata.api import ChangeType, Job, JobState
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.replicator import Replicator, backoff_seconds, leasable, runnable
+from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW as CLOCK
 from tests.unit.test_router_coordinator import LocalStore
 
@@ -62,15 +63,9 @@ def test_a_job_older_than_its_target_is_obsolete() -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[LocalStore]:
-    s = LocalStore(tmp_path / "raft")
-    await s.start()
-    for name in ("a", "b", "c"):
-        await s.register_storage(name, f"127.0.0.1:{ord(name)}")
-        await s.record_health("p1", name, name != "a", CLOCK)  # a is down for the cluster
-    try:
+    # a is down for the cluster
+    async with local_store(tmp_path / "raft", healthy=lambda name: name != "a", now=CLOCK) as s:
         yield s
-    finally:
-        await s.stop()
 
 
 class NodeCalls:
