@@ -9,7 +9,9 @@ Fixtures:
 - `work_tree`: a non-bare repository on `main` with three commits, ready to push.
 
 Helpers (import them): `git_cli(*args, cwd=...)` runs the real git without user or
-system config, with fixed identities; `commit_file(work, name, content, message)`.
+system config, with fixed identities (`GIT_ENV`, from cluster.testing);
+`commit_file(work, name, content, message)`; `repository_factory(node_stub, request,
+on_disk)` builds a `new_repo` (proxy_target.py uses it too).
 """
 
 from __future__ import annotations
@@ -23,22 +25,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-import grpc
 import pytest
 
-from cluster.testing import NodeProcess
-from common.auth import bearer_metadata
+from cluster.testing import GIT_ENV, NodeProcess, token_channel
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
-GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_AUTHOR_NAME": "gitraft tests",
-    "GIT_AUTHOR_EMAIL": "tests@gitraft.invalid",
-    "GIT_COMMITTER_NAME": "gitraft tests",
-    "GIT_COMMITTER_EMAIL": "tests@gitraft.invalid",
-}
 # Distinct, increasing commit times, so `git rev-list` order is fully determined.
 _clock = itertools.count(1_700_000_000, 60)
 
@@ -67,36 +58,26 @@ def commit_file(work: Path, name: str, content: str | bytes, message: str) -> st
     return git_cli("rev-parse", "HEAD", cwd=work).strip()
 
 
-class _TokenInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
-    """Adds the bearer token to every call made on a channel."""
-
-    def __init__(self, token: str) -> None:
-        self._metadata = bearer_metadata(token)
-
-    def _details(self, details: Any) -> Any:
-        metadata = (*(details.metadata or ()), *self._metadata)
-        return details._replace(metadata=metadata)
-
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
-
-    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
-
-
 class NewRepo(Protocol):
     def __call__(self, default_branch: str = "") -> tuple[shared_pb2.Repository, Path]: ...
+
+
+def repository_factory(
+    node_stub: Callable[[type], Any], request: pytest.FixtureRequest, on_disk: Callable[[str], Path]
+) -> NewRepo:
+    """A `new_repo`: creates repositories through CreateRepository on `node_stub`, named
+    after the test; `on_disk(relative_path)` says where the repository is on disk."""
+    stub = node_stub(repository_pb2_grpc.RepositoryServiceStub)
+    counter = itertools.count()
+
+    def create(default_branch: str = "") -> tuple[shared_pb2.Repository, Path]:
+        rel = f"tests/{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-{next(counter)}.git"
+        repo = shared_pb2.Repository(relative_path=rel)
+        req = repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
+        stub.CreateRepository(req, timeout=10)
+        return repo, on_disk(rel)
+
+    return create
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +91,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def node_stub(node: NodeProcess) -> Iterator[Callable[[type], Any]]:
     """`node_stub(SomeServiceStub)`: a stub whose calls carry the node's token."""
-    channel = grpc.intercept_channel(grpc.insecure_channel(node.address), _TokenInterceptor(node.token))
+    channel = token_channel(node.address, node.token)
     try:
         yield lambda stub_class: stub_class(channel)
     finally:
@@ -120,17 +101,7 @@ def node_stub(node: NodeProcess) -> Iterator[Callable[[type], Any]]:
 @pytest.fixture
 def new_repo(node: NodeProcess, node_stub: Callable[[type], Any], request: pytest.FixtureRequest) -> NewRepo:
     """Creates repositories through the RPC, named after the test."""
-    stub = node_stub(repository_pb2_grpc.RepositoryServiceStub)
-    counter = itertools.count()
-
-    def create(default_branch: str = "") -> tuple[shared_pb2.Repository, Path]:
-        rel = f"tests/{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-{next(counter)}.git"
-        repo = shared_pb2.Repository(relative_path=rel)
-        req = repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
-        stub.CreateRepository(req, timeout=10)
-        return repo, node.storage_path / rel
-
-    return create
+    return repository_factory(node_stub, request, lambda rel: node.storage_path / rel)
 
 
 @pytest.fixture

@@ -20,8 +20,6 @@ test_cluster_git.py and the chaos tests check.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,7 @@ from typing import Any
 import pytest
 
 from cluster.testing import LocalCluster, ManagedProcess, token_channel
-from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
-from tests.integration.conftest import NewRepo
+from tests.integration.conftest import NewRepo, repository_factory
 
 
 @dataclass
@@ -78,16 +75,10 @@ def node_stub(node: ProxyTarget) -> Iterator[Callable[[type], Any]]:
 @pytest.fixture
 def new_repo(node: ProxyTarget, node_stub: Callable[[type], Any], request: pytest.FixtureRequest) -> NewRepo:
     """Creates repositories through the proxy, named after the test."""
-    stub = node_stub(repository_pb2_grpc.RepositoryServiceStub)
-    counter = itertools.count()
 
-    def create(default_branch: str = "") -> tuple[shared_pb2.Repository, Path]:
-        rel = f"tests/{re.sub(r'[^A-Za-z0-9_.-]', '_', request.node.name)}-{next(counter)}.git"
-        repo = shared_pb2.Repository(relative_path=rel)
-        req = repository_pb2.CreateRepositoryRequest(repository=repo, default_branch=default_branch)
-        stub.CreateRepository(req, timeout=10)
+    def on_disk(rel: str) -> Path:
         meta = node.cluster.repository(rel)
         assert meta is not None, f"the proxy created {rel!r} but the cluster does not know it"
-        return repo, node.storage_path / meta.replica_path
+        return node.storage_path / meta.replica_path
 
-    return create
+    return repository_factory(node_stub, request, on_disk)
