@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -14,8 +16,59 @@ from cluster.layout import ClusterLayout, ProxySpec, free_port, node_toml
 from cluster.processes import ManagedProcess, wait_healthy
 
 
+class _ChildProcess:
+    """What NodeProcess and ProxyProcess share: one `python -m <module> --config F` child
+    in a ManagedProcess (`process`, None until spawned), and a context manager that stops
+    it on the way out."""
+
+    process: ManagedProcess | None
+    die_with_parent: bool
+
+    def _spawn(self, name: str, module: str, config_path: Path, log_path: Path) -> None:
+        self.process = ManagedProcess(
+            name,
+            [sys.executable, "-m", module, "--config", str(config_path)],
+            log_path,
+            die_with_parent=self.die_with_parent,
+        )
+        self.process.spawn()
+
+    def _wait_healthy(self, address: str, timeout: float, failure: Callable[[Exception, str], str]) -> None:
+        """Wait until `address` serves; on failure kill the process and raise RuntimeError
+        with `failure(exception, log tail)`."""
+        assert self.process is not None
+        try:
+            wait_healthy(address, timeout, self.process.proc)
+        except Exception as exc:
+            log = self.process.log_text()
+            self.process.kill()
+            raise RuntimeError(failure(exc, log)) from None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def log_text(self, tail: int = 4000) -> str:
+        return self.process.log_text(tail) if self.process is not None else ""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 @dataclass
-class NodeProcess:
+class NodeProcess(_ChildProcess):
     """A storage node process on 127.0.0.1 (`python -m node --config ...`).
 
     Files under `workdir/<name>/`: node.toml, storage/, node.log. `metrics_port` 0 means
@@ -64,23 +117,13 @@ class NodeProcess:
     def spawn(self) -> None:
         """Start the process (config rewritten) without waiting for it to serve."""
         self.write_config()
-        self.process = ManagedProcess(
-            self.name,
-            [sys.executable, "-m", "node", "--config", str(self.config_path)],
-            self.log_path,
-            die_with_parent=self.die_with_parent,
-        )
-        self.process.spawn()
+        self._spawn(self.name, "node", self.config_path, self.log_path)
 
     def wait_serving(self, timeout: float = 20.0) -> None:
         """Wait until it serves; on failure kill it and raise with its log tail."""
-        assert self.process is not None
-        try:
-            wait_healthy(self.address, timeout, self.process.proc)
-        except Exception:
-            log = self.process.log_text()
-            self.process.kill()
-            raise RuntimeError(f"node {self.name} did not start; log tail:\n{log}") from None
+        self._wait_healthy(
+            self.address, timeout, lambda exc, log: f"node {self.name} did not start; log tail:\n{log}"
+        )
 
     def start(self, timeout: float = 20.0) -> NodeProcess:
         """Start (or restart, same port and storage) and wait until it serves."""
@@ -88,31 +131,9 @@ class NodeProcess:
         self.wait_serving(timeout)
         return self
 
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-
-    def log_text(self, tail: int = 4000) -> str:
-        return self.process.log_text(tail) if self.process is not None else ""
-
-    def __enter__(self) -> NodeProcess:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 @dataclass
-class ProxyProcess:
+class ProxyProcess(_ChildProcess):
     """A routing proxy process (`python -m cluster.proxy --config ...`) of a layout.
 
     A proxy reports SERVING only once Raft has a leader, so start the proxies of a
@@ -155,42 +176,20 @@ class ProxyProcess:
     def spawn(self) -> None:
         """Start the process (config rewritten) without waiting for it to serve."""
         self.layout.write_proxy_config(self.spec)
-        self.process = ManagedProcess(
-            self.name,
-            [sys.executable, "-m", "cluster.proxy", "--config", str(self.spec.config_path)],
-            self.spec.log_path,
-            die_with_parent=self.die_with_parent,
-        )
-        self.process.spawn()
+        self._spawn(self.name, "cluster.proxy", self.spec.config_path, self.spec.log_path)
 
     def wait_serving(self, timeout: float = 60.0) -> None:
         """Wait until it answers SERVING; on failure kill it and raise with its log tail."""
-        assert self.process is not None
-        try:
-            wait_healthy(self.address, timeout, self.process.proc)
-        except Exception as exc:
-            log = self.process.log_text()
-            self.process.kill()
-            raise RuntimeError(f"proxy {self.name} did not serve ({exc}); log tail:\n{log}") from None
+        self._wait_healthy(
+            self.address,
+            timeout,
+            lambda exc, log: f"proxy {self.name} did not serve ({exc}); log tail:\n{log}",
+        )
 
     def start(self, timeout: float = 60.0) -> ProxyProcess:
         self.spawn()
         self.wait_serving(timeout)
         return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.alive()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-
-    def log_text(self, tail: int = 4000) -> str:
-        return self.process.log_text(tail) if self.process is not None else ""
 
     def git_url(self, relative_path: str) -> str:
         """Clone/push URL through this proxy's gateway (token in the URL)."""
@@ -208,14 +207,6 @@ class ProxyProcess:
                 storage = labels.get("storage", "")
                 counts[storage] = counts.get(storage, 0.0) + value
         return counts
-
-    def __enter__(self) -> ProxyProcess:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 def scrape_metrics(addr: str, timeout: float = 5.0) -> list[tuple[str, dict[str, str], float]]:
