@@ -80,6 +80,16 @@ def repository_factory(
     return create
 
 
+def token_stubs(address: str, token: str) -> Iterator[Callable[[type], Any]]:
+    """Yields `stub_of(StubClass)`: stubs on one channel to `address` whose calls carry
+    `token`; the channel is closed once the generator resumes (a fixture's teardown)."""
+    channel = token_channel(address, token)
+    try:
+        yield lambda stub_class: stub_class(channel)
+    finally:
+        channel.close()
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A started storage node, shared by the tests of one module."""
@@ -91,11 +101,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 @pytest.fixture(scope="module")
 def node_stub(node: NodeProcess) -> Iterator[Callable[[type], Any]]:
     """`node_stub(SomeServiceStub)`: a stub whose calls carry the node's token."""
-    channel = token_channel(node.address, node.token)
-    try:
-        yield lambda stub_class: stub_class(channel)
-    finally:
-        channel.close()
+    yield from token_stubs(node.address, node.token)
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from cluster.testing import LocalCluster, ManagedProcess, token_channel
-from tests.integration.conftest import NewRepo, repository_factory
+from cluster.testing import LocalCluster, ManagedProcess
+from tests.integration.conftest import NewRepo, repository_factory, token_stubs
 
 
 @dataclass
@@ -65,11 +65,7 @@ def node(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="module")
 def node_stub(node: ProxyTarget) -> Iterator[Callable[[type], Any]]:
     """`node_stub(SomeServiceStub)`: a stub on the proxy whose calls carry the token."""
-    channel = token_channel(node.address, node.token)
-    try:
-        yield lambda stub_class: stub_class(channel)
-    finally:
-        channel.close()
+    yield from token_stubs(node.address, node.token)
 
 
 @pytest.fixture
