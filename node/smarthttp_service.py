@@ -35,7 +35,10 @@ RECEIVE_PACK = "receive-pack"
 
 # Appended after the caller's options: the last `-c` wins.
 NODE_CONFIG = {
-    UPLOAD_PACK: (),
+    # info/refs and the POST are separate requests, possibly served by different replicas
+    # or after a ref moved: serve any object this replica has, not only advertised tips
+    # (as Gitaly does; whoever may read the repository may read its objects).
+    UPLOAD_PACK: ("uploadpack.allowAnySHA1InWant=true",),
     RECEIVE_PACK: (
         "receive.fsckObjects=true",
         "receive.denyNonFastForwards=false",

@@ -13,7 +13,7 @@ import pytest
 from cluster.testing import NodeProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
-from tests.integration.conftest import NewRepo, git_cli
+from tests.integration.conftest import NewRepo, commit_file, git_cli
 from tests.integration.gateway_helpers import git_children, wait_for
 
 
@@ -77,6 +77,37 @@ async def test_post_upload_pack_sends_a_pack(
         yield smarthttp_pb2.PostUploadPackRequest(data=pkt("done\n"))
 
     out = await collect(smarthttp.PostUploadPack(requests(), metadata=bearer_metadata(node.token)))
+    assert out.startswith(b"0008NAK\n")
+    assert out[8:12] == b"PACK"
+
+
+async def test_a_want_advertised_before_the_ref_moved_is_still_served(
+    smarthttp: Any,
+    node: NodeProcess,
+    pushed_repo: tuple[shared_pb2.Repository, str],
+    new_repo: NewRepo,
+    work_tree: Path,
+) -> None:
+    """info/refs then POST is two requests: a ref may move in between (a force-push of an
+    unrelated history); the POST for the old, now unreachable tip is served anyway."""
+    repo, old_head = pushed_repo
+    md = bearer_metadata(node.token)
+    advert = await collect(
+        smarthttp.InfoRefsUploadPack(smarthttp_pb2.InfoRefsRequest(repository=repo), metadata=md)
+    )
+    assert old_head.encode() in advert
+    git_cli("checkout", "-q", "--orphan", "other", cwd=work_tree)
+    commit_file(work_tree, "c.txt", "unrelated\n", "unrelated")
+    path = node.storage_path / repo.relative_path
+    git_cli("push", "-q", "--force", str(path), "other:main", cwd=work_tree)
+    assert git_cli("rev-parse", "main", cwd=path).strip() != old_head
+
+    async def requests() -> AsyncIterator[smarthttp_pb2.PostUploadPackRequest]:
+        yield smarthttp_pb2.PostUploadPackRequest(repository=repo)
+        yield smarthttp_pb2.PostUploadPackRequest(data=pkt(f"want {old_head} ofs-delta\n") + b"0000")
+        yield smarthttp_pb2.PostUploadPackRequest(data=pkt("done\n"))
+
+    out = await collect(smarthttp.PostUploadPack(requests(), metadata=md))
     assert out.startswith(b"0008NAK\n")
     assert out[8:12] == b"PACK"
 
