@@ -215,8 +215,9 @@ class Coordinator:
             )
             return answers[0]
         tried: list[str] = []
+        writing = await self._writing(repo)
         while True:
-            storage = self._read_from(repo, healthy, tried)
+            storage = self._read_from(repo, healthy, tried, writing)
             try:
                 return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
             except NodeError as exc:
@@ -255,10 +256,11 @@ class Coordinator:
                 raise NotFoundError(f"repository not found: {path!r}")
             healthy = await self.store.healthy_storages(self.clock())
             tried: list[str] = []
+            writing = await self._writing(repo)
             pulled = [False]
             guarded = tracking(rest, pulled) if rest is not None else None
             while True:
-                storage = self._read_from(repo, healthy, tried)
+                storage = self._read_from(repo, healthy, tried, writing)
                 first = rewrite(info, request, repo, storage)
                 relayed = False
                 try:
@@ -292,11 +294,19 @@ class Coordinator:
             raise NotFoundError(f"repository not found: {relative_path!r}")
         return repo
 
-    def _read_from(self, repo: Repository, healthy: set[str], tried: list[str]) -> str:
-        """A replica to read from, preferring ones not yet `tried` (then any again)."""
+    async def _writing(self, repo: Repository) -> frozenset[str]:
+        """Storages under an open write intent for `repo` (read after the lookup's barrier,
+        so every intent begun before this read is seen)."""
+        return frozenset(s for i in await self.store.open_intents(repo.repository_id) for s in i.storages)
+
+    def _read_from(
+        self, repo: Repository, healthy: set[str], tried: list[str], writing: frozenset[str] = frozenset()
+    ) -> str:
+        """A replica to read from, preferring ones not yet `tried` (then any again), and
+        ones not in `writing` (see route_accessor)."""
         untried = healthy - set(tried)
         candidates = [s for s in repo.up_to_date() if s in untried]
-        storage = route_accessor(repo, untried if candidates else healthy).storage
+        storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
         self.metrics.reads.labels(storage=storage).inc()
         return storage
 

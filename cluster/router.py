@@ -26,7 +26,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -225,11 +225,21 @@ def route_accessor(
     repository: Repository,
     healthy: set[str],
     choose: Callable[[Sequence[str]], str] = random.choice,
+    writing: Collection[str] = frozenset(),
 ) -> RepositoryAccessorRoute:
-    """One of the healthy replicas at the repository's generation, picked by `choose`."""
+    """One of the healthy replicas at the repository's generation, picked by `choose`.
+
+    Storages in `writing` (under an open write intent: their refs may hold a write not
+    yet recorded) are avoided while another candidate exists; if every candidate is under
+    an intent, the primary when it is a candidate (the one consistent choice)."""
     candidates = sorted(s for s in repository.up_to_date() if s in healthy)
     if not candidates:
         _refuse_if_no_healthy_latest(repository, healthy)
+    settled = [s for s in candidates if s not in writing]
+    if settled:
+        return RepositoryAccessorRoute(repository, choose(settled))
+    if repository.primary in candidates:
+        return RepositoryAccessorRoute(repository, repository.primary)
     return RepositoryAccessorRoute(repository, choose(candidates))
 
 

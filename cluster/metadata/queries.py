@@ -178,6 +178,16 @@ async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteInt
     return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
 
 
+async def open_intents(db: aiosqlite.Connection, repository_id: str) -> list[WriteIntent]:
+    """The repository's write intents not yet finished (expired or not), oldest first."""
+    rows = await db.execute_fetchall(
+        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
+        " WHERE result IS NULL AND repository_id = ? ORDER BY deadline, intent_id",
+        (repository_id,),
+    )
+    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+
+
 async def queue_depth(db: aiosqlite.Connection) -> dict[tuple[str, str], int]:
     rows = await db.execute_fetchall(
         "SELECT state, target, COUNT(*) FROM replication_jobs GROUP BY state, target"

@@ -374,6 +374,9 @@ class RaftMetadataStore:
     async def expired_intents(self, now: float) -> list[WriteIntent]:
         return await queries.expired_intents(self.db, now)
 
+    async def open_intents(self, repository_id: str) -> list[WriteIntent]:
+        return await queries.open_intents(self.db, repository_id)
+
     async def queue_depth(self) -> dict[tuple[str, str], int]:
         return await queries.queue_depth(self.db)
 

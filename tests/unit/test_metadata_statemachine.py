@@ -437,3 +437,28 @@ def test_sqlite_connection_is_wal_for_files(tmp_path: Any) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert isinstance(conn, sqlite3.Connection)
     conn.close()
+
+
+async def test_open_intents_are_the_repositorys_unfinished_ones_whatever_their_deadline(
+    tmp_path: Any,
+) -> None:
+    path = str(tmp_path / "state.db")
+    m = Machine()
+    m.conn.close()
+    m.conn = schema.connect(path)
+    schema.create(m.conn)
+    for name in "abc":
+        m.ok("register_storage", name=name, address=f"127.0.0.1:{ord(name)}")
+    create(m)
+    create(m, rid="r2", path="g/q.git")
+    write(m, "done", ["a", "b"])
+    m.ok("begin_write", intent_id="late", repository_id="r1", storages=["a"], proxy="p", deadline=5.0)
+    m.ok("begin_write", intent_id="now", repository_id="r1", storages=["b", "c"], proxy="p", deadline=50.0)
+    m.ok("begin_write", intent_id="other", repository_id="r2", storages=["c"], proxy="p", deadline=50.0)
+    async with aiosqlite.connect(path) as db:
+        assert [(i.intent_id, i.storages) for i in await queries.open_intents(db, "r1")] == [
+            ("late", ("a",)),
+            ("now", ("b", "c")),
+        ]
+        assert await queries.open_intents(db, "nope") == []
+    m.conn.close()

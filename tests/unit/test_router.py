@@ -91,6 +91,21 @@ def test_accessor_never_reads_an_outdated_or_unhealthy_replica() -> None:
     assert route.storage == "b"
 
 
+def test_accessor_avoids_a_replica_under_an_open_write_intent() -> None:
+    r = repo("a", a=5, b=5, c=5)
+    seen: list[list[str]] = []
+
+    def choose(candidates: object) -> str:
+        seen.append(list(candidates))  # type: ignore[call-overload]
+        return seen[-1][0]
+
+    assert route_accessor(r, {"a", "b", "c"}, choose, writing={"a"}).storage == "b"
+    assert seen == [["b", "c"]]
+    # Every candidate is being written: the primary, the one consistent choice.
+    assert route_accessor(r, {"a", "b"}, choose, writing={"a", "b"}).storage == "a"
+    assert route_accessor(r, {"b", "c"}, choose, writing={"a", "b"}).storage == "c"
+
+
 def test_accessor_spreads_reads() -> None:
     r = repo("a", a=1, b=1, c=1)
     assert {route_accessor(r, {"a", "b", "c"}).storage for _ in range(200)} == {"a", "b", "c"}
