@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench raft_bench        (or: make bench)
 
-Starts three `cluster.metadata.member` processes (real pysyncobj, password set) and
+Starts three `cluster.testing.raft_member` processes (real pysyncobj, password set) and
 measures, inside a member's own event loop (so no client round trip is counted), the
 time from `await store.record_health(...)` to its return - committed by a majority and
 applied to the local SQLite database:
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pysyncobj import SERIALIZER_STATE
 
 from cluster.metadata import schema, snapshot, statemachine
-from cluster.metadata.harness import MemberProcess, MetadataCluster
+from cluster.testing.raft_cluster import MemberProcess, MetadataCluster
 from common.errors import UnavailableError
 
 SEQUENTIAL = 500

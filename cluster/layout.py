@@ -29,46 +29,24 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
-import socket
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cluster.config import NodeEntry, ProxyConfig, to_toml
+from cluster.ports import HOST, NoFreePortError, free_port_block, port_is_free
 
 LAYOUT_FILE = "layout.json"
 CLUSTER_FILE = "cluster.json"
 LAYOUT_VERSION = 1
-HOST = "127.0.0.1"
 PORTS_PER_PROCESS = 4
 MAX_NODES = 26
-# Where free port blocks are looked for: below Linux's ephemeral range.
-BLOCK_RANGE = (20000, 32768)
 
 
 class LayoutError(Exception):
     """A layout that cannot be created or does not match what was asked; says why."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    """Whether a listening socket could bind 127.0.0.1:`port` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def node_names(count: int) -> list[str]:
@@ -229,7 +207,10 @@ class ClusterLayout:
                 raise LayoutError(f"base port {base_port!r} leaves no room for {total} ports below 65536")
             ports = list(range(base_port, base_port + total))
         else:
-            ports = free_port_block(total) or _distinct_free_ports(total)
+            try:
+                ports = free_port_block(total)
+            except NoFreePortError as exc:
+                raise LayoutError(str(exc)) from None
         it = iter(ports)
 
         def take(n: int) -> list[int]:
@@ -486,29 +467,3 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
-
-
-def free_port_block(count: int, low: int = BLOCK_RANGE[0], high: int = BLOCK_RANGE[1]) -> list[int]:
-    """`count` consecutive ports in [low, high) that are all free right now, at a random
-    place, or [] when none was found in a bounded number of tries.
-
-    The default range lies below Linux's ephemeral ports (32768-60999), so a process
-    restarted later on its old port does not find it taken by some client's outgoing
-    connection."""
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(low, high - count)
-        if all(port_is_free(p) for p in range(base, base + count)):
-            return list(range(base, base + count))
-    return []
-
-
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    for _ in range(count * 20):
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise LayoutError(f"could not find {count} distinct free ports")

@@ -11,6 +11,7 @@ cluster codes against; the pysyncobj-backed implementation lives beside it:
     jobs          the replication queue (lease, renew, complete, fail)
     queries       read-only queries over aiosqlite
     schema        the SQLite schema
-    member        `python -m cluster.metadata.member`: one member + a control port
-    harness       member processes for integration tests and benchmarks
+
+Test tooling lives apart, in cluster.testing: `raft_member` (one member behind a JSON
+control port) and `raft_cluster` (member processes for tests and benchmarks).
 """

@@ -17,7 +17,7 @@ Every wait is bounded and raises TimeoutError (with what it saw last) when it ex
 
 from __future__ import annotations
 
-from cluster.layout import free_port
+from cluster.ports import free_port, refused_address
 from cluster.processes import REPO_ROOT, ManagedProcess, child_env, wait_healthy
 from cluster.testing.git import GIT_ENV, commit_file, init_work_tree, remote_refs, run_git
 from cluster.testing.local_cluster import (
@@ -43,6 +43,7 @@ __all__ = [
     "free_port",
     "init_work_tree",
     "local_cluster",
+    "refused_address",
     "remote_refs",
     "run_git",
     "scrape_metrics",

@@ -12,7 +12,8 @@ from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.layout import ClusterLayout, ProxySpec, free_port, node_toml
+from cluster.layout import ClusterLayout, ProxySpec, node_toml
+from cluster.ports import free_port
 from cluster.processes import ManagedProcess, wait_healthy
 
 

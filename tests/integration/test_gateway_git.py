@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from cluster.gateway import Gateway
-from cluster.testing import ManagedProcess, NodeProcess, free_port
+from cluster.testing import ManagedProcess, NodeProcess, free_port, refused_address
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 from tests.integration.conftest import NewRepo, commit_file, git_cli
 from tests.integration.gateway_helpers import (
@@ -353,14 +353,15 @@ def wait_listening(port: int, process: ManagedProcess) -> None:
 
 
 async def test_unreachable_upstream_is_503(tmp_path: Path) -> None:
-    gw = Gateway(f"127.0.0.1:{free_port()}", "token", HTTP_TOKEN)
-    await gw.start()
-    try:
-        auth = {"Authorization": basic_auth("x", HTTP_TOKEN)}
-        status, _ = await raw_http(gw.port, "GET /x.git/info/refs?service=git-upload-pack HTTP/1.1", auth)
-        assert status == 503
-    finally:
-        await gw.stop()
+    with refused_address() as upstream:
+        gw = Gateway(upstream, "token", HTTP_TOKEN)
+        await gw.start()
+        try:
+            auth = {"Authorization": basic_auth("x", HTTP_TOKEN)}
+            status, _ = await raw_http(gw.port, "GET /x.git/info/refs?service=git-upload-pack HTTP/1.1", auth)
+            assert status == 503
+        finally:
+            await gw.stop()
 
 
 async def test_a_client_going_away_mid_push_stops_git_on_the_node(

@@ -1,7 +1,7 @@
 """Three real metadata members (pysyncobj processes) on 127.0.0.1, killed and restarted.
 
-No mocks: every member is `python -m cluster.metadata.member`, driven through its
-control port (cluster.metadata.harness). Waits are bounded by timeouts; nothing
+No mocks: every member is `python -m cluster.testing.raft_member`, driven through its
+control port (cluster.testing.raft_cluster). Waits are bounded by timeouts; nothing
 asserts on elapsed time.
 """
 
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
 
-from cluster.metadata.harness import MemberProcess, MetadataCluster
 from cluster.testing import free_port
+from cluster.testing.raft_cluster import MemberProcess, MetadataCluster
 from common.errors import InvalidArgumentError, UnavailableError
 
 

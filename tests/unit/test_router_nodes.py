@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.nodes import NodePool
-from cluster.testing import free_port
+from cluster.ports import refused_address
 from common.errors import NotFoundError, UnavailableError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id
 
@@ -27,9 +27,10 @@ def test_unknown_storage() -> None:
 
 
 async def test_an_unreachable_node_is_unavailable_within_the_bound() -> None:
-    pool = NodePool("t", {"a": f"127.0.0.1:{free_port()}"})
-    try:
-        with pytest.raises(UnavailableError, match="'a' unreachable"):
-            await pool.connect("a", within=0.3)
-    finally:
-        await pool.close()
+    with refused_address() as address:
+        pool = NodePool("t", {"a": address})
+        try:
+            with pytest.raises(UnavailableError, match="'a' unreachable"):
+                await pool.connect("a", within=0.3)
+        finally:
+            await pool.close()

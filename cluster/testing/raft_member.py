@@ -1,4 +1,4 @@
-"""A stand-alone metadata member for tests and benchmarks: `python -m cluster.metadata.member --config F`.
+"""A stand-alone metadata member for tests and benchmarks: `python -m cluster.testing.raft_member --config F`.
 
 Runs one `RaftMetadataStore` and a line-based JSON control port on localhost:
 
@@ -37,7 +37,7 @@ from cluster.metadata.config import RaftConfig
 from cluster.metadata.store import RaftMetadataStore
 from common.config import load_config
 
-log = logging.getLogger("cluster.metadata.member")
+log = logging.getLogger("cluster.testing.raft_member")
 
 COMMANDS = {
     "register_storage",
@@ -192,7 +192,7 @@ class Member:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m cluster.metadata.member", description=__doc__.splitlines()[0]
+        prog="python -m cluster.testing.raft_member", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--config", required=True, help="TOML file: control_addr and a [raft] table")
     ns = parser.parse_args(argv)

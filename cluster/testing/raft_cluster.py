@@ -6,7 +6,7 @@
         leader.call("register_storage", name="a", address="x")
         leader.kill(); cluster.wait_for_leader(exclude=[leader])
 
-Every member is a `ManagedProcess` (`python -m cluster.metadata.member`), stopped for
+Every member is a `ManagedProcess` (`python -m cluster.testing.raft_member`), stopped for
 sure when the cluster's context exits. `call()` talks to the member's JSON control port
 and raises the member's error type when it has one in `common.errors`.
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cluster.testing import ManagedProcess, free_port
+from cluster.ports import free_port
+from cluster.processes import ManagedProcess
 from common import errors
 
 
@@ -77,7 +78,7 @@ class MemberProcess:
         config = self.write_config()
         self.process = ManagedProcess(
             self.name,
-            [sys.executable, "-m", "cluster.metadata.member", "--config", str(config)],
+            [sys.executable, "-m", "cluster.testing.raft_member", "--config", str(config)],
             self.workdir / "member.log",
         )
         self.process.spawn()
