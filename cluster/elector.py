@@ -17,14 +17,14 @@ the others still move, and the next round decides again on the newer state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cluster.metadata.api import MetadataStore, Repository
-from common.errors import FailedPreconditionError, GitraftError
+from cluster.periodic import run_periodically
+from common.errors import FailedPreconditionError
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,4 @@ class Elector:
         return moved
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.round()
-            except GitraftError as exc:
-                log.info("elector round failed", extra={"error": str(exc)})
-            except Exception:  # a bug must not end the loop for the life of the process
-                log.exception("elector round crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        await run_periodically("elector", self.round, stop, self.interval)

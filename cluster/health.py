@@ -17,7 +17,6 @@ shown in metrics, and in ClusterStatus for a node this proxy has not voted on ye
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cluster.metadata.api import MetadataStore
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
+from cluster.periodic import run_periodically
 from common.errors import GitraftError
 
 log = logging.getLogger(__name__)
@@ -101,15 +101,7 @@ class HealthChecker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check and record every `interval` seconds until `stop` is set."""
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                await self.round()
-            except Exception:  # a bug must not end the loop for the life of the process
-                log.exception("health round crashed")
-            delay = max(0.0, self.interval - (time.monotonic() - started))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
+        await run_periodically("health", self.round, stop, self.interval, fixed_rate=True)
 
     async def _check(self, name: str) -> bool:
         stub: Any = health_pb2_grpc.HealthStub(self.nodes.channel(name))

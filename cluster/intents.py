@@ -18,13 +18,13 @@ late original proxy) cannot apply it twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 
 from cluster.coordinator import Coordinator
 from cluster.metadata.api import WriteIntent
+from cluster.periodic import run_periodically
 from common.errors import GitraftError
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,4 @@ class IntentRepairer:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.round()
-            except GitraftError as exc:
-                log.info("intent repair round failed", extra={"error": str(exc)})
-            except Exception:  # a bug must not end the loop for the life of the process
-                log.exception("intent repair round crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        await run_periodically("intent repair", self.round, stop, self.interval)

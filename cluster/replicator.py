@@ -32,7 +32,6 @@ lease. `wake()` starts a round at once (called when this proxy scheduled jobs).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +42,7 @@ import grpc
 from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
+from cluster.periodic import run_periodically
 from common.errors import GitraftError
 from common.logs import correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
@@ -111,16 +111,7 @@ class Replicator:
     async def run(self, stop: asyncio.Event) -> None:
         """Lease and run jobs until `stop` is set; then cancel jobs still running."""
         try:
-            while not stop.is_set():
-                try:
-                    await self.round()
-                except GitraftError as exc:
-                    log.info("replication round failed", extra={"error": str(exc)})
-                except Exception:  # a bug must not end the loop for the life of the process
-                    log.exception("replication round crashed")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
-                self._wake.clear()
+            await run_periodically("replication", self.round, stop, POLL_INTERVAL, wake=self._wake)
         finally:
             for task in self._running.values():
                 task.cancel()
