@@ -30,8 +30,7 @@ ConfigError naming the file and key for anything it cannot use.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,33 +109,3 @@ def raft_config(config: ProxyConfig) -> RaftConfig:
     """The `[raft]` table as a RaftConfig; its data_dir defaults to `<data_dir>/raft`."""
     table = {"data_dir": str(Path(config.data_dir) / "raft"), **config.raft}
     return from_dict(RaftConfig, table, where="proxy config: raft")
-
-
-def to_toml(config: ProxyConfig) -> str:
-    """Serialise a ProxyConfig as TOML that load_proxy_config reads back unchanged."""
-    data = asdict(config)
-    nodes = data.pop("nodes")
-    raft = data.pop("raft")
-    lines = [f"{k} = {_value(v)}" for k, v in data.items()]
-    lines.append("")
-    lines.append("[raft]")
-    lines += [f"{k} = {_value(v)}" for k, v in raft.items()]
-    for node in nodes:
-        lines += ["", "[[nodes]]", f"name = {_value(node['name'])}", f"address = {_value(node['address'])}"]
-    return "\n".join(lines) + "\n"
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, Path):
-        v = str(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {v!r} as TOML")

@@ -31,12 +31,14 @@ import json
 import os
 import secrets
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from cluster.config import NodeEntry, ProxyConfig, to_toml
+from cluster.config import NodeEntry, ProxyConfig
 from cluster.ports import HOST, NoFreePortError, free_port_block, port_is_free
+from common.config import to_toml
+from node.config import NodeConfig
 
 LAYOUT_FILE = "layout.json"
 CLUSTER_FILE = "cluster.json"
@@ -71,26 +73,30 @@ def node_toml(
     metrics_addr: str = "",
     log_level: str = "info",
 ) -> str:
-    """A node's TOML config (node.config.NodeConfig keys)."""
-    values: dict[str, str] = {
-        "name": name,
-        "listen_addr": listen_addr,
-        "storage_path": str(storage_path),
-        "token": token,
-        "metrics_addr": metrics_addr,
-        "log_level": log_level,
-    }
-    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+    """A node's TOML config (every node.config.NodeConfig key, the others at defaults)."""
+    return to_toml(
+        NodeConfig(
+            name=name,
+            listen_addr=listen_addr,
+            storage_path=storage_path,
+            token=token,
+            metrics_addr=metrics_addr,
+            log_level=log_level,
+        )
+    )
 
 
-@dataclass
-class NodeSpec:
-    """One storage node of the layout."""
+@dataclass(kw_only=True)
+class ProcessSpec:
+    """What every process of the layout has: a name, a folder, gRPC and metrics ports.
 
+    Its own ports are saved in layout.json by `port_fields()` and read back by name."""
+
+    ROLE: ClassVar[str]
     name: str
+    root: Path
     grpc_port: int
     metrics_port: int
-    root: Path
 
     @property
     def dir(self) -> Path:
@@ -105,39 +111,39 @@ class NodeSpec:
         return f"{HOST}:{self.metrics_port}"
 
     @property
-    def storage_path(self) -> Path:
-        return self.dir / "storage"
-
-    @property
     def config_path(self) -> Path:
-        return self.dir / "node.toml"
+        return self.dir / f"{self.ROLE}.toml"
 
     @property
     def log_path(self) -> Path:
-        return self.dir / "node.log"
+        return self.dir / f"{self.ROLE}.log"
+
+    def port_fields(self) -> dict[str, int]:
+        """Port name -> number, in layout order (what layout.json stores)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name.endswith("_port")}
 
     def ports(self) -> list[int]:
-        return [self.grpc_port, self.metrics_port]
+        return list(self.port_fields().values())
 
 
-@dataclass
-class ProxySpec:
+@dataclass(kw_only=True)
+class NodeSpec(ProcessSpec):
+    """One storage node of the layout."""
+
+    ROLE: ClassVar[str] = "node"
+
+    @property
+    def storage_path(self) -> Path:
+        return self.dir / "storage"
+
+
+@dataclass(kw_only=True)
+class ProxySpec(ProcessSpec):
     """One routing proxy of the layout."""
 
-    name: str
-    grpc_port: int
+    ROLE: ClassVar[str] = "proxy"
     http_port: int
     raft_port: int
-    metrics_port: int
-    root: Path
-
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name
-
-    @property
-    def address(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
 
     @property
     def http_addr(self) -> str:
@@ -148,23 +154,8 @@ class ProxySpec:
         return f"{HOST}:{self.raft_port}"
 
     @property
-    def metrics_addr(self) -> str:
-        return f"{HOST}:{self.metrics_port}"
-
-    @property
     def data_dir(self) -> Path:
         return self.dir / "data"
-
-    @property
-    def config_path(self) -> Path:
-        return self.dir / "proxy.toml"
-
-    @property
-    def log_path(self) -> Path:
-        return self.dir / "proxy.log"
-
-    def ports(self) -> list[int]:
-        return [self.grpc_port, self.http_port, self.raft_port, self.metrics_port]
 
 
 @dataclass
@@ -219,11 +210,20 @@ class ClusterLayout:
         proxy_specs = []
         for name in pnames:
             grpc_port, http_port, raft_port, metrics_port = take(PORTS_PER_PROCESS)
-            proxy_specs.append(ProxySpec(name, grpc_port, http_port, raft_port, metrics_port, root))
+            proxy_specs.append(
+                ProxySpec(
+                    name=name,
+                    root=root,
+                    grpc_port=grpc_port,
+                    metrics_port=metrics_port,
+                    http_port=http_port,
+                    raft_port=raft_port,
+                )
+            )
         node_specs = []
         for name in nnames:
             grpc_port, metrics_port, *_ = take(PORTS_PER_PROCESS)
-            node_specs.append(NodeSpec(name, grpc_port, metrics_port, root))
+            node_specs.append(NodeSpec(name=name, root=root, grpc_port=grpc_port, metrics_port=metrics_port))
         return cls(
             root=root,
             token=token or secrets.token_hex(16),
@@ -249,13 +249,8 @@ class ClusterLayout:
                 node_token=str(raw["node_token"]),
                 raft_password=str(raw["raft_password"]),
                 base_port=raw.get("base_port"),
-                proxies=[
-                    ProxySpec(
-                        p["name"], p["grpc_port"], p["http_port"], p["raft_port"], p["metrics_port"], root
-                    )
-                    for p in raw["proxies"]
-                ],
-                nodes=[NodeSpec(n["name"], n["grpc_port"], n["metrics_port"], root) for n in raw["nodes"]],
+                proxies=[ProxySpec(root=root, **p) for p in raw["proxies"]],
+                nodes=[NodeSpec(root=root, **n) for n in raw["nodes"]],
             )
         except FileNotFoundError as exc:
             raise LayoutError(f"no layout at {str(path)!r}") from exc
@@ -299,19 +294,8 @@ class ClusterLayout:
             "node_token": self.node_token,
             "raft_password": self.raft_password,
             "base_port": self.base_port,
-            "proxies": [
-                {
-                    "name": p.name,
-                    "grpc_port": p.grpc_port,
-                    "http_port": p.http_port,
-                    "raft_port": p.raft_port,
-                    "metrics_port": p.metrics_port,
-                }
-                for p in self.proxies
-            ],
-            "nodes": [
-                {"name": n.name, "grpc_port": n.grpc_port, "metrics_port": n.metrics_port} for n in self.nodes
-            ],
+            "proxies": [{"name": p.name, **p.port_fields()} for p in self.proxies],
+            "nodes": [{"name": n.name, **n.port_fields()} for n in self.nodes],
         }
         write_private(self.root / LAYOUT_FILE, json.dumps(data, indent=2) + "\n")
 

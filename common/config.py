@@ -7,6 +7,7 @@ unreadable or malformed files raise ConfigError naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import types
 import typing
@@ -87,3 +88,53 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint is int and isinstance(value, bool):
         raise ConfigError(f"{where}: expected int, got {value!r}")
     return value
+
+
+def to_toml(config: Any) -> str:
+    """Serialise a config dataclass as TOML that `load_config` reads back unchanged.
+
+    Scalars and lists of scalars are written as `key = value`; a nested dataclass or a
+    mapping becomes a `[table]` (recursively); a list of dataclasses or mappings becomes
+    an `[[array of tables]]`. `None` values are left out."""
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise TypeError(f"{config!r} is not a dataclass instance")
+    return "\n".join(_table_lines(dataclasses.asdict(config), prefix="")).lstrip("\n") + "\n"
+
+
+def _is_section(value: Any) -> bool:
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
+
+
+def _table_lines(data: dict[str, Any], prefix: str) -> list[str]:
+    lines = [f"{_key(k)} = {_toml_value(v)}" for k, v in data.items() if v is not None and not _is_section(v)]
+    for key, value in data.items():
+        if not _is_section(value):
+            continue
+        name = f"{prefix}{_key(key)}"
+        if isinstance(value, dict):
+            lines += ["", f"[{name}]", *_table_lines(value, prefix=f"{name}.")]
+        else:
+            for item in value:
+                lines += ["", f"[[{name}]]", *_table_lines(item, prefix=f"{name}.")]
+    return lines
+
+
+def _key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "")
+    return key if bare.isascii() and bare.isalnum() else json.dumps(key)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, Path):
+        v = str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")

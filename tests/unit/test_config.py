@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from common.config import ConfigError
-from node.config import load_node_config
+from cluster.layout import node_toml
+from common.config import ConfigError, load_config, to_toml
+from node.config import NodeConfig, load_node_config
 
 
 def test_node_config_loads(tmp_path: Path) -> None:
@@ -36,3 +38,46 @@ def test_broken_node_configs_say_why(tmp_path: Path, text: str, needle: str) -> 
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_node_config(tmp_path / "nope.toml")
+
+
+@dataclasses.dataclass
+class Limit:
+    rpc: str = ""
+    max_in_flight: int = 0
+
+
+@dataclasses.dataclass
+class Sample:
+    name: str = "x"
+    ratio: float = 0.5
+    on: bool = True
+    path: Path = Path("/tmp/a b")
+    tags: list[str] = dataclasses.field(default_factory=list)
+    names: dict[str, str] = dataclasses.field(default_factory=dict)
+    limits: list[Limit] = dataclasses.field(default_factory=list)
+    nested: Limit = dataclasses.field(default_factory=Limit)
+
+
+def test_to_toml_round_trips_nested_tables_arrays_and_quoted_keys(tmp_path: Path) -> None:
+    value = Sample(
+        tags=["a", 'q"uote'],
+        names={"127.0.0.1:7002": "proxy-2"},
+        limits=[Limit("/a.B/C", 2), Limit("/a.B/D", 3)],
+        nested=Limit("n", 1),
+    )
+    p = tmp_path / "s.toml"
+    p.write_text(to_toml(value))
+    assert load_config(p, Sample) == value
+
+
+def test_node_toml_is_the_node_config(tmp_path: Path) -> None:
+    p = tmp_path / "n.toml"
+    p.write_text(node_toml("node-q", "127.0.0.1:1234", tmp_path / "s", "tok", "127.0.0.1:1235", "debug"))
+    assert load_node_config(p) == NodeConfig(
+        name="node-q",
+        listen_addr="127.0.0.1:1234",
+        storage_path=tmp_path / "s",
+        token="tok",
+        metrics_addr="127.0.0.1:1235",
+        log_level="debug",
+    )

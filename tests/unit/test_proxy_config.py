@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.config import NodeEntry, ProxyConfig, load_proxy_config, to_toml
-from common.config import ConfigError
+from cluster.config import NodeEntry, ProxyConfig, load_proxy_config
+from common.config import ConfigError, to_toml
 
 
 def test_round_trip(tmp_path: Path) -> None:
