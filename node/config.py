@@ -25,12 +25,17 @@ class NodeConfig:
     log_level: str = "info"
     # Seconds a stopping server lets RPCs in flight finish.
     shutdown_grace: float = 5.0
+    # Seconds a ReplicateRepository may take on this node, whatever the caller's deadline
+    # (a silent source must not hold it forever).
+    replication_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         if not self.token:
             raise ConfigError("node config: 'token' is required")
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
+        if self.replication_timeout <= 0:
+            raise ConfigError("node config: 'replication_timeout' must be positive")
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -70,7 +70,7 @@ class NodeServer:
         )
         self.health = health.aio.HealthServicer()
         repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
-            RepositoryServicer(self.storage), self.server
+            RepositoryServicer(self.storage, config.replication_timeout), self.server
         )
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)
