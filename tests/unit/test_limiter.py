@@ -68,7 +68,7 @@ async def test_rpc_limits_refuse_with_resource_exhausted_and_forget_idle_reposit
         ConcurrencyLimit(RPC, max_in_flight=2, max_per_repo=1, max_queue_size=0, max_queue_wait=1)
     )
     async with limits.slot("s/a.git"):
-        with pytest.raises(ResourceExhaustedError, match="on repository 's/a.git'"):
+        with pytest.raises(ResourceExhaustedError, match=r"on repository 's/a\.git'"):
             async with limits.slot("s/a.git"):
                 pass
         async with limits.slot("s/b.git"):
