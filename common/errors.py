@@ -8,16 +8,48 @@
     +-- UnauthenticatedError          UNAUTHENTICATED
     +-- UnavailableError              UNAVAILABLE        only where a retry is safe
     +-- DeadlineExceededError         DEADLINE_EXCEEDED  outcome unknown
+    +-- ResourceExhaustedError        RESOURCE_EXHAUSTED a concurrency limit; retry later
 
 Code raises these; the server interceptor (`common.interceptors`) turns them into
 status codes at the boundary, and `raise_from_rpc_error` turns a client-side
 `grpc.RpcError` back into one. Messages are short, lower-case and quote the offending
-value with `!r`.
+value with `!r` - through `quoted` when the value comes from a client, so that a long
+path or value is cut. `client_message` is the last guard before a message leaves a
+process: it replaces absolute paths by `<path>` and bounds the length (gRPC refuses a
+status whose message exceeds its 16 KiB metadata limit and sends RESOURCE_EXHAUSTED
+instead). Servers log the full detail; clients get the short form.
 """
 
 from __future__ import annotations
 
+import re
+
 import grpc
+
+# Characters of a client's value quoted in a message, and of a whole message.
+MAX_QUOTED = 100
+MAX_MESSAGE = 1000
+# An absolute path: a `/` not preceded by a word, a dot or another path character,
+# then at least one character that is not a space, a quote or a separator.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/@-])/[^\s'\",;)\]]+")
+
+
+def quoted(value: object, limit: int = MAX_QUOTED) -> str:
+    """`repr` of `value` (as text), cut to `limit` characters, with the full length
+    said when cut: `'aaaa'... (4096 characters)`."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def client_message(text: str) -> str:
+    """`text` fit for a client: absolute paths replaced by `<path>`, at most MAX_MESSAGE
+    characters."""
+    text = _ABSOLUTE_PATH.sub("<path>", text)
+    if len(text) > MAX_MESSAGE:
+        text = text[: MAX_MESSAGE - 20] + f"... ({len(text)} characters)"
+    return text
 
 
 class GitraftError(Exception):
@@ -54,6 +86,10 @@ class DeadlineExceededError(GitraftError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class ResourceExhaustedError(GitraftError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 _BY_CODE: dict[grpc.StatusCode, type[GitraftError]] = {
     cls.code: cls
     for cls in (
@@ -64,6 +100,7 @@ _BY_CODE: dict[grpc.StatusCode, type[GitraftError]] = {
         UnauthenticatedError,
         UnavailableError,
         DeadlineExceededError,
+        ResourceExhaustedError,
     )
 }
 

@@ -2,7 +2,9 @@
 
 - `ErrorInterceptor` translates our exception tree (common.errors) into gRPC status
   codes at the boundary, so handlers simply raise; unexpected exceptions become
-  INTERNAL with a logged traceback, and the server keeps serving. A request message
+  INTERNAL with a logged traceback (the client sees neither the exception's class nor
+  its text, only the correlation id), and the server keeps serving. Every message is
+  passed through `common.errors.client_message` (no absolute path, bounded length). A request message
   that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or INTERNAL), even
   when a streaming handler swallowed the error it raised.
 - `CorrelationInterceptor` sets `common.logs.correlation_id` from request metadata (or
@@ -19,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from common.errors import GitraftError, InvalidArgumentError
+from common.errors import GitraftError, InvalidArgumentError, client_message, quoted
 from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,19 @@ async def drain_requests(
 
 
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    """End the call with the status `exc` stands for. The client gets
+    `common.errors.client_message` of our own errors and, for anything else, only that
+    it was internal and the correlation id; the full detail goes to the log."""
     if isinstance(exc, GitraftError):
-        await context.abort(exc.code, str(exc))
+        message = str(exc)
+        safe = client_message(message)
+        if safe != message:
+            log.info("error message shortened for the client", extra={"method": method, "error": message})
+        await context.abort(exc.code, safe)
     log.error("unhandled error in rpc", exc_info=exc, extra={"method": method})
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id.get() or 'none'})"
+    )
 
 
 class _Malformed:
@@ -93,7 +104,7 @@ class _RequestCheck:
 
     def unary(self, request: Any) -> Any:
         if isinstance(request, _Malformed):
-            self.error = InvalidArgumentError(f"malformed request message: {str(request.error)!r}")
+            self.error = InvalidArgumentError(f"malformed request message: {quoted(request.error)}")
             raise self.error
         return request
 

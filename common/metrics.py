@@ -6,6 +6,14 @@ registry on `/metrics` at host:port.
 
     gitraft_grpc_requests_total{component, method, code}
     gitraft_grpc_request_duration_seconds{component, method}
+
+The concurrency limiter (common.limiter) reports, per limited method and scope (`rpc`
+for the whole process, `repository` summed over repositories):
+
+    gitraft_concurrency_in_flight{method, scope}       calls holding a slot
+    gitraft_concurrency_queued{method, scope}          calls waiting for one
+    gitraft_concurrency_rejected_total{method, scope, reason}   refused (RESOURCE_EXHAUSTED):
+                                                       reason = queue_full | queue_timeout
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 REQUESTS = Counter(
     "gitraft_grpc_requests_total",
@@ -27,6 +35,22 @@ DURATION = Histogram(
     "Time to serve an RPC (streams: until the last message).",
     ["component", "method"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+CONCURRENCY_IN_FLIGHT = Gauge(
+    "gitraft_concurrency_in_flight",
+    "Calls of a limited RPC holding a concurrency slot.",
+    ["method", "scope"],
+)
+CONCURRENCY_QUEUED = Gauge(
+    "gitraft_concurrency_queued",
+    "Calls of a limited RPC waiting for a concurrency slot.",
+    ["method", "scope"],
+)
+CONCURRENCY_REJECTED = Counter(
+    "gitraft_concurrency_rejected_total",
+    "Calls refused with RESOURCE_EXHAUSTED by a concurrency limit.",
+    ["method", "scope", "reason"],
 )
 
 

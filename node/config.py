@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from google.protobuf import descriptor_pool
+
 from common.config import ConfigError, load_config
+from common.limiter import ConcurrencyLimit
+from gitraft.v1 import commit_pb2, ref_pb2, repository_pb2, server_pb2, smarthttp_pb2  # noqa: F401 (descriptors)
+
+_SMART_HTTP = "/gitraft.v1.SmartHTTPService/"
+_REPOSITORY = "/gitraft.v1.RepositoryService/"
+
+# What a node limits unless its `[[concurrency]]` tables say otherwise (README,
+# "Configuration reference"): sized for a 2-core node. Each git pack process is one
+# child; a clone's pack-objects can use a core by itself.
+DEFAULT_CONCURRENCY = (
+    ConcurrencyLimit(_SMART_HTTP + "PostUploadPack", 16, 8, 32, 10.0),
+    ConcurrencyLimit(_REPOSITORY + "UploadPackSession", 16, 8, 32, 10.0),
+    ConcurrencyLimit(_SMART_HTTP + "PostReceivePack", 16, 8, 32, 30.0),
+    ConcurrencyLimit(_SMART_HTTP + "InfoRefsUploadPack", 32, 16, 64, 10.0),
+    ConcurrencyLimit(_SMART_HTTP + "InfoRefsReceivePack", 32, 16, 64, 10.0),
+    ConcurrencyLimit(_REPOSITORY + "ReplicateRepository", 8, 0, 64, 30.0),
+    ConcurrencyLimit(_REPOSITORY + "OptimizeRepository", 2, 0, 16, 60.0),
+)
 
 
 @dataclass
@@ -25,12 +45,32 @@ class NodeConfig:
     log_level: str = "info"
     # Seconds a stopping server lets RPCs in flight finish.
     shutdown_grace: float = 5.0
+    # Seconds a ReplicateRepository may take on this node, whatever the caller's deadline
+    # (a silent source must not hold it forever).
+    replication_timeout: float = 300.0
+    # `[[concurrency]]` tables: limits per RPC (common.limiter.ConcurrencyLimit); each
+    # replaces the default of its RPC (DEFAULT_CONCURRENCY).
+    concurrency: list[ConcurrencyLimit] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.token:
             raise ConfigError("node config: 'token' is required")
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
+        if self.replication_timeout <= 0:
+            raise ConfigError("node config: 'replication_timeout' must be positive")
+        pool = descriptor_pool.Default()
+        for limit in self.concurrency:
+            try:
+                pool.FindMethodByName(limit.rpc.strip("/").replace("/", "."))
+            except KeyError:
+                raise ConfigError(f"node config: concurrency: unknown rpc {limit.rpc!r}") from None
+
+    def concurrency_limits(self) -> list[ConcurrencyLimit]:
+        """DEFAULT_CONCURRENCY with the configured tables in place of their RPC's default."""
+        merged = {limit.rpc: limit for limit in DEFAULT_CONCURRENCY}
+        merged.update({limit.rpc: limit for limit in self.concurrency})
+        return list(merged.values())
 
 
 def load_node_config(path: str | Path) -> NodeConfig:

@@ -21,8 +21,14 @@ A missing target is created atomically: `git init --bare` in a hidden temporary 
 one repository on one node run one at a time. The answer reports whether the repository
 was created, the bytes received from the source (upload-pack's stdout: ref advertisement,
 negotiation answers and the pack) and the resulting checksum (node.checksum, what
-RepositoryChecksum answers). The RPC has no deadline of its own: the caller's bounds it,
-and a cancelled call kills the fetch and closes the session on the source.
+RepositoryChecksum answers). The node bounds the RPC with its own deadline
+(`replication_timeout` in the node's config, DEADLINE_EXCEEDED past it) as well as the
+caller's: a silent source cannot hold it. A cancelled or timed-out call kills the fetch
+and closes the session on the source.
+
+A source that answers nonsense (an invalid HEAD, bytes that are not pkt-lines) is
+FAILED_PRECONDITION. Messages name repositories by their relative path, never by
+their place on disk.
 """
 
 from __future__ import annotations
@@ -40,7 +46,13 @@ from pathlib import Path
 import grpc
 import pygit2
 
-from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
+from common.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    UnavailableError,
+    quoted,
+)
 from gitraft.v1 import repository_pb2
 from node import tunnel
 from node.checksum import repository_checksum
@@ -66,6 +78,8 @@ class ReplicationMixin:
     """ReplicateRepository and UploadPackSession, mixed into RepositoryServicer."""
 
     storage: Storage
+    # Seconds a ReplicateRepository may take (NodeConfig.replication_timeout).
+    replication_timeout: float
 
     async def UploadPackSession(
         self,
@@ -105,16 +119,15 @@ class ReplicationMixin:
         if not request.source.relative_path or not node.address:
             raise InvalidArgumentError("source repository and source node address are required")
         source = SourceRepository(node.address, node.token, request.source)
-        async with _exclusive(target), source:
-            created = not is_bare_repository(target)
-            if created and (target.exists() or target.is_symlink()):
-                raise FailedPreconditionError(f"target path is not a repository: {str(target)!r}")
-            await source.ensure_exists()
-            head = await source.head_target()
-            if created:
-                await _copy_new(target, source, head)
-            else:
-                await _mirror(target, source, head)
+        relative = request.repository.relative_path
+        try:
+            async with asyncio.timeout(self.replication_timeout):
+                created = await _replicate(target, relative, source)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"replication of {quoted(relative)} from {quoted(node.address)} did not finish "
+                f"within {self.replication_timeout:g} s"
+            ) from None
         checksum = await asyncio.to_thread(lambda: repository_checksum(pygit2.Repository(str(target))))
         log.info(
             "replicated repository",
@@ -129,6 +142,28 @@ class ReplicationMixin:
         return repository_pb2.ReplicateRepositoryResponse(
             created=created, bytes_fetched=source.bytes_received, checksum=checksum
         )
+
+
+async def _replicate(target: Path, relative: str, source: SourceRepository) -> bool:
+    """Make `target` a mirror of `source`; True when it had to be created."""
+    async with _exclusive(target), source:
+        created = not is_bare_repository(target)
+        if created and _occupied(target):
+            raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
+        await source.ensure_exists()
+        head = await source.head_target()
+        if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
+            raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
+        if created:
+            await _copy_new(target, relative, source, head)
+        else:
+            await _mirror(target, source, head)
+    return created
+
+
+def _occupied(path: Path) -> bool:
+    """Whether anything (even a dangling symbolic link) is at `path`."""
+    return path.exists() or path.is_symlink()
 
 
 async def _stdin_of(
@@ -160,7 +195,7 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
         yield
 
 
-async def _copy_new(target: Path, source: SourceRepository, head: str | None) -> None:
+async def _copy_new(target: Path, relative: str, source: SourceRepository, head: str | None) -> None:
     """A full copy into a temporary sibling, renamed to `target` when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(target, "replicate")
@@ -170,7 +205,7 @@ async def _copy_new(target: Path, source: SourceRepository, head: str | None) ->
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it
-            raise UnavailableError(f"repository appeared during replication: {str(target)!r}") from exc
+            raise UnavailableError(f"repository appeared during replication: {quoted(relative)}") from exc
     finally:
         if temp.exists():
             await asyncio.to_thread(shutil.rmtree, temp, True)
@@ -191,8 +226,6 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         stderr = result.stderr + source.stderr_tail
         raise GitCommandError(["fetch"], result.exit_code, stderr)
     if head is not None:
-        if not head.startswith("refs/"):
-            raise FailedPreconditionError(f"source HEAD points outside refs/: {head!r}")
         await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
 
 

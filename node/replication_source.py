@@ -27,7 +27,7 @@ from typing import Any
 import grpc
 
 from common.auth import bearer_metadata
-from common.errors import GitraftError, NotFoundError, error_for_status
+from common.errors import FailedPreconditionError, GitraftError, NotFoundError, error_for_status, quoted
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
 CHUNK_SIZE = 64 * 1024
@@ -85,7 +85,7 @@ class SourceRepository:
             raise failure_of(exc, f"source {self.address}") from exc
         if not answer.exists:
             path = self.repository.relative_path
-            raise NotFoundError(f"source {self.address}: repository not found: {path!r}")
+            raise NotFoundError(f"source {self.address}: repository not found: {quoted(path)}")
 
     def open_session(self, git_protocol: str = "") -> Session:
         """A started UploadPackSession on the source repository."""
@@ -243,7 +243,9 @@ class _PktReader:
         try:
             return int(header, 16)
         except ValueError:
-            raise GitraftError(f"source upload-pack sent a bad pkt-line header: {header!r}") from None
+            raise FailedPreconditionError(
+                f"source upload-pack sent a bad pkt-line header: {quoted(header)}"
+            ) from None
 
     async def drain(self) -> None:
         async for _ in self._chunks:
@@ -253,7 +255,7 @@ class _PktReader:
         while len(self._buffer) < size:
             chunk = await anext(self._chunks, None)
             if chunk is None:
-                raise GitraftError("source upload-pack ended mid-message")
+                raise FailedPreconditionError("source upload-pack ended mid-message")
             self._buffer += chunk
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data

@@ -44,8 +44,9 @@ def is_valid_branch_name(branch: str) -> bool:
 class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryServiceServicer):
     """Serves RepositoryService for one storage."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, replication_timeout: float = 300.0) -> None:
         self.storage = storage
+        self.replication_timeout = replication_timeout
 
     async def CreateRepository(
         self, request: repository_pb2.CreateRepositoryRequest, context: grpc.aio.ServicerContext

@@ -1,6 +1,8 @@
 """Wiring of a storage node's grpc.aio server.
 
-`NodeServer` owns the server: auth and error interceptors, every gitraft service, the
+`NodeServer` owns the server: auth, error and concurrency-limit interceptors (in that
+order: a refused call is counted, authenticated first, and ends RESOURCE_EXHAUSTED),
+every gitraft service, the
 standard health service (SERVING once started, NOT_SERVING while stopping) and server
 reflection.
 """
@@ -16,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from common.auth import TokenAuthInterceptor
 from common.interceptors import ErrorInterceptor
+from common.limiter import ConcurrencyInterceptor
 from common.metrics import RpcMetricsInterceptor, serve_metrics
 from gitraft.v1 import (
     commit_pb2,
@@ -65,12 +68,13 @@ class NodeServer:
                 RpcMetricsInterceptor("node"),
                 TokenAuthInterceptor(config.token),
                 ErrorInterceptor(),
+                ConcurrencyInterceptor(config.concurrency_limits()),
             ],
             options=GRPC_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
         repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
-            RepositoryServicer(self.storage), self.server
+            RepositoryServicer(self.storage, config.replication_timeout), self.server
         )
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)

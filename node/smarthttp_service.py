@@ -7,10 +7,10 @@ memory, stdin always closed, the child killed when the caller goes away).
 - InfoRefs*: `--advertise-refs`; no `# service=` preamble (the gateway writes it for v0).
 - Post*: request chunks go to git's stdin while its stdout streams back.
 - `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
-  `-c key=value`, validated (well-formed, allowed sections, nothing that runs a
-  command). Then the node's own options are added, so they win: receive-pack always
+  `-c key=value`, only for the exact keys node.git_config allows. Then the node's own
+  options are added, and node.git_config's pins last, so they win: receive-pack always
   checks incoming objects (receive.fsckObjects), accepts force-pushes and never starts
-  `gc --auto`.
+  `gc --auto`; the repository stays bare.
 - A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
   own in-band error for the client), with the tail of its stderr: INVALID_ARGUMENT when
   git complained about the request (a malformed or truncated pkt-line, a want it never
@@ -20,12 +20,13 @@ memory, stdin always closed, the child killed when the caller goes away).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from common.errors import InvalidArgumentError
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from node import git_config
 from node.git import GitCommandError
 from node.pipes import GitPipe
 from node.storage import Storage
@@ -49,14 +50,7 @@ NODE_CONFIG = {
     ),
 }
 
-ALLOWED_CONFIG_SECTIONS = frozenset(
-    {"core", "fetch", "gc", "pack", "receive", "repack", "transfer", "uploadpack"}
-)
-_CONFIG_KEY = re.compile(r"[A-Za-z][A-Za-z0-9-]*(\.[A-Za-z0-9_./:-]+)?\.[A-Za-z][A-Za-z0-9-]*")
-# Keys that name a program, a hook or a proxy would let a caller run commands.
-_CONFIG_DENIED = re.compile(r"hook|command|fsmonitor|proxy|editor|pager|askpass", re.IGNORECASE)
 _GIT_PROTOCOL = re.compile(r"[A-Za-z0-9=:._-]{0,256}")
-MAX_CONFIG_VALUE = 1024
 # What git says when the request body, not the repository, is at fault.
 _REQUEST_ERRORS = (
     "protocol error",
@@ -68,27 +62,10 @@ _REQUEST_ERRORS = (
 )
 
 
-def config_args(options: Iterable[str], service: str) -> list[str]:
-    """`-c` arguments for the caller's `options` followed by the node's own for `service`.
-
-    Raises InvalidArgumentError for anything but an allowed, well-formed `key=value`.
-    """
-    args: list[str] = []
-    for option in (*(validate_config_option(o) for o in options), *NODE_CONFIG[service]):
-        args += ["-c", option]
-    return args
-
-
-def validate_config_option(option: str) -> str:
-    """Return `option` if it is an allowed `key=value`, else raise InvalidArgumentError."""
-    key, sep, value = option.partition("=")
-    if not sep or not _CONFIG_KEY.fullmatch(key):
-        raise InvalidArgumentError(f"git config option is not key=value: {option!r}")
-    if key.split(".", 1)[0].lower() not in ALLOWED_CONFIG_SECTIONS or _CONFIG_DENIED.search(key):
-        raise InvalidArgumentError(f"git config option not allowed: {key!r}")
-    if len(value) > MAX_CONFIG_VALUE or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise InvalidArgumentError(f"git config value not allowed: {option!r}")
-    return option
+def config_args(options: Sequence[str], service: str) -> list[str]:
+    """`-c` arguments: the caller's `options` (node.git_config), the node's own for
+    `service`, then the pinned ones. Raises InvalidArgumentError for a refused option."""
+    return git_config.command_line(options, NODE_CONFIG[service])
 
 
 def request_error(exc: GitCommandError) -> Exception:

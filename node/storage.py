@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pygit2
 
-from common.errors import InvalidArgumentError, NotFoundError
+from common.errors import InvalidArgumentError, NotFoundError, quoted
 from common.paths import resolve_under
 from gitraft.v1 import shared_pb2
 
@@ -40,7 +40,7 @@ class Storage:
             raise InvalidArgumentError("repository is required")
         if repository.storage_name and repository.storage_name != self.name:
             raise InvalidArgumentError(
-                f"storage {repository.storage_name!r} is not served here (this is {self.name!r})"
+                f"storage {quoted(repository.storage_name)} is not served here (this is {self.name!r})"
             )
         return resolve_under(self.root, repository.relative_path)
 
@@ -48,7 +48,7 @@ class Storage:
         """Like path_of, but NotFoundError unless a bare repository is there."""
         path = self.path_of(repository)
         if not is_bare_repository(path):
-            raise NotFoundError(f"repository not found: {repository.relative_path!r}")
+            raise NotFoundError(f"repository not found: {quoted(repository.relative_path)}")
         return path
 
     def open(self, repository: shared_pb2.Repository) -> pygit2.Repository:

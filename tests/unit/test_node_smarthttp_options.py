@@ -6,22 +6,26 @@ from __future__ import annotations
 import pytest
 
 from common.errors import InvalidArgumentError
+from node.git_config import PINNED
 from node.replication import _ext_escape
 from node.replication_source import _symref_target
 from node.smarthttp_service import RECEIVE_PACK, UPLOAD_PACK, config_args, protocol_env
 
 
-def test_config_options_become_c_arguments_with_the_node_options_last() -> None:
-    args = config_args(["uploadpack.allowFilter=true"], UPLOAD_PACK)
-    assert args == ["-c", "uploadpack.allowFilter=true", "-c", "uploadpack.allowAnySHA1InWant=true"]
-    args = config_args(["receive.fsckObjects=false", "receive.autogc=true"], RECEIVE_PACK)
-    assert args[:4] == ["-c", "receive.fsckObjects=false", "-c", "receive.autogc=true"]
-    assert args[-8:] == [
+def test_config_options_become_c_arguments_with_the_node_options_then_the_pins_last() -> None:
+    args = config_args(["uploadpack.allowfilter=true"], UPLOAD_PACK)
+    pins = [arg for option in PINNED for arg in ("-c", option)]
+    assert args == ["-c", "uploadpack.allowFilter=true", "-c", "uploadpack.allowAnySHA1InWant=true", *pins]
+    args = config_args(["receive.maxInputSize=10m", "TRANSFER.HIDEREFS=refs/keep-around"], RECEIVE_PACK)
+    assert args[:4] == ["-c", "receive.maxInputSize=10m", "-c", "transfer.hideRefs=refs/keep-around"]
+    assert args[4:] == [
         "-c", "receive.fsckObjects=true",
         "-c", "receive.denyNonFastForwards=false",
         "-c", "receive.denyDeletes=false",
         "-c", "receive.autogc=false",
+        *pins,
     ]  # fmt: skip
+    assert "core.bare=true" in PINNED and "receive.denyCurrentBranch=refuse" in PINNED
 
 
 @pytest.mark.parametrize(
@@ -40,6 +44,9 @@ def test_config_options_become_c_arguments_with_the_node_options_last() -> None:
         "credential.helper=x",
         "pack.threads=1\nbad",
         "a b.c=1",
+        "receive.fsckObjects=false",
+        "receive.autogc=true",
+        "transfer.hideRefs=refs/x\nbad",
     ],
 )
 def test_config_options_refused(option: str) -> None:

@@ -26,11 +26,29 @@ from common.paths import resolve_under, validate_relative_path
         ".",
         "./",
         "a" * 5000,
+        "a" * 4096,
+        "é" * 3000,
+        "x/" + "é" * 101,  # a segment of 202 bytes
+        "c/" * 600,  # 1,200 bytes
+        "bad\udc80.git",  # not UTF-8
     ],
 )
 def test_bad_paths_are_refused(path: str) -> None:
     with pytest.raises(InvalidArgumentError):
         validate_relative_path(path)
+
+
+def test_long_paths_are_refused_with_a_short_message() -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        validate_relative_path("x/" + "é" * 150)
+    assert "(152 characters)" in str(info.value) and len(str(info.value)) < 200
+    assert validate_relative_path("é" * 100) == "é" * 100  # 200 bytes: the most a segment may hold
+
+
+def test_an_absolute_path_is_refused_without_quoting_it() -> None:
+    with pytest.raises(InvalidArgumentError) as info:
+        validate_relative_path("/srv/secret/repo.git")
+    assert "/srv" not in str(info.value)
 
 
 @pytest.mark.parametrize(
