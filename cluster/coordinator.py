@@ -18,6 +18,9 @@ Paths (see DESIGN.md "Paths through the system"):
   secondary is up to date: a lagging one could otherwise copy the half-changed primary
   and end up at the same generation with other content). If the proxy dies
   anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
+  `finish_write` applies the fence (DESIGN.md invariant 8): a write whose primary moved,
+  or that another write overtook, while it ran is answered FAILED_PRECONDITION ("write
+  not acknowledged: ...; retry"), never acknowledged.
   The node call is bounded to end before the intent's deadline (a mutator can take at
   most about `write_intent_timeout`, or the client's own longer deadline), so a repair
   never runs while the write it repairs can still change the primary.
@@ -80,6 +83,7 @@ from cluster.router import (
     route_storage,
 )
 from common.errors import (
+    FailedPreconditionError,
     GitraftError,
     InvalidArgumentError,
     NotFoundError,
@@ -384,11 +388,21 @@ class Coordinator:
 
     async def finish_write(self, intent_id: str, primary: str) -> None:
         """Record a successful write on `primary` (callers shield it: a client going away
-        after the node wrote must not leave the intent to the repair)."""
+        after the node wrote must not leave the intent to the repair).
+
+        FailedPreconditionError when the fence refused it (the primary moved, or another
+        write committed, while it ran: DESIGN.md invariant 8): the write is not
+        acknowledged and `primary`'s replica is being repaired."""
         result = await self.store.finish_write(intent_id, [primary], [], self.clock())
-        self.metrics.writes.labels(storage=primary, outcome="ok").inc()
         if result.scheduled:
             self.on_jobs_scheduled()
+        if result.fenced:
+            self.metrics.writes.labels(storage=primary, outcome="fenced").inc()
+            log.warning(
+                "write fenced", extra={"intent_id": intent_id, "storage": primary, "reason": result.fenced}
+            )
+            raise FailedPreconditionError(f"write not acknowledged: {result.fenced}; retry")
+        self.metrics.writes.labels(storage=primary, outcome="ok").inc()
 
     async def after_failed_write(
         self, intent_id: str, repo: Repository, primary: str, exc: BaseException

@@ -462,3 +462,36 @@ async def test_open_intents_are_the_repositorys_unfinished_ones_whatever_their_d
         ]
         assert await queries.open_intents(db, "nope") == []
     m.conn.close()
+
+
+# --- fencing (DESIGN "Write": invariant 8) ---------------------------------------
+
+
+def begin(m: Machine, iid: str, storage: str, rid: str = "r1", deadline: float = 50.0) -> Any:
+    """begin_write as the store sends it (fencing asked for)."""
+    return m.ok(
+        "begin_write", intent_id=iid, repository_id=rid, storages=[storage], proxy="p1",
+        deadline=deadline, fence=True,
+    )  # fmt: skip
+
+
+def finish(m: Machine, iid: str, storage: str, now: float = 2.0) -> Any:
+    return m.ok("finish_write", intent_id=iid, succeeded=[storage], failed=[], now=now)
+
+
+def test_a_write_that_finishes_after_the_primary_moved_is_fenced(m: Machine) -> None:
+    # Issue #9: A in flight on a; a looks dead, b becomes primary and acknowledges B;
+    # then a resumes. A must not be acknowledged, and a must be repaired from b.
+    create(m)
+    begin(m, "A", "a")
+    assert set_primary(m, "b")["ok"]["primary"] == "b"
+    begin(m, "B", "b")
+    assert finish(m, "B", "b") == {"generation": 0, "scheduled": ["a", "c"]}
+    result = finish(m, "A", "a")
+    assert "primary" in result.get("fenced", ""), result
+    assert m.generations("r1") == {"a": -1, "b": 0, "c": -1}
+    waiting = m.conn.execute(
+        "SELECT source, target, source_generation FROM replication_jobs WHERE state = 'ready' ORDER BY target"
+    ).fetchall()
+    assert waiting == [("b", "a", 0), ("b", "c", 0)]
+    assert m.conn.execute("SELECT storage FROM replicas WHERE needs_verify = 1").fetchall() == [("a",)]
