@@ -432,7 +432,7 @@ async def test_a_write_whose_primary_moved_while_it_ran_is_refused_not_acknowled
         return answer
 
     monkeypatch.setattr(coordinator, "call_unary", slow_primary)
-    with pytest.raises(FailedPreconditionError, match="primary moved from 'a' to 'b'.*retry"):
+    with pytest.raises(FailedPreconditionError, match=r"primary moved from 'a' to 'b'.*retry"):
         await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
     assert await generations(store) == {"a": 0, "b": 1, "c": 0}
     jobs = await store.list_jobs([JobState.READY], 10)
