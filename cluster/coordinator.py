@@ -21,9 +21,11 @@ Paths (see DESIGN.md "Paths through the system"):
   `finish_write` applies the fence (DESIGN.md invariant 8): a write whose primary moved,
   or that another write overtook, while it ran is answered FAILED_PRECONDITION ("write
   not acknowledged: ...; retry"), never acknowledged.
-  The node call is bounded to end before the intent's deadline (a mutator can take at
-  most about `write_intent_timeout`, or the client's own longer deadline), so a repair
-  never runs while the write it repairs can still change the primary.
+  The node call is bounded to end before the intent's deadline, so a repair never runs
+  while the write it repairs can still change the primary: a unary mutator takes at most
+  about `write_intent_timeout` (or the client's own longer deadline); a streaming one
+  (a push) renews its intent while bytes flow and is cut off only after about that long
+  without progress (cluster.intent_renewal).
 - accessor: shared barrier, look up, one healthy up-to-date replica at random; on
   UNAVAILABLE before anything was relayed (and, for a request stream, before more
   than its first message was sent) it is tried again on another such replica.
@@ -69,6 +71,7 @@ from cluster.forwarding import (
     time_remaining,
     tracking,
 )
+from cluster.intent_renewal import IntentKeeper
 from cluster.metadata.api import MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
@@ -116,8 +119,11 @@ RemoveHook = Callable[[str, MethodInfo, Any], Awaitable[bytes]]
 @dataclass(frozen=True)
 class OpenIntent:
     intent_id: str
-    # Seconds the node call may take: it must end before the intent can be repaired.
+    # Seconds the node call may take unless the intent is renewed (see IntentKeeper): it
+    # must end before the intent can be repaired.
     timeout: float
+    # Seconds from its begin to the intent's deadline.
+    lifetime: float = 0.0
 
 
 class Coordinator:
@@ -277,15 +283,22 @@ class Coordinator:
                         raise
         repo, primary, intent = await self.open_write(path, info, context)
         held: bytes | None = None
+        keeper = IntentKeeper(
+            self.store, intent.intent_id, intent.lifetime, intent.lifetime - intent.timeout, self.clock
+        )
+        renewing = asyncio.get_running_loop().create_task(keeper.run())
         try:
             first = rewrite(info, request, repo, primary)
-            async for chunk in self.call_stream(info, primary, first, rest, context, intent.timeout):
+            requests = keeper.relay(rest) if rest is not None else None
+            async for chunk in keeper.bounded(self.call_stream(info, primary, first, requests, context)):
                 if held is not None:
                     yield held
                 held = chunk
         except BaseException as exc:
             await self.after_failed_write(intent.intent_id, repo, primary, exc)
             raise
+        finally:
+            renewing.cancel()
         await asyncio.shield(self.finish_write(intent.intent_id, primary))
         if held is not None:
             yield held
@@ -384,7 +397,7 @@ class Coordinator:
         await self.store.begin_write(
             intent_id, repo.repository_id, [primary], self.proxy_name, self.clock() + lifetime
         )
-        return OpenIntent(intent_id, lifetime - margin)
+        return OpenIntent(intent_id, lifetime - margin, lifetime)
 
     async def finish_write(self, intent_id: str, primary: str) -> None:
         """Record a successful write on `primary` (callers shield it: a client going away
