@@ -48,21 +48,22 @@ class Harness:
     def _closed(self) -> None:
         self.closed += 1
 
-    def pump(self, until: Any, rounds: int = 200) -> None:
-        for _ in range(rounds):
-            if until():
-                return
+    def pump(self, until: Any, within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while not until():
+            assert time.monotonic() < deadline, "condition not reached"
             self.poller.poll(0.01)
-        raise AssertionError("condition not reached")
 
-    def send_raw(self, data: bytes) -> None:
-        """Write from a thread (the poll loop here drains the other end meanwhile)."""
-        self.writers.append(threading.Thread(target=self._write, args=(data,)))
+    def send_raw(self, *pieces: bytes) -> None:
+        """Write the pieces in order, one send each, from a thread (the poll loop here
+        drains the other end meanwhile)."""
+        self.writers.append(threading.Thread(target=self._write, args=(pieces,)))
         self.writers[-1].start()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, pieces: tuple[bytes, ...]) -> None:
         with contextlib.suppress(OSError):  # closed by the connection under test
-            self.theirs.sendall(data)
+            for piece in pieces:
+                self.theirs.sendall(piece)
 
 
 def frame(message: Any, encrypt: bool = True) -> bytes:
@@ -142,8 +143,7 @@ def test_frames_split_across_reads_and_several_per_read_are_all_delivered(h: Har
     authenticate(h)
     key = h.conn.recvRandKey
     data = b"".join(frame((key, i)) for i in range(50))
-    for i in range(0, len(data), 777):
-        h.send_raw(data[i : i + 777])
+    h.send_raw(*(data[i : i + 777] for i in range(0, len(data), 777)))
     h.pump(lambda: len(h.received) == 52)
     assert h.received[2:] == list(range(50))
 
