@@ -24,10 +24,12 @@ from cluster.testing.raft_flood import flood_during_writes
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="gitraft-bench-flood-") as tmp:
-        with MetadataCluster(Path(tmp), size=3, command_timeout=2.0) as cluster:
-            cluster.start()
-            report = flood_during_writes(cluster, {"leader": 48 << 20, "follower": 16 << 20}, duration=5.0)
+    with (
+        tempfile.TemporaryDirectory(prefix="gitraft-bench-flood-") as tmp,
+        MetadataCluster(Path(tmp), size=3, command_timeout=2.0) as cluster,
+    ):
+        cluster.start()
+        report = flood_during_writes(cluster, {"leader": 48 << 20, "follower": 16 << 20}, duration=5.0)
     print(report.summary())
     deposed = report.leader_after != report.leader_before or report.terms_after != report.terms_before
     print(f"leader deposed: {deposed}")
