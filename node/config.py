@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config, merge_tokens
 
 
 @dataclass
@@ -18,8 +18,12 @@ class NodeConfig:
     listen_addr: str = "127.0.0.1:9101"
     # Directory of bare repositories (created when missing).
     storage_path: Path = Path(".gitraft/node-a")
-    # Required: every RPC but health checks must carry it.
+    # Required: every RPC but health checks must carry one of `token` and `tokens`
+    # (several during a rotation, see common.config.merge_tokens); after loading,
+    # `tokens` holds them all and `token` the first. A node never sends its own token:
+    # it reaches a replication source with the token the proxy's request carries.
     token: str = ""
+    tokens: list[str] = field(default_factory=list)
     # host:port for Prometheus /metrics; empty = off.
     metrics_addr: str = ""
     log_level: str = "info"
@@ -27,8 +31,10 @@ class NodeConfig:
     shutdown_grace: float = 5.0
 
     def __post_init__(self) -> None:
-        if not self.token:
-            raise ConfigError("node config: 'token' is required")
+        self.tokens = merge_tokens(self.token, self.tokens)
+        if not self.tokens:
+            raise ConfigError("node config: 'token' (or 'tokens') is required")
+        self.token = self.tokens[0]
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
 

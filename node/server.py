@@ -63,7 +63,7 @@ class NodeServer:
         self.server = grpc.aio.server(
             interceptors=[
                 RpcMetricsInterceptor("node"),
-                TokenAuthInterceptor(config.token),
+                TokenAuthInterceptor(config.tokens),
                 ErrorInterceptor(),
             ],
             options=GRPC_OPTIONS,
