@@ -6,7 +6,8 @@
     metrics_addr = "127.0.0.1:9201"     # Prometheus /metrics ("" = off)
     data_dir = ".gitraft/proxy-1"       # Raft journal, snapshots, SQLite
     token = "..."                       # clients' token (gRPC bearer, HTTP basic password)
-    node_token = "..."                  # token the nodes require
+    tokens = ["..."]                    # more accepted client tokens (rotation; optional)
+    node_token = "..."                  # token this proxy sends to the nodes
     replication_factor = 3              # replicas of a new repository (fewer if fewer nodes)
     create_on_push = true               # a push to a missing path creates the repository
     health_interval = 0.5               # seconds between health checks of each node
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.metadata.config import RaftConfig
-from common.config import ConfigError, from_dict, load_config
+from common.config import ConfigError, from_dict, load_config, merge_tokens
 
 
 @dataclass
@@ -53,7 +54,11 @@ class ProxyConfig:
     http_addr: str = "127.0.0.1:8081"
     metrics_addr: str = ""
     data_dir: Path = Path(".gitraft/proxy-1")
+    # Accepted client tokens: `token` and `tokens` (see common.config.merge_tokens);
+    # after loading, `tokens` holds them all and `token` the first (the one the proxy's
+    # own gateway sends upstream).
     token: str = ""
+    tokens: list[str] = field(default_factory=list)
     node_token: str = ""
     replication_factor: int = 3
     create_on_push: bool = True
@@ -85,8 +90,10 @@ class ProxyConfig:
     nodes: list[NodeEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.token:
-            raise ConfigError("proxy config: 'token' is required")
+        self.tokens = merge_tokens(self.token, self.tokens)
+        if not self.tokens:
+            raise ConfigError("proxy config: 'token' (or 'tokens') is required")
+        self.token = self.tokens[0]
         if not self.node_token:
             raise ConfigError("proxy config: 'node_token' is required")
         if self.replication_factor < 1:

@@ -31,7 +31,7 @@ import grpc
 from aiohttp import web
 
 from cluster import gateway_http as gh
-from common.auth import bearer_metadata
+from common.auth import Tokens, bearer_metadata
 from common.errors import InvalidArgumentError
 from common.logs import CORRELATION_METADATA_KEY, new_correlation_id
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
@@ -63,7 +63,7 @@ class Gateway:
         self,
         upstream: str,
         upstream_token: str,
-        http_token: str,
+        http_token: Tokens,
         on_missing_repository: MissingRepositoryHook | None = None,
         *,
         shutdown_grace: float = 5.0,

@@ -1,7 +1,7 @@
 """Pure helpers of the git smart-HTTP gateway: no I/O, easy to test.
 
 - `repository_path`: URL path -> repository relative path (always ending in `.git`).
-- `basic_auth_ok`: HTTP basic auth where the password is the token, any user name.
+- `basic_auth_ok`: HTTP basic auth where the password is a token, any user name.
 - `http_status_for`: gRPC status code -> HTTP status the git client understands.
 - `service_preamble`: the v0 `# service=` pkt-lines, or nothing for protocol v2.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 
 import grpc
 
+from common.auth import Tokens, any_token_equal, token_list
 from common.paths import validate_relative_path
 
 UPLOAD_PACK = "git-upload-pack"
@@ -50,12 +50,13 @@ def repository_path(url_path: str) -> str:
     return clean if clean.endswith(".git") else f"{clean}.git"
 
 
-def basic_auth_ok(header: str | None, token: str) -> bool:
-    """Whether an Authorization header carries `token` as the basic-auth password.
+def basic_auth_ok(header: str | None, tokens: Tokens) -> bool:
+    """Whether an Authorization header carries one of `tokens` as the basic-auth
+    password (any user name).
 
-    An empty `token` disables the check (every request passes).
+    No token at all disables the check (every request passes).
     """
-    if not token:
+    if not token_list(tokens):
         return True
     scheme, _, encoded = (header or "").partition(" ")
     if scheme.lower() != "basic":
@@ -65,7 +66,7 @@ def basic_auth_ok(header: str | None, token: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     _, sep, password = decoded.partition(b":")
-    return bool(sep) and hmac.compare_digest(password, token.encode())
+    return bool(sep) and any_token_equal(password, tokens)
 
 
 def http_status_for(code: grpc.StatusCode | None) -> int:

@@ -2,7 +2,9 @@
 
 Clients send `authorization: Bearer <token>` metadata. Servers refuse every RPC except
 the grpc.health.v1 and reflection services with UNAUTHENTICATED when it is missing or
-wrong. An empty configured token disables the check (for tests of the check only).
+wrong. A server accepts any of several tokens (`Tokens`: one string or a sequence), so
+a token is rotated without downtime: accept old and new, move the clients, then drop
+the old one. No configured token disables the check (for tests of the check only).
 A refused client stream is read to its end first (bounded, see
 `common.interceptors.drain_requests`), so the client sees UNAUTHENTICATED.
 """
@@ -10,7 +12,7 @@ A refused client stream is read to its end first (bounded, see
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -20,25 +22,44 @@ from common.interceptors import drain_requests
 AUTH_METADATA_KEY = "authorization"
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+# One accepted token, or several (empty strings are ignored).
+Tokens = str | Sequence[str]
+
+
+def token_list(tokens: Tokens) -> tuple[str, ...]:
+    """`tokens` as a tuple of the non-empty tokens, in order."""
+    if isinstance(tokens, str):
+        return (tokens,) if tokens else ()
+    return tuple(t for t in tokens if t)
+
+
+def any_token_equal(offered: bytes, tokens: Tokens) -> bool:
+    """Whether `offered` equals one of `tokens`; compares with every one, in constant
+    time each, so the time taken does not tell which matched."""
+    matched = False
+    for token in token_list(tokens):
+        matched |= hmac.compare_digest(offered, token.encode())
+    return matched
+
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     """Call metadata that carries `token`."""
     return ((AUTH_METADATA_KEY, f"Bearer {token}"),)
 
 
-def token_matches(metadata: Any, token: str) -> bool:
-    """Whether invocation metadata carries exactly `token` (constant-time compare)."""
+def token_matches(metadata: Any, tokens: Tokens) -> bool:
+    """Whether invocation metadata carries exactly one of `tokens` (constant-time)."""
     for key, value in metadata or ():
         if key == AUTH_METADATA_KEY and isinstance(value, str) and value.startswith("Bearer "):
-            return hmac.compare_digest(value[len("Bearer ") :].encode(), token.encode())
+            return any_token_equal(value[len("Bearer ") :].encode(), tokens)
     return False
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
-    """Refuses unauthenticated calls before any handler runs."""
+    """Refuses calls that carry none of `tokens` before any handler runs."""
 
-    def __init__(self, token: str) -> None:
-        self._token = token
+    def __init__(self, tokens: Tokens) -> None:
+        self._token = token_list(tokens)
 
     async def intercept_service(
         self,

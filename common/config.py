@@ -21,6 +21,16 @@ class ConfigError(Exception):
     """A configuration file that cannot be used; the message says where and why."""
 
 
+def merge_tokens(token: str, tokens: list[str]) -> list[str]:
+    """The accepted tokens of a process: `token` (the old single key) first, then
+    `tokens`, without empties or repeats. The first one is the one the process sends."""
+    merged: list[str] = []
+    for t in [token, *tokens]:
+        if t and t not in merged:
+            merged.append(t)
+    return merged
+
+
 def load_config(path: str | Path, cls: type[T]) -> T:
     """Read `path` (TOML) into the dataclass `cls`."""
     p = Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pool
 
-from common.config import ConfigError, load_config
+from common.config import ConfigError, load_config, merge_tokens
 from common.limiter import ConcurrencyLimit
 from gitraft.v1 import commit_pb2, ref_pb2, repository_pb2, server_pb2, smarthttp_pb2  # noqa: F401 (descriptors)
 
@@ -38,8 +38,12 @@ class NodeConfig:
     listen_addr: str = "127.0.0.1:9101"
     # Directory of bare repositories (created when missing).
     storage_path: Path = Path(".gitraft/node-a")
-    # Required: every RPC but health checks must carry it.
+    # Required: every RPC but health checks must carry one of `token` and `tokens`
+    # (several during a rotation, see common.config.merge_tokens); after loading,
+    # `tokens` holds them all and `token` the first. A node never sends its own token:
+    # it reaches a replication source with the token the proxy's request carries.
     token: str = ""
+    tokens: list[str] = field(default_factory=list)
     # host:port for Prometheus /metrics; empty = off.
     metrics_addr: str = ""
     log_level: str = "info"
@@ -53,8 +57,10 @@ class NodeConfig:
     concurrency: list[ConcurrencyLimit] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not self.token:
-            raise ConfigError("node config: 'token' is required")
+        self.tokens = merge_tokens(self.token, self.tokens)
+        if not self.tokens:
+            raise ConfigError("node config: 'token' (or 'tokens') is required")
+        self.token = self.tokens[0]
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
         if self.replication_timeout <= 0:

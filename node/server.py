@@ -66,7 +66,7 @@ class NodeServer:
         self.server = grpc.aio.server(
             interceptors=[
                 RpcMetricsInterceptor("node"),
-                TokenAuthInterceptor(config.token),
+                TokenAuthInterceptor(config.tokens),
                 ErrorInterceptor(),
                 ConcurrencyInterceptor(config.concurrency_limits()),
             ],

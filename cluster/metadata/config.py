@@ -35,6 +35,12 @@ class RaftConfig:
     bind_timeout: float = 5.0
     # Shared secret of the Raft port (Fernet): without it pysyncobj unpickles anything.
     password: str = ""
+    # Largest Raft frame (bytes) read from a connection before it proved it holds the
+    # password (the handshake needs a few hundred), and after (must exceed the largest
+    # command; pysyncobj's own batches and snapshot chunks are ~90 KiB). A connection
+    # announcing a larger frame is closed before anything more is read.
+    max_frame_before_auth: int = 64 << 10
+    max_frame_after_auth: int = 64 << 20
     # Journal, snapshot (full dump) and the derived SQLite database live here.
     data_dir: Path = Path(".gitraft/raft")
 
@@ -82,6 +88,10 @@ class RaftConfig:
             raise ConfigError("raft: connection_timeout must be >= election_timeout_max")
         if self.command_timeout <= 0 or self.retry_interval <= 0:
             raise ConfigError("raft: command_timeout and retry_interval must be > 0")
+        if not 4 << 10 <= self.max_frame_before_auth <= self.max_frame_after_auth:
+            raise ConfigError("raft: need 4096 <= max_frame_before_auth <= max_frame_after_auth")
+        if self.max_frame_after_auth < 1 << 20:
+            raise ConfigError("raft: max_frame_after_auth must be at least 1 MiB (1048576)")
         self.data_dir = Path(self.data_dir)
 
     @property

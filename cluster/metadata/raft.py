@@ -34,7 +34,9 @@ in Python attributes (nothing for the tick thread's dump load to overwrite: the
 database exists before `SyncObj.__init__` and only `_restore` replaces it); the
 replicated method never raises; a custom serializer, so pysyncobj never forks, whose
 copy runs off the tick thread; the Raft port requires `password` and binds `self_addr`;
-`leaderFallbackTimeout` tuned; callbacks never raise.
+`leaderFallbackTimeout` tuned; callbacks never raise. The transport is
+`cluster.metadata.transport.BoundedTransport`: a stranger's oversized frame is refused
+before it is buffered (issue #7).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from pysyncobj.encryptor import HAS_CRYPTO
 
 from cluster.metadata import schema, snapshot, statemachine
 from cluster.metadata.config import RaftConfig
+from cluster.metadata.transport import BoundedTransport, FrameLimits
 from common.errors import InvalidArgumentError, UnavailableError
 
 log = logging.getLogger(__name__)
@@ -65,9 +68,11 @@ FAIL_REASONS = {v: k.lower() for k, v in vars(FAIL_REASON).items() if k.isupper(
 class _Member(SyncObj):
     """The pysyncobj member: state lives in `owner`'s SQLite database, not here."""
 
-    def __init__(self, owner: RaftDatabase, self_addr: str, peers: list[str], conf: SyncObjConf) -> None:
+    def __init__(
+        self, owner: RaftDatabase, self_addr: str, peers: list[str], conf: SyncObjConf, limits: FrameLimits
+    ) -> None:
         self._owner = owner  # set before SyncObj starts its tick thread
-        super().__init__(self_addr, peers, conf)
+        super().__init__(self_addr, peers, conf, transportClass=BoundedTransport.with_limits(limits))
 
     @replicated(ver=0)
     def apply_entry(self, payload: bytes) -> Any:
@@ -92,7 +97,10 @@ class RaftDatabase:
         schema.create(self._db)
         self._ticked = threading.Event()
         self._snapshots = snapshot.BackgroundSnapshots(config.db_path, config.dump_path)
-        self._member = _Member(self, config.self_addr, list(config.peers), self._conf())
+        self.limits = FrameLimits(
+            before_auth=config.max_frame_before_auth, after_auth=config.max_frame_after_auth
+        )
+        self._member = _Member(self, config.self_addr, list(config.peers), self._conf(), self.limits)
         self._member.addOnTickCallback(self._ticked.set)
 
     def _conf(self) -> SyncObjConf:
@@ -128,7 +136,12 @@ class RaftDatabase:
     def submit(self, payload: bytes, callback: Callback) -> None:
         """Propose one entry (thread-safe). `callback(result, fail_reason)` runs on the
         tick thread after the entry is applied *here*, or with a failure reason; it must
-        not block or raise."""
+        not block or raise. InvalidArgumentError if `payload` could not cross the Raft
+        port (its frames would exceed `max_frame_after_auth`)."""
+        if len(payload) > self.limits.max_payload():
+            raise InvalidArgumentError(
+                f"raft: command of {len(payload)} bytes exceeds the limit of {self.limits.max_payload()}"
+            )
         self._member.apply_entry(payload, callback=_guarded(callback))
 
     def _apply(self, payload: bytes, index: int) -> Any:

@@ -115,7 +115,7 @@ class ProxyServer:
 
     def _build_server(self) -> grpc.aio.Server:
         server = grpc.aio.server(
-            interceptors=[TokenAuthInterceptor(self.config.token), ErrorInterceptor()],
+            interceptors=[TokenAuthInterceptor(self.config.tokens), ErrorInterceptor()],
             options=GRPC_OPTIONS,
         )
         admin = ClusterAdmin(
@@ -157,7 +157,7 @@ class ProxyServer:
             self.gateway = Gateway(
                 f"127.0.0.1:{self.port}",
                 self.config.token,
-                self.config.token,
+                self.config.tokens,
                 on_missing_repository=self.repositories.on_missing_repository,
             )
             self.http_port = await self.gateway.start(*split_addr(self.config.http_addr))
