@@ -45,3 +45,22 @@ def test_long_run(tmp_path: Path) -> None:
     print("\n".join(report.applied))
     assert report.applied, "the nemesis injected no fault"
     assert report.ok, report.failure_text()
+
+
+def test_primary_round(tmp_path: Path) -> None:
+    """The primary node paused or cut off while writes are in flight to it: the shape
+    of the fencing fault (a write that lands on the old primary after a failover)."""
+    config = RunConfig(
+        seed=_seed(5),
+        seconds=SHORT_SECONDS * 1.5,
+        kinds=("pause-primary", "partition-primary"),
+        shared_writers=1,
+        readers=3,
+        cas_clients=1,
+        think=2.0,
+    )
+    report = run(tmp_path, config)
+    print(report.summary())
+    print("\n".join(report.applied))
+    assert report.applied, "the nemesis injected no fault"
+    assert report.ok, report.failure_text()

@@ -3,7 +3,9 @@
 A schedule is a list of `Fault`s decided up front by `schedule(seed, seconds, kinds,
 ...)`: the same seed gives the same schedule. Targets named by role ("leader": the Raft
 leader, "primary": the primary node of the repository under test) are resolved when
-the fault starts and the resolved name is recorded in the history. Faults never
+the fault starts and the resolved name is recorded in the history; a fault of the
+primary waits (up to 10 s) for a moment when every replica is up to date, so that the
+primary can fail over while writes are in flight to it. Faults never
 overlap: one starts, lasts `duration` seconds, heals (resume, restart, relay healed),
 and the next starts after a quiet gap; so at most one process is down at a time.
 
@@ -122,8 +124,23 @@ class Nemesis(threading.Thread):
         if fault.target == "leader":
             return self.chaos.leader()
         if fault.target == "primary":
+            self._wait_replicated()
             return self.chaos.primary(self.relative_path)
         return fault.target
+
+    def _wait_replicated(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) for a moment when every assigned replica is up to date, so a
+        fault of the primary can fail over (the elector needs an up-to-date replica)
+        while writes started since are in flight to it: the fencing fault's shape."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            try:
+                repo = self.chaos.cluster.repository(self.relative_path, timeout=2.0)
+            except Exception:
+                repo = None
+            if repo is not None and all(r.generation == repo.generation for r in repo.replicas if r.assigned):
+                return
+            time.sleep(0.02)
 
     def run(self) -> None:
         try:

@@ -51,6 +51,10 @@ class RunConfig:
     readers: int = 2
     cas_clients: int = 3
     cas_values: int = 4
+    # Seconds (at most) a writer waits between two pushes; longer lets replication
+    # catch up, so a paused primary can fail over (the elector needs an up-to-date
+    # replica) while a write to it is in flight.
+    think: float = 0.2
     heal_timeout: float = 120.0
     path: str = "chaos/repo"
     proxy_settings: dict[str, Any] = field(default_factory=dict)
@@ -173,6 +177,7 @@ def run(workdir: Path, config: RunConfig) -> Report:
                     target,
                     seed + len(workloads),
                     stop_clients,
+                    config.think,
                     work=clients / name,
                     graph=graph,
                 )
@@ -187,6 +192,7 @@ def run(workdir: Path, config: RunConfig) -> Report:
                     target,
                     seed + len(workloads),
                     stop_clients,
+                    config.think,
                     work=clients / name,
                     graph=graph,
                 )
@@ -204,6 +210,7 @@ def run(workdir: Path, config: RunConfig) -> Report:
                     target,
                     seed + len(workloads),
                     stop_clients,
+                    config.think,
                     values=pool,
                     start=history.t0,
                 )

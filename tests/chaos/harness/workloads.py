@@ -97,11 +97,21 @@ def push_outcome(done: subprocess.CompletedProcess[str]) -> tuple[str, str]:
 
 
 class Workload(threading.Thread):
-    """A workload thread: `step()` until `stop` is set; no exception escapes (an
-    unexpected one is kept in `crash` and ends the thread)."""
+    """A workload thread: `step()` until `stop` is set, with a random pause of up to
+    `think` seconds between steps; no exception escapes (an unexpected one is kept in
+    `crash` and ends the thread)."""
 
-    def __init__(self, name: str, history: History, target: Target, seed: int, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        name: str,
+        history: History,
+        target: Target,
+        seed: int,
+        stop: threading.Event,
+        think: float = 0.2,
+    ) -> None:
         super().__init__(name=name, daemon=True)
+        self.think = think
         self.client = name
         self.history = history
         self.target = target
@@ -119,7 +129,7 @@ class Workload(threading.Thread):
         try:
             while not self.stop_event.is_set():
                 self.step()
-                self.stop_event.wait(self.rng.uniform(0.0, 0.2))
+                self.stop_event.wait(self.rng.uniform(0.0, self.think))
         except BaseException as exc:
             self.crash = exc
 
