@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench raft_flood        (or: make bench)
 
-Three `cluster.metadata.member` processes (real pysyncobj, password set). A client
+Three `cluster.testing.raft_member` processes (real pysyncobj, password set). A client
 commits `record_health` commands one at a time through the leader while a stranger,
 without the password, connects to the leader's Raft port (48 MiB per connection) and
 to a follower's (16 MiB), each time announcing a frame of 2**31 - 1 bytes and then
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cluster.metadata.harness import MetadataCluster
+from cluster.testing.raft_cluster import MetadataCluster
 from cluster.testing.raft_flood import flood_during_writes
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from cluster.config import ProxyConfig
 from cluster.layout import ClusterLayout
 from cluster.testing.processes import NodeProcess, ProxyProcess
 from common.auth import bearer_metadata
@@ -55,7 +56,8 @@ class LocalCluster:
     until every proxy serves; `__exit__` (and `close`) stops every process, also when
     start-up or the test failed. Children die with the test process if it is killed.
     `proxy_settings` / `raft_settings` override ProxyConfig / `[raft]` keys
-    (TEST_PROXY_SETTINGS by default).
+    (TEST_PROXY_SETTINGS by default). `proxy_config_hook(config)` may rewrite each
+    proxy's ProxyConfig before it is written (see ProxyProcess.config_hook).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class LocalCluster:
         raft_settings: dict[str, Any] | None = None,
         log_level: str = "info",
         start_timeout: float = 90.0,
+        proxy_config_hook: Callable[[ProxyConfig], ProxyConfig] | None = None,
     ) -> None:
         self.layout = ClusterLayout.create(Path(workdir), proxies, nodes, base_port)
         settings = dict(TEST_PROXY_SETTINGS if proxy_settings is None else proxy_settings)
@@ -92,7 +95,8 @@ class LocalCluster:
             for spec in self.layout.nodes
         }
         self.proxies: dict[str, ProxyProcess] = {
-            spec.name: ProxyProcess(spec, self.layout, die_with_parent=True) for spec in self.layout.proxies
+            spec.name: ProxyProcess(spec, self.layout, die_with_parent=True, config_hook=proxy_config_hook)
+            for spec in self.layout.proxies
         }
         self._channels: dict[str, grpc.Channel] = {}
 

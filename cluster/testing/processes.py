@@ -12,8 +12,10 @@ from typing import Self
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.layout import ClusterLayout, ProxySpec, node_toml
+from cluster.config import ProxyConfig
+from cluster.layout import ClusterLayout, ProxySpec, node_toml, write_private
 from cluster.ports import free_port
+from common.config import to_toml
 from cluster.processes import ManagedProcess, wait_healthy
 
 
@@ -138,13 +140,16 @@ class ProxyProcess(_ChildProcess):
     """A routing proxy process (`python -m cluster.proxy --config ...`) of a layout.
 
     A proxy reports SERVING only once Raft has a leader, so start the proxies of a
-    cluster together (`spawn` each, then `wait_serving` each).
+    cluster together (`spawn` each, then `wait_serving` each). `config_hook`, when set,
+    rewrites the layout's ProxyConfig before it is written (the chaos harness points
+    node addresses and Raft peers at its fault-injecting relays).
     """
 
     spec: ProxySpec
     layout: ClusterLayout
     process: ManagedProcess | None = None
     die_with_parent: bool = False
+    config_hook: Callable[[ProxyConfig], ProxyConfig] | None = None
 
     @property
     def name(self) -> str:
@@ -176,7 +181,12 @@ class ProxyProcess(_ChildProcess):
 
     def spawn(self) -> None:
         """Start the process (config rewritten) without waiting for it to serve."""
-        self.layout.write_proxy_config(self.spec)
+        if self.config_hook is None:
+            self.layout.write_proxy_config(self.spec)
+        else:
+            self.spec.dir.mkdir(parents=True, exist_ok=True)
+            config = self.config_hook(self.layout.proxy_config(self.spec))
+            write_private(self.spec.config_path, to_toml(config))
         self._spawn(self.name, "cluster.proxy", self.spec.config_path, self.spec.log_path)
 
     def wait_serving(self, timeout: float = 60.0) -> None:

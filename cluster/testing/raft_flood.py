@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster.metadata.harness import MemberProcess, MetadataCluster
+from cluster.testing.raft_cluster import MemberProcess, MetadataCluster
 from common.errors import UnavailableError
 
 HUGE_LENGTH = 2**31 - 1

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.metadata.harness import MetadataCluster
+from cluster.testing.raft_cluster import MetadataCluster
 from cluster.testing.raft_flood import flood_during_writes
 
 LEADER_FILLER = 48 << 20

@@ -1,0 +1,101 @@
+"""Metadata agreement: every proxy's state machine is identical at the same applied
+Raft index.
+
+`MetadataObserver` reads each proxy's SQLite database (`<data_dir>/raft/state.db`, WAL
+mode, so a read-only reader never blocks the proxy) in one read transaction: the
+applied index (`meta.applied_index`) and a digest of every table. It samples all proxies
+every `interval` seconds during the run and after it; `agreement` compares the digests
+observed at equal indices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from pathlib import Path
+
+from tests.chaos.harness.checkers import Anomaly
+
+
+def state_digest(db_path: Path) -> tuple[int, str] | None:
+    """(applied index, sha256 of every table's rows in order) of a state database, in
+    one read transaction; None when it cannot be read right now (e.g. being rebuilt)."""
+    if not db_path.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.execute("BEGIN")
+        row = conn.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
+        if row is None:
+            return None
+        digest = hashlib.sha256()
+        tables = [
+            name
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master"
+                " WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        for table in tables:
+            digest.update(f"\x00{table}\x00".encode())
+            for r in conn.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2'):
+                digest.update(repr(r).encode())
+        return int(row[0]), digest.hexdigest()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+class MetadataObserver(threading.Thread):
+    """Samples every proxy's (applied index, digest) until `stop` is set.
+    `observations[index][proxy] = digest`."""
+
+    def __init__(self, databases: dict[str, Path], stop: threading.Event, interval: float = 0.5) -> None:
+        super().__init__(name="metadata-observer", daemon=True)
+        self.databases = databases
+        self.stop_event = stop
+        self.interval = interval
+        self.observations: dict[int, dict[str, str]] = {}
+        self.samples = 0
+        self.lock = threading.Lock()
+
+    def sample(self) -> None:
+        for proxy, path in self.databases.items():
+            seen = state_digest(path)
+            if seen is None:
+                continue
+            index, digest = seen
+            with self.lock:
+                self.samples += 1
+                self.observations.setdefault(index, {})
+                # Keep a disagreement visible: never overwrite a different digest.
+                self.observations[index].setdefault(proxy, digest)
+                if self.observations[index][proxy] != digest:
+                    self.observations[index][f"{proxy}@again"] = digest
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.sample()
+            self.stop_event.wait(self.interval)
+
+    def compared(self) -> int:
+        """How many indices were observed on two proxies or more."""
+        with self.lock:
+            return sum(1 for by_proxy in self.observations.values() if len(by_proxy) > 1)
+
+
+def agreement(observer: MetadataObserver) -> list[Anomaly]:
+    anomalies = []
+    with observer.lock:
+        for index, by_proxy in sorted(observer.observations.items()):
+            if len(set(by_proxy.values())) > 1:
+                digests = ", ".join(f"{p}={d[:12]}" for p, d in sorted(by_proxy.items()))
+                anomalies.append(
+                    Anomaly("metadata", f"state machines differ at applied index {index}: {digests}")
+                )
+    return anomalies
