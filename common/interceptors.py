@@ -2,7 +2,8 @@
 
 - `ErrorInterceptor` translates our exception tree (common.errors) into gRPC status
   codes at the boundary, so handlers simply raise; unexpected exceptions become
-  INTERNAL with a logged traceback, and the server keeps serving. A request message
+  INTERNAL with a logged traceback (a generated servicer's unimplemented method:
+  UNIMPLEMENTED), and the server keeps serving. A request message
   that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or INTERNAL), even
   when a streaming handler swallowed the error it raised.
 - `CorrelationInterceptor` sets `common.logs.correlation_id` from request metadata (or
@@ -58,6 +59,8 @@ async def drain_requests(
 async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
     if isinstance(exc, GitraftError):
         await context.abort(exc.code, str(exc))
+    if isinstance(exc, NotImplementedError):  # a generated servicer's unimplemented method
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method not implemented: {method!r}")
     log.error("unhandled error in rpc", exc_info=exc, extra={"method": method})
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
 
