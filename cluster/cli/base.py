@@ -239,6 +239,9 @@ def run(args: argparse.Namespace, body: Callable[[Client, argparse.Namespace], i
     except CliError as exc:
         print(f"gitraft {name}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # the reader went away (`gitraft status | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # a bug: still one line, never a traceback
         print(f"gitraft {name}: unexpected failure: {exc}", file=sys.stderr)
         return EXIT_ATTENTION

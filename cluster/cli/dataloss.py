@@ -28,6 +28,14 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=lambda args: base.run(args, show))
 
 
+def suggestion(repo: cluster_pb2.ClusterRepository) -> str:
+    """The accept-dataloss command for `repo`: its healthy replica with the highest
+    generation (then by name), or a placeholder when none is healthy."""
+    healthy = sorted((r for r in repo.replicas if r.healthy), key=lambda r: (-r.generation, r.storage))
+    node = healthy[0].storage if healthy else "NODE"
+    return f"gitraft accept-dataloss {repo.relative_path} --authoritative-storage {node}"
+
+
 def show(client: base.Client, args: argparse.Namespace) -> int:
     request = cluster_pb2.DatalossCheckRequest(include_partially_available=args.partially_unavailable)
     answer = client.call("DatalossCheck", request)
@@ -45,11 +53,9 @@ def show(client: base.Client, args: argparse.Namespace) -> int:
             " (no healthy replica holds the latest generation):"
         )
         print(base.table(base.REPOSITORY_HEADERS, list(base.repository_rows(answer.unavailable))))
-        print(
-            "wait for the node(s) marked down to return, or accept the loss of the newest writes:\n"
-            "  gitraft accept-dataloss PATH --authoritative-storage NODE"
-            "  (NODE: a healthy replica, best the highest generation)"
-        )
+        print("wait for the node(s) marked down to return, or accept losing the writes only they hold:")
+        for repo in answer.unavailable:
+            print(f"  {suggestion(repo)}")
     else:
         print("no repository is unavailable")
     if args.partially_unavailable:
