@@ -289,3 +289,44 @@ def test_failover_refusals(op: Operator, tmp_path: Path) -> None:
     text = op.ok("failover", path, "--to", repo["primary"])  # already there: a no-op
     assert text.strip() == f"{path}: primary {repo['primary']} -> {repo['primary']}"
     assert "holds no replica" in op.refused("accept-dataloss", path, "--authoritative-storage", "node-x")
+
+
+def test_symptoms_a_node_down_and_a_proxy_out_of_quorum(op: Operator) -> None:
+    """What the README's operator guide says an operator sees (then all is restored)."""
+    cluster = op.cluster
+    cluster.stop("node-c")
+    try:
+        cluster.wait_health({"node-c": False})
+        done = op.run("status")
+        assert done.returncode == 1
+        assert done.stdout.startswith(
+            "DEGRADED: node node-c down - run 'gitraft dataloss --partially-unavailable'"
+        ), done.stdout
+        node_c = next(line for line in done.stdout.splitlines() if line.startswith("node-c "))
+        assert node_c.split()[1] == "DOWN" and "unknown" in node_c
+        done = op.run("check")
+        assert done.returncode == 1
+        assert any(
+            line.startswith("FAIL") and "node node-c" in line and "unreachable" in line
+            for line in done.stdout.splitlines()
+        ), done.stdout
+    finally:
+        cluster.start_process("node-c")
+    cluster.wait_health({"node-c": True})
+
+    cluster.stop("proxy-3")
+    try:
+        cluster.wait_until(
+            lambda: op.run("status").stdout.startswith("DEGRADED: proxy proxy-3 out of quorum"),
+            30,
+            what="status names proxy-3",
+        )
+        status = op.json("status", code=1)
+        assert {p["name"]: p["reachable"] for p in status["proxies"]}["proxy-3"] is False
+        check = op.json("check", code=1)
+        failed = {c["name"]: c["detail"] for c in check["checks"] if c["ok"] is False}
+        assert failed["raft peers"] == "not connected: proxy-3", failed
+        assert failed[f"proxy {cluster.proxies['proxy-3'].address}"] == "unreachable"
+    finally:
+        cluster.start_process("proxy-3")
+    cluster.wait_until(lambda: op.run("status").returncode == 0, 60, what="status OK again")
