@@ -3,8 +3,9 @@
 - `ErrorInterceptor` translates our exception tree (common.errors) into gRPC status
   codes at the boundary, so handlers simply raise; unexpected exceptions become
   INTERNAL with a logged traceback (the client sees neither the exception's class nor
-  its text, only the correlation id), and the server keeps serving. Every message is
-  passed through `common.errors.client_message` (no absolute path, bounded length). A request message
+  its text, only the correlation id; a generated servicer's unimplemented method:
+  UNIMPLEMENTED), and the server keeps serving. Every message is passed through
+  `common.errors.client_message` (no absolute path, bounded length). A request message
   that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or INTERNAL), even
   when a streaming handler swallowed the error it raised.
 - `CorrelationInterceptor` sets `common.logs.correlation_id` from request metadata (or
@@ -67,6 +68,8 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
         if safe != message:
             log.info("error message shortened for the client", extra={"method": method, "error": message})
         await context.abort(exc.code, safe)
+    if isinstance(exc, NotImplementedError):  # a generated servicer's unimplemented method
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method not implemented: {client_message(method)}")
     log.error("unhandled error in rpc", exc_info=exc, extra={"method": method})
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id.get() or 'none'})"

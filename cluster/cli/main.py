@@ -12,7 +12,25 @@ import importlib
 import sys
 
 # Module names under cluster.cli, in the order `gitraft --help` lists them.
-SUBCOMMANDS = ("node", "proxy", "dev", "gateway")
+SUBCOMMANDS = (
+    "node",
+    "proxy",
+    "dev",
+    "gateway",
+    # operator commands (ClusterService; cluster.cli.base)
+    "status",
+    "repos",
+    "dataloss",
+    "accept_dataloss",
+    "failover",
+    "set_replication_factor",
+    "verify",
+    "jobs",
+    "track_repository",
+    "remove_repository",
+    "list_untracked_repositories",
+    "check",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

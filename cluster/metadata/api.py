@@ -346,3 +346,25 @@ class MetadataStore(Protocol):
     async def list_jobs(self, states: list[JobState] | None, limit: int) -> list[Job]:
         """Up to `limit` jobs in `states` (None: every state), oldest first."""
         ...
+
+    # --- operator commands and queries (gitraft CLI) -------------------------------
+    async def track_repository(
+        self,
+        repository_id: str,
+        relative_path: str,
+        replica_path: str,
+        storages: list[str],
+        primary: str,
+        replication_factor: int,
+        now: float,
+    ) -> Repository:
+        """Adopt a repository found on `primary`'s disk at `replica_path`: `primary` at
+        generation 0, every other storage at -1 with an `update` job from it. Idempotent
+        for the same repository_id; AlreadyExistsError when the relative path or the
+        replica path is already tracked; InvalidArgumentError when `primary` is not one
+        of `storages`. Whether the data exists is the caller's to check."""
+        ...
+
+    async def all_open_intents(self) -> list[WriteIntent]:
+        """Every write intent begun and not yet finished, oldest deadline first."""
+        ...

@@ -359,3 +359,41 @@ def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
         " updated_at = excluded.updated_at WHERE excluded.updated_at >= health_votes.updated_at",
         (a["proxy"], a["storage"], 1 if a["healthy"] else 0, float(a["now"])),
     )
+
+
+# --- operator commands (gitraft track-repository) ---------------------------------
+
+
+def track_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
+    """Adopt a repository that exists on `primary`'s disk at `replica_path`: the
+    repository is created with `primary` at generation 0 (its data is the truth) and
+    every other storage at -1 with an `update` job from `primary`, in one command.
+
+    Idempotent for the same repository_id; `exists` when the relative path is taken by
+    another id or the replica path is already some repository's; `invalid` when
+    `primary` is not one of `storages`."""
+    rid, path, replica = a["repository_id"], a["relative_path"], a["replica_path"]
+    storages: list[str] = list(dict.fromkeys(a["storages"]))
+    if conn.execute("SELECT 1 FROM repositories WHERE repository_id = ?", (rid,)).fetchone():
+        return load_repository(conn, rid)
+    owner = conn.execute(
+        "SELECT repository_id FROM repositories WHERE relative_path = ? OR replica_path = ?", (path, replica)
+    ).fetchone()
+    if owner is not None:
+        raise CommandError("exists", f"{path!r} is already tracked by repository {owner[0]!r}")
+    primary, now = a["primary"], a["now"]
+    if primary not in storages:
+        raise CommandError("invalid", f"primary {primary!r} must be one of the storages {storages!r}")
+    conn.execute(
+        'INSERT INTO repositories (repository_id, relative_path, replica_path, "primary",'
+        " replication_factor, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (rid, path, replica, primary, int(a["replication_factor"]), now, now),
+    )
+    conn.executemany(
+        "INSERT INTO replicas (repository_id, storage, generation) VALUES (?, ?, ?)",
+        [(rid, s, 0 if s == primary else -1) for s in storages],
+    )
+    for target in storages:
+        if target != primary:
+            insert_job(conn, rid, ChangeType.UPDATE, primary, target, 0, now)
+    return load_repository(conn, rid)

@@ -212,3 +212,12 @@ async def needs_verify(db: aiosqlite.Connection) -> list[tuple[str, str]]:
         "SELECT repository_id, storage FROM replicas WHERE needs_verify = 1 ORDER BY 1, 2"
     )
     return [(r, s) for r, s in rows]
+
+
+async def all_open_intents(db: aiosqlite.Connection) -> list[WriteIntent]:
+    """Every write intent not yet finished (expired or not), oldest deadline first."""
+    rows = await db.execute_fetchall(
+        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
+        " WHERE result IS NULL ORDER BY deadline, intent_id"
+    )
+    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]

@@ -67,6 +67,8 @@ HANDLERS: dict[str, Handler] = {
     "renew_leases": jobs.renew_leases,
     "complete_job": jobs.complete_job,
     "fail_job": jobs.fail_job,
+    # operator commands (gitraft CLI)
+    "track_repository": handlers.track_repository,
 }
 
 

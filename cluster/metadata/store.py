@@ -398,6 +398,32 @@ class RaftMetadataStore:
     async def list_jobs(self, states: list[JobState] | None, limit: int) -> list[Job]:
         return await queries.list_jobs(self.db, states, limit)
 
+    # --- operator commands and queries (gitraft CLI) -------------------------------
+
+    async def track_repository(
+        self,
+        repository_id: str,
+        relative_path: str,
+        replica_path: str,
+        storages: list[str],
+        primary: str,
+        replication_factor: int,
+        now: float,
+    ) -> Repository:
+        args = {
+            "repository_id": repository_id,
+            "relative_path": relative_path,
+            "replica_path": replica_path,
+            "storages": list(storages),
+            "primary": primary,
+            "replication_factor": replication_factor,
+            "now": now,
+        }
+        return queries.repository_from_dict(await self.submit("track_repository", args))
+
+    async def all_open_intents(self) -> list[WriteIntent]:
+        return await queries.all_open_intents(self.db)
+
 
 def _resolve(future: asyncio.Future[tuple[Any, int]], value: tuple[Any, int]) -> None:
     if not future.done():

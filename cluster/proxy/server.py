@@ -123,6 +123,8 @@ class ProxyServer:
             store=self.store,
             local_health=lambda: dict(self.health_checker.view),
             peer_names=self.config.peer_names,
+            nodes=self.nodes,
+            replication_factor=self.config.replication_factor,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(admin, server)
         transaction_pb2_grpc.add_TransactionServiceServicer_to_server(Transactions(), server)

@@ -26,7 +26,7 @@ class ProxyStatus(_message.Message):
     def __init__(self, name: _Optional[str] = ..., raft_address: _Optional[str] = ..., raft_role: _Optional[str] = ..., raft_term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., reachable: _Optional[bool] = ...) -> None: ...
 
 class NodeHealth(_message.Message):
-    __slots__ = ("storage", "address", "healthy", "health_by_proxy")
+    __slots__ = ("storage", "address", "healthy", "health_by_proxy", "repositories", "primaries", "free_bytes")
     class HealthByProxyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,11 +38,17 @@ class NodeHealth(_message.Message):
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     HEALTH_BY_PROXY_FIELD_NUMBER: _ClassVar[int]
+    REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    PRIMARIES_FIELD_NUMBER: _ClassVar[int]
+    FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     storage: str
     address: str
     healthy: bool
     health_by_proxy: _containers.ScalarMap[str, bool]
-    def __init__(self, storage: _Optional[str] = ..., address: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_by_proxy: _Optional[_Mapping[str, bool]] = ...) -> None: ...
+    repositories: int
+    primaries: int
+    free_bytes: int
+    def __init__(self, storage: _Optional[str] = ..., address: _Optional[str] = ..., healthy: _Optional[bool] = ..., health_by_proxy: _Optional[_Mapping[str, bool]] = ..., repositories: _Optional[int] = ..., primaries: _Optional[int] = ..., free_bytes: _Optional[int] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("storage", "generation", "assigned", "healthy", "up_to_date")
@@ -81,7 +87,7 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterStatusResponse(_message.Message):
-    __slots__ = ("answered_by", "proxies", "nodes", "repository_count", "queue_depth")
+    __slots__ = ("answered_by", "proxies", "nodes", "repository_count", "queue_depth", "unavailable_repositories", "partially_available_repositories", "open_write_intents", "dead_jobs")
     class QueueDepthEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -94,12 +100,20 @@ class ClusterStatusResponse(_message.Message):
     NODES_FIELD_NUMBER: _ClassVar[int]
     REPOSITORY_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    UNAVAILABLE_REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    PARTIALLY_AVAILABLE_REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    OPEN_WRITE_INTENTS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_JOBS_FIELD_NUMBER: _ClassVar[int]
     answered_by: str
     proxies: _containers.RepeatedCompositeFieldContainer[ProxyStatus]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeHealth]
     repository_count: int
     queue_depth: _containers.ScalarMap[str, int]
-    def __init__(self, answered_by: _Optional[str] = ..., proxies: _Optional[_Iterable[_Union[ProxyStatus, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[NodeHealth, _Mapping]]] = ..., repository_count: _Optional[int] = ..., queue_depth: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    unavailable_repositories: int
+    partially_available_repositories: int
+    open_write_intents: int
+    dead_jobs: int
+    def __init__(self, answered_by: _Optional[str] = ..., proxies: _Optional[_Iterable[_Union[ProxyStatus, _Mapping]]] = ..., nodes: _Optional[_Iterable[_Union[NodeHealth, _Mapping]]] = ..., repository_count: _Optional[int] = ..., queue_depth: _Optional[_Mapping[str, int]] = ..., unavailable_repositories: _Optional[int] = ..., partially_available_repositories: _Optional[int] = ..., open_write_intents: _Optional[int] = ..., dead_jobs: _Optional[int] = ...) -> None: ...
 
 class ListClusterRepositoriesRequest(_message.Message):
     __slots__ = ("relative_path",)
@@ -154,12 +168,14 @@ class ReplicationJob(_message.Message):
     def __init__(self, id: _Optional[int] = ..., repository_id: _Optional[str] = ..., relative_path: _Optional[str] = ..., change: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., source_generation: _Optional[int] = ..., state: _Optional[str] = ..., attempts: _Optional[int] = ..., lease_owner: _Optional[str] = ..., last_error: _Optional[str] = ...) -> None: ...
 
 class ListReplicationJobsRequest(_message.Message):
-    __slots__ = ("states", "limit")
+    __slots__ = ("states", "limit", "relative_path")
     STATES_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedScalarFieldContainer[str]
     limit: int
-    def __init__(self, states: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+    relative_path: str
+    def __init__(self, states: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ..., relative_path: _Optional[str] = ...) -> None: ...
 
 class ListReplicationJobsResponse(_message.Message):
     __slots__ = ("jobs", "depth_by_state")
@@ -175,3 +191,196 @@ class ListReplicationJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[ReplicationJob]
     depth_by_state: _containers.ScalarMap[str, int]
     def __init__(self, jobs: _Optional[_Iterable[_Union[ReplicationJob, _Mapping]]] = ..., depth_by_state: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class SetPrimaryRequest(_message.Message):
+    __slots__ = ("relative_path", "storage", "force")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    storage: str
+    force: bool
+    def __init__(self, relative_path: _Optional[str] = ..., storage: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class SetPrimaryResponse(_message.Message):
+    __slots__ = ("repository", "previous_primary", "overwritten")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    repository: ClusterRepository
+    previous_primary: str
+    overwritten: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repository: _Optional[_Union[ClusterRepository, _Mapping]] = ..., previous_primary: _Optional[str] = ..., overwritten: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AcceptDatalossRequest(_message.Message):
+    __slots__ = ("relative_path", "authoritative_storage")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITATIVE_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    authoritative_storage: str
+    def __init__(self, relative_path: _Optional[str] = ..., authoritative_storage: _Optional[str] = ...) -> None: ...
+
+class AcceptDatalossResponse(_message.Message):
+    __slots__ = ("repository", "overwritten")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITTEN_FIELD_NUMBER: _ClassVar[int]
+    repository: ClusterRepository
+    overwritten: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repository: _Optional[_Union[ClusterRepository, _Mapping]] = ..., overwritten: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetReplicationFactorRequest(_message.Message):
+    __slots__ = ("relative_path", "replication_factor")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    replication_factor: int
+    def __init__(self, relative_path: _Optional[str] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+
+class SetReplicationFactorResponse(_message.Message):
+    __slots__ = ("repository", "assigned", "unassigned")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    UNASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    repository: ClusterRepository
+    assigned: _containers.RepeatedScalarFieldContainer[str]
+    unassigned: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, repository: _Optional[_Union[ClusterRepository, _Mapping]] = ..., assigned: _Optional[_Iterable[str]] = ..., unassigned: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TrackRepositoryRequest(_message.Message):
+    __slots__ = ("relative_path", "authoritative_storage", "replication_factor")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    AUTHORITATIVE_STORAGE_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    authoritative_storage: str
+    replication_factor: int
+    def __init__(self, relative_path: _Optional[str] = ..., authoritative_storage: _Optional[str] = ..., replication_factor: _Optional[int] = ...) -> None: ...
+
+class TrackRepositoryResponse(_message.Message):
+    __slots__ = ("repository",)
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    repository: ClusterRepository
+    def __init__(self, repository: _Optional[_Union[ClusterRepository, _Mapping]] = ...) -> None: ...
+
+class RemoveClusterRepositoryRequest(_message.Message):
+    __slots__ = ("relative_path", "apply")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    APPLY_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    apply: bool
+    def __init__(self, relative_path: _Optional[str] = ..., apply: _Optional[bool] = ...) -> None: ...
+
+class RemoveClusterRepositoryResponse(_message.Message):
+    __slots__ = ("repository", "removed")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    repository: ClusterRepository
+    removed: bool
+    def __init__(self, repository: _Optional[_Union[ClusterRepository, _Mapping]] = ..., removed: _Optional[bool] = ...) -> None: ...
+
+class UntrackedRepository(_message.Message):
+    __slots__ = ("storage", "relative_path")
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    storage: str
+    relative_path: str
+    def __init__(self, storage: _Optional[str] = ..., relative_path: _Optional[str] = ...) -> None: ...
+
+class ListUntrackedRepositoriesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListUntrackedRepositoriesResponse(_message.Message):
+    __slots__ = ("repositories", "errors")
+    class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    repositories: _containers.RepeatedCompositeFieldContainer[UntrackedRepository]
+    errors: _containers.ScalarMap[str, str]
+    def __init__(self, repositories: _Optional[_Iterable[_Union[UntrackedRepository, _Mapping]]] = ..., errors: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CheckResult(_message.Message):
+    __slots__ = ("name", "ok", "detail")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    ok: bool
+    detail: str
+    def __init__(self, name: _Optional[str] = ..., ok: _Optional[bool] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class CheckClusterRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckClusterResponse(_message.Message):
+    __slots__ = ("answered_by", "checks", "proxy_time")
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    PROXY_TIME_FIELD_NUMBER: _ClassVar[int]
+    answered_by: str
+    checks: _containers.RepeatedCompositeFieldContainer[CheckResult]
+    proxy_time: float
+    def __init__(self, answered_by: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., proxy_time: _Optional[float] = ...) -> None: ...
+
+class VerifyRepositoriesRequest(_message.Message):
+    __slots__ = ("relative_paths",)
+    RELATIVE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    relative_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, relative_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReplicaChecksum(_message.Message):
+    __slots__ = ("storage", "generation", "checksum", "default_branch", "matches", "error")
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    storage: str
+    generation: int
+    checksum: str
+    default_branch: str
+    matches: bool
+    error: str
+    def __init__(self, storage: _Optional[str] = ..., generation: _Optional[int] = ..., checksum: _Optional[str] = ..., default_branch: _Optional[str] = ..., matches: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class RepositoryVerification(_message.Message):
+    __slots__ = ("relative_path", "primary", "replicas", "repairs_scheduled")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPAIRS_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    primary: str
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaChecksum]
+    repairs_scheduled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, relative_path: _Optional[str] = ..., primary: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaChecksum, _Mapping]]] = ..., repairs_scheduled: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VerifyRepositoriesResponse(_message.Message):
+    __slots__ = ("repositories", "mismatches")
+    REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    repositories: _containers.RepeatedCompositeFieldContainer[RepositoryVerification]
+    mismatches: int
+    def __init__(self, repositories: _Optional[_Iterable[_Union[RepositoryVerification, _Mapping]]] = ..., mismatches: _Optional[int] = ...) -> None: ...
+
+class RetryReplicationJobsRequest(_message.Message):
+    __slots__ = ("job_ids", "all_dead")
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_DEAD_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[int]
+    all_dead: bool
+    def __init__(self, job_ids: _Optional[_Iterable[int]] = ..., all_dead: _Optional[bool] = ...) -> None: ...
+
+class RetryReplicationJobsResponse(_message.Message):
+    __slots__ = ("retried",)
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    retried: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, retried: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -56,6 +56,51 @@ class ClusterServiceStub:
                 request_serializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.SerializeToString,
                 response_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.FromString,
                 _registered_method=True)
+        self.SetPrimary = channel.unary_unary(
+                '/gitraft.v1.ClusterService/SetPrimary',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.SetPrimaryRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.SetPrimaryResponse.FromString,
+                _registered_method=True)
+        self.AcceptDataloss = channel.unary_unary(
+                '/gitraft.v1.ClusterService/AcceptDataloss',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossResponse.FromString,
+                _registered_method=True)
+        self.SetReplicationFactor = channel.unary_unary(
+                '/gitraft.v1.ClusterService/SetReplicationFactor',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorResponse.FromString,
+                _registered_method=True)
+        self.TrackRepository = channel.unary_unary(
+                '/gitraft.v1.ClusterService/TrackRepository',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryResponse.FromString,
+                _registered_method=True)
+        self.RemoveClusterRepository = channel.unary_unary(
+                '/gitraft.v1.ClusterService/RemoveClusterRepository',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryResponse.FromString,
+                _registered_method=True)
+        self.ListUntrackedRepositories = channel.unary_unary(
+                '/gitraft.v1.ClusterService/ListUntrackedRepositories',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesResponse.FromString,
+                _registered_method=True)
+        self.CheckCluster = channel.unary_unary(
+                '/gitraft.v1.ClusterService/CheckCluster',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.CheckClusterRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.CheckClusterResponse.FromString,
+                _registered_method=True)
+        self.VerifyRepositories = channel.unary_unary(
+                '/gitraft.v1.ClusterService/VerifyRepositories',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.FromString,
+                _registered_method=True)
+        self.RetryReplicationJobs = channel.unary_unary(
+                '/gitraft.v1.ClusterService/RetryReplicationJobs',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -87,6 +132,76 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetPrimary(self, request, context):
+        """Move a repository's primary (operator failover). Refused unless the storage is
+        assigned, healthy and up to date; with `force` an outdated one is accepted: it first
+        becomes the authoritative replica (as AcceptDataloss), so writes only the others
+        hold are lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptDataloss(self, request, context):
+        """Make one assigned replica the newest; the others are overwritten from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetReplicationFactor(self, request, context):
+        """Assign replicas on the healthy storages holding the fewest repositories, or
+        unassign non-primary ones, until the repository has `replication_factor` replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrackRepository(self, request, context):
+        """Adopt a bare repository that exists on a node's disk (at `relative_path`) but that
+        the metadata does not know; the other replicas are created from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveClusterRepository(self, request, context):
+        """Forget a repository and delete its replicas; a dry run unless `apply`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUntrackedRepositories(self, request, context):
+        """Bare repositories on the nodes' disks that are no replica the metadata knows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckCluster(self, request, context):
+        """This proxy's checks of the cluster: Raft quorum and leader, every node reachable
+        with the node token, every node's storage writable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyRepositories(self, request, context):
+        """Compare the checksums (refs + default branch) of every replica of the named
+        repositories (all when none), report mismatches and schedule repairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryReplicationJobs(self, request, context):
+        """Make dead (or failed) jobs ready again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +224,51 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListReplicationJobs,
                     request_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.FromString,
                     response_serializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.SerializeToString,
+            ),
+            'SetPrimary': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPrimary,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.SetPrimaryRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.SetPrimaryResponse.SerializeToString,
+            ),
+            'AcceptDataloss': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptDataloss,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossResponse.SerializeToString,
+            ),
+            'SetReplicationFactor': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetReplicationFactor,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorResponse.SerializeToString,
+            ),
+            'TrackRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrackRepository,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryResponse.SerializeToString,
+            ),
+            'RemoveClusterRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveClusterRepository,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryResponse.SerializeToString,
+            ),
+            'ListUntrackedRepositories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUntrackedRepositories,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesResponse.SerializeToString,
+            ),
+            'CheckCluster': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCluster,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.CheckClusterRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.CheckClusterResponse.SerializeToString,
+            ),
+            'VerifyRepositories': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyRepositories,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.SerializeToString,
+            ),
+            'RetryReplicationJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryReplicationJobs,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +381,249 @@ class ClusterService:
             '/gitraft.v1.ClusterService/ListReplicationJobs',
             gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.SerializeToString,
             gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPrimary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/SetPrimary',
+            gitraft_dot_v1_dot_cluster__pb2.SetPrimaryRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.SetPrimaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptDataloss(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/AcceptDataloss',
+            gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.AcceptDatalossResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetReplicationFactor(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/SetReplicationFactor',
+            gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.SetReplicationFactorResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrackRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/TrackRepository',
+            gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.TrackRepositoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveClusterRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/RemoveClusterRepository',
+            gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.RemoveClusterRepositoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUntrackedRepositories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/ListUntrackedRepositories',
+            gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.ListUntrackedRepositoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCluster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/CheckCluster',
+            gitraft_dot_v1_dot_cluster__pb2.CheckClusterRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.CheckClusterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyRepositories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/VerifyRepositories',
+            gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryReplicationJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/RetryReplicationJobs',
+            gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

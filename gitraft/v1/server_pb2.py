@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from gitraft.v1 import lint_pb2 as gitraft_dot_v1_dot_lint__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gitraft/v1/server.proto\x12\ngitraft.v1\x1a\x15gitraft/v1/lint.proto\"\x13\n\x11ServerInfoRequest\"k\n\x12ServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x13\n\x0bgit_version\x18\x02 \x01(\t\x12\x14\n\x0cstorage_name\x18\x03 \x01(\t\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\"<\n\x1eListStorageRepositoriesRequest\x12\x1a\n\x0cstorage_name\x18\x01 \x01(\tB\x04\x98\xc6,\x01\"9\n\x1fListStorageRepositoriesResponse\x12\x16\n\x0erelative_paths\x18\x01 \x03(\t2\xe6\x01\n\rServerService\x12U\n\nServerInfo\x12\x1d.gitraft.v1.ServerInfoRequest\x1a\x1e.gitraft.v1.ServerInfoResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x03\x12~\n\x17ListStorageRepositories\x12*.gitraft.v1.ListStorageRepositoriesRequest\x1a+.gitraft.v1.ListStorageRepositoriesResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x02\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17gitraft/v1/server.proto\x12\ngitraft.v1\x1a\x15gitraft/v1/lint.proto\"+\n\x11ServerInfoRequest\x12\x16\n\x0e\x63heck_writable\x18\x01 \x01(\x08\"\x9c\x01\n\x12ServerInfoResponse\x12\x16\n\x0eserver_version\x18\x01 \x01(\t\x12\x13\n\x0bgit_version\x18\x02 \x01(\t\x12\x14\n\x0cstorage_name\x18\x03 \x01(\t\x12\x12\n\nfree_bytes\x18\x04 \x01(\x04\x12\x18\n\x10storage_writable\x18\x05 \x01(\x08\x12\x15\n\rstorage_error\x18\x06 \x01(\t\"<\n\x1eListStorageRepositoriesRequest\x12\x1a\n\x0cstorage_name\x18\x01 \x01(\tB\x04\x98\xc6,\x01\"9\n\x1fListStorageRepositoriesResponse\x12\x16\n\x0erelative_paths\x18\x01 \x03(\t2\xe6\x01\n\rServerService\x12U\n\nServerInfo\x12\x1d.gitraft.v1.ServerInfoRequest\x1a\x1e.gitraft.v1.ServerInfoResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x03\x12~\n\x17ListStorageRepositories\x12*.gitraft.v1.ListStorageRepositoriesRequest\x1a+.gitraft.v1.ListStorageRepositoriesResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x02\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,13 +39,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERVERSERVICE'].methods_by_name['ListStorageRepositories']._loaded_options = None
   _globals['_SERVERSERVICE'].methods_by_name['ListStorageRepositories']._serialized_options = b'\372\227(\004\010\002\020\002'
   _globals['_SERVERINFOREQUEST']._serialized_start=62
-  _globals['_SERVERINFOREQUEST']._serialized_end=81
-  _globals['_SERVERINFORESPONSE']._serialized_start=83
-  _globals['_SERVERINFORESPONSE']._serialized_end=190
-  _globals['_LISTSTORAGEREPOSITORIESREQUEST']._serialized_start=192
-  _globals['_LISTSTORAGEREPOSITORIESREQUEST']._serialized_end=252
-  _globals['_LISTSTORAGEREPOSITORIESRESPONSE']._serialized_start=254
-  _globals['_LISTSTORAGEREPOSITORIESRESPONSE']._serialized_end=311
-  _globals['_SERVERSERVICE']._serialized_start=314
-  _globals['_SERVERSERVICE']._serialized_end=544
+  _globals['_SERVERINFOREQUEST']._serialized_end=105
+  _globals['_SERVERINFORESPONSE']._serialized_start=108
+  _globals['_SERVERINFORESPONSE']._serialized_end=264
+  _globals['_LISTSTORAGEREPOSITORIESREQUEST']._serialized_start=266
+  _globals['_LISTSTORAGEREPOSITORIESREQUEST']._serialized_end=326
+  _globals['_LISTSTORAGEREPOSITORIESRESPONSE']._serialized_start=328
+  _globals['_LISTSTORAGEREPOSITORIESRESPONSE']._serialized_end=385
+  _globals['_SERVERSERVICE']._serialized_start=388
+  _globals['_SERVERSERVICE']._serialized_end=618
 # @@protoc_insertion_point(module_scope)
