@@ -175,3 +175,59 @@ class ListReplicationJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[ReplicationJob]
     depth_by_state: _containers.ScalarMap[str, int]
     def __init__(self, jobs: _Optional[_Iterable[_Union[ReplicationJob, _Mapping]]] = ..., depth_by_state: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class VerifyRepositoriesRequest(_message.Message):
+    __slots__ = ("relative_paths",)
+    RELATIVE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    relative_paths: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, relative_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReplicaChecksum(_message.Message):
+    __slots__ = ("storage", "generation", "checksum", "default_branch", "matches", "error")
+    STORAGE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    storage: str
+    generation: int
+    checksum: str
+    default_branch: str
+    matches: bool
+    error: str
+    def __init__(self, storage: _Optional[str] = ..., generation: _Optional[int] = ..., checksum: _Optional[str] = ..., default_branch: _Optional[str] = ..., matches: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class RepositoryVerification(_message.Message):
+    __slots__ = ("relative_path", "primary", "replicas", "repairs_scheduled")
+    RELATIVE_PATH_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    REPAIRS_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    relative_path: str
+    primary: str
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaChecksum]
+    repairs_scheduled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, relative_path: _Optional[str] = ..., primary: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaChecksum, _Mapping]]] = ..., repairs_scheduled: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VerifyRepositoriesResponse(_message.Message):
+    __slots__ = ("repositories", "mismatches")
+    REPOSITORIES_FIELD_NUMBER: _ClassVar[int]
+    MISMATCHES_FIELD_NUMBER: _ClassVar[int]
+    repositories: _containers.RepeatedCompositeFieldContainer[RepositoryVerification]
+    mismatches: int
+    def __init__(self, repositories: _Optional[_Iterable[_Union[RepositoryVerification, _Mapping]]] = ..., mismatches: _Optional[int] = ...) -> None: ...
+
+class RetryReplicationJobsRequest(_message.Message):
+    __slots__ = ("job_ids", "all_dead")
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALL_DEAD_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[int]
+    all_dead: bool
+    def __init__(self, job_ids: _Optional[_Iterable[int]] = ..., all_dead: _Optional[bool] = ...) -> None: ...
+
+class RetryReplicationJobsResponse(_message.Message):
+    __slots__ = ("retried",)
+    RETRIED_FIELD_NUMBER: _ClassVar[int]
+    retried: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, retried: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -56,6 +56,16 @@ class ClusterServiceStub:
                 request_serializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.SerializeToString,
                 response_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.FromString,
                 _registered_method=True)
+        self.VerifyRepositories = channel.unary_unary(
+                '/gitraft.v1.ClusterService/VerifyRepositories',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.FromString,
+                _registered_method=True)
+        self.RetryReplicationJobs = channel.unary_unary(
+                '/gitraft.v1.ClusterService/RetryReplicationJobs',
+                request_serializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -87,6 +97,21 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyRepositories(self, request, context):
+        """Compare the checksums (refs + default branch) of every replica of the named
+        repositories (all when none), report mismatches and schedule repairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryReplicationJobs(self, request, context):
+        """Make dead (or failed) jobs ready again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +134,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListReplicationJobs,
                     request_deserializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.FromString,
                     response_serializer=gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.SerializeToString,
+            ),
+            'VerifyRepositories': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyRepositories,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.SerializeToString,
+            ),
+            'RetryReplicationJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryReplicationJobs,
+                    request_deserializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +256,60 @@ class ClusterService:
             '/gitraft.v1.ClusterService/ListReplicationJobs',
             gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsRequest.SerializeToString,
             gitraft_dot_v1_dot_cluster__pb2.ListReplicationJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyRepositories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/VerifyRepositories',
+            gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.VerifyRepositoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryReplicationJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.ClusterService/RetryReplicationJobs',
+            gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsRequest.SerializeToString,
+            gitraft_dot_v1_dot_cluster__pb2.RetryReplicationJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,
