@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cluster.metadata.api import JobState, MetadataStore, Repository
+from cluster.verifier import Verifier, verification_response
 from common.errors import FailedPreconditionError, InvalidArgumentError
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, transaction_pb2, transaction_pb2_grpc
 
@@ -33,7 +34,9 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         local_health: Callable[[], dict[str, bool]],
         peer_names: dict[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
     ) -> None:
+        self.verifier = verifier
         self.proxy_name = proxy_name
         self.peer_names = dict(peer_names or {})
         self.store = store
@@ -130,6 +133,21 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
             ],
             depth_by_state=depth,
         )
+
+    async def VerifyRepositories(
+        self, request: cluster_pb2.VerifyRepositoriesRequest, context: Any
+    ) -> cluster_pb2.VerifyRepositoriesResponse:
+        if self.verifier is None:
+            raise FailedPreconditionError("verification is not enabled on this proxy")
+        return verification_response(await self.verifier.verify_paths(list(request.relative_paths)))
+
+    async def RetryReplicationJobs(
+        self, request: cluster_pb2.RetryReplicationJobsRequest, context: Any
+    ) -> cluster_pb2.RetryReplicationJobsResponse:
+        if not request.job_ids and not request.all_dead:
+            raise InvalidArgumentError("name the jobs to retry or ask for every dead one")
+        retried = await self.store.retry_jobs(list(request.job_ids), request.all_dead, self.clock())
+        return cluster_pb2.RetryReplicationJobsResponse(retried=retried)
 
     def _proxies(self) -> list[cluster_pb2.ProxyStatus]:
         s = self.store.status()

@@ -35,7 +35,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from cluster.metadata import handlers, jobs
+from cluster.metadata import handlers, jobs, repair
 from cluster.metadata.handlers import CommandError
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,11 @@ HANDLERS: dict[str, Handler] = {
     "renew_leases": jobs.renew_leases,
     "complete_job": jobs.complete_job,
     "fail_job": jobs.fail_job,
+    # reconciler and verifier (cluster.metadata.repair)
+    "schedule_repairs": repair.schedule_repairs,
+    "retry_jobs": repair.retry_jobs,
+    "prune_jobs": repair.prune_jobs,
+    "clear_needs_verify": repair.clear_needs_verify,
 }
 
 
