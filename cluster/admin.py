@@ -68,7 +68,7 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
             answered_by=self.proxy_name,
             proxies=self._proxies(),
             nodes=nodes,
-            repository_count=len(await self.store.list_repositories()),
+            repository_count=await self.store.repository_count(),
             queue_depth=depth,
         )
 
@@ -110,7 +110,7 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
             raise InvalidArgumentError(f"unknown job state in {list(request.states)!r}") from exc
         await self.store.barrier()
         jobs = await self.store.list_jobs(states, request.limit or 1000)
-        paths = {r.repository_id: r.relative_path for r in await self.store.list_repositories()}
+        paths = await self.store.repository_paths([j.repository_id for j in jobs])
         depth: dict[str, int] = {}
         for (state, _target), n in (await self.store.queue_depth()).items():
             depth[state] = depth.get(state, 0) + n

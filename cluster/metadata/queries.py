@@ -159,11 +159,22 @@ async def valid_primaries(
 async def dataloss(
     db: aiosqlite.Connection, now: float, window: float, include_partial: bool
 ) -> tuple[list[Repository], list[Repository]]:
-    """(unavailable, partially available) repositories; see `MetadataStore.dataloss`."""
+    """(unavailable, partially available) repositories; see `MetadataStore.dataloss`.
+
+    Only repositories with a replica on an unhealthy storage or an outdated replica can
+    be either, so they are found through the `replicas_by_storage` and
+    `outdated_replicas` indexes: the cost follows the answer, not the repository count."""
     healthy = await healthy_storages(db, now, window)
+    ids: set[str] = {r for (r,) in await db.execute_fetchall("SELECT repository_id FROM outdated_replicas")}
+    for (storage,) in await db.execute_fetchall("SELECT name FROM storages"):
+        if storage not in healthy:
+            rows = await db.execute_fetchall(
+                "SELECT repository_id FROM replicas WHERE storage = ?", (storage,)
+            )
+            ids.update(r for (r,) in rows)
     unavailable: list[Repository] = []
     partial: list[Repository] = []
-    for repo in await _repositories(db):
+    for repo in await repositories_by_ids(db, sorted(ids)):
         current = set(repo.up_to_date())
         if not current & healthy:
             unavailable.append(repo)
@@ -172,6 +183,15 @@ async def dataloss(
         ):
             partial.append(repo)
     return unavailable, partial
+
+
+async def repositories_by_ids(db: aiosqlite.Connection, repository_ids: list[str]) -> list[Repository]:
+    """The repositories with these ids that exist, by relative path (one parameter)."""
+    if not repository_ids:
+        return []
+    return await _repositories(
+        db, "WHERE repository_id IN (SELECT value FROM json_each(?))", (json.dumps(repository_ids),)
+    )
 
 
 async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
@@ -279,28 +299,36 @@ async def storage_counts(db: aiosqlite.Connection) -> tuple[dict[str, int], dict
 
 
 async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit: int) -> list[Repository]:
-    """Up to `limit` repositories whose primary is not in `healthy` or is outdated (the
-    `repositories_by_primary` and `outdated_replicas` indexes; cost follows the answer)."""
+    """Up to `limit` repositories whose primary is not in `healthy` or is outdated and
+    that have a healthy up-to-date replica to move it to (the `repositories_by_primary`,
+    `replicas_by_storage` and `outdated_replicas` indexes; the cost follows the answer).
+    Unavailable repositories are left out, so they never crowd out movable ones."""
+    names = json.dumps(sorted(healthy))
+    movable = (
+        "EXISTS (SELECT 1 FROM replicas c WHERE c.repository_id = r.repository_id"
+        " AND c.storage IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM"
+        " outdated_replicas x WHERE x.repository_id = c.repository_id AND x.storage = c.storage))"
+    )
     known = [s for (s,) in await db.execute_fetchall("SELECT name FROM storages ORDER BY name")]
-    ids: list[str] = []
+    ids: dict[str, None] = {}
     for storage in known:
         if storage in healthy or len(ids) >= limit:
             continue
         rows = await db.execute_fetchall(
-            'SELECT repository_id FROM repositories WHERE "primary" = ? ORDER BY repository_id LIMIT ?',
-            (storage, limit - len(ids)),
+            f'SELECT r.repository_id FROM repositories r WHERE r."primary" = ? AND {movable}'
+            " ORDER BY r.repository_id LIMIT ?",
+            (storage, names, limit - len(ids)),
         )
-        ids += [r[0] for r in rows]
+        ids.update((r[0], None) for r in rows)
     if len(ids) < limit:
         rows = await db.execute_fetchall(
-            "SELECT o.repository_id FROM outdated_replicas o JOIN repositories r"
-            ' ON r.repository_id = o.repository_id AND r."primary" = o.storage'
-            " ORDER BY o.repository_id LIMIT ?",
-            (limit - len(ids),),
+            "SELECT r.repository_id FROM outdated_replicas o JOIN repositories r"
+            f' ON r.repository_id = o.repository_id AND r."primary" = o.storage WHERE {movable}'
+            " ORDER BY r.repository_id LIMIT ?",
+            (names, limit - len(ids)),
         )
-        ids += [r[0] for r in rows if r[0] not in ids]
-    found = [await get_repository_by_id(db, rid) for rid in ids]
-    return [r for r in found if r is not None]
+        ids.update((r[0], None) for r in rows)
+    return await repositories_by_ids(db, list(ids))
 
 
 async def job_counts(db: aiosqlite.Connection) -> dict[str, int]:
@@ -337,18 +365,13 @@ async def runnable_job_exists(db: aiosqlite.Connection, now: float, healthy: set
 
 
 async def repository_paths(db: aiosqlite.Connection, repository_ids: list[str]) -> dict[str, str]:
-    """repository_id -> relative_path for the given ids (one query per 500 ids)."""
-    out: dict[str, str] = {}
-    ids = sorted(set(repository_ids))
-    for i in range(0, len(ids), 500):
-        chunk = ids[i : i + 500]
-        rows = await db.execute_fetchall(
-            "SELECT repository_id, relative_path FROM repositories"
-            f" WHERE repository_id IN ({','.join('?' * len(chunk))})",
-            chunk,
-        )
-        out.update({r: p for r, p in rows})
-    return out
+    """repository_id -> relative_path for the given ids that exist (one parameter)."""
+    rows = await db.execute_fetchall(
+        "SELECT repository_id, relative_path FROM repositories"
+        " WHERE repository_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(set(repository_ids))),),
+    )
+    return {r: p for r, p in rows}
 
 
 async def replicas_on(db: aiosqlite.Connection, storage: str, limit: int) -> list[Repository]:

@@ -136,3 +136,46 @@ async def test_jobs_for_live_nodes_drain_behind_1200_for_a_stopped_one(tmp_path:
         assert counts == {"ready": 1200, "completed": 40}
         gauge = replicator.metrics.queue_depth.labels(state="ready")._value.get()
         assert gauge == 1200  # every waiting job counted, not the first 1,000
+
+
+async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
+    """storage_counts, failover_candidates, dataloss and the outdated index give what a
+    scan of every repository gives, on a state with every kind of replica."""
+    import random
+
+    from cluster.placement import counts
+
+    rng = random.Random(7)
+    async with local_store(tmp_path, healthy=lambda s: s != "c") as store:
+        for i in range(40):
+            storages = rng.sample(["a", "b", "c"], rng.randint(1, 3))
+            await written(store, f"r{i:02d}", storages, n=rng.randint(0, 2))
+        for job in await store.lease_jobs("w", NOW, 30, 25, {"a", "b", "c"}):
+            if rng.random() < 0.6:
+                await store.complete_job(job.id, "w", NOW)
+        repos = await store.list_repositories()
+        healthy = await store.healthy_storages(NOW)
+        assert await store.storage_counts() == counts(repos)
+        must_move = {
+            r.repository_id
+            for r in repos
+            if (r.primary not in healthy or r.primary not in r.up_to_date()) and set(r.up_to_date()) & healthy
+        }
+        assert {r.repository_id for r in await store.failover_candidates(healthy, 1000)} == must_move
+        assert must_move  # the state has some
+        outdated = {
+            (r.repository_id, x.storage) for r in repos for x in r.replicas if x.generation < r.generation
+        }
+        assert set(await store.outdated_without_job(["a", "b", "c"], 1000)) <= outdated
+        rows = await store.db.execute_fetchall("SELECT repository_id, storage FROM outdated_replicas")
+        assert {(r, s) for r, s in rows} == outdated and outdated
+        unavailable, partial = await store.dataloss(NOW, True)
+        want_unavailable = [r for r in repos if not set(r.up_to_date()) & healthy]
+        want_partial = [
+            r
+            for r in repos
+            if set(r.up_to_date()) & healthy
+            and any(x.storage not in r.up_to_date() or x.storage not in healthy for x in r.replicas)
+        ]
+        assert (unavailable, partial) == (want_unavailable, want_partial)
+        assert want_unavailable and want_partial
