@@ -13,6 +13,8 @@
     health_interval = 0.5               # seconds between health checks of each node
     replication_workers = 2             # replication jobs this proxy runs at once
     write_intent_timeout = 300.0        # an intent open longer is repaired by the leader
+    reconcile_interval = 5.0            # seconds between the leader's reconciler rounds
+    verify_interval = 86400.0           # each replica's checksum compared about this often
     peer_names = {"127.0.0.1:7002" = "proxy-2", "127.0.0.1:7003" = "proxy-3"}
 
     [raft]                              # cluster.metadata's RaftConfig keys
@@ -80,6 +82,23 @@ class ProxyConfig:
     intent_repair_interval: float = 1.0
     # Seconds between the leader's elections of new primaries (cluster.elector).
     failover_interval: float = 0.5
+    # Replication jobs running at once per target storage, cluster-wide (0 = no bound).
+    replication_per_target: int = 4
+    # Reconciler (cluster.reconciler, Raft leader only): seconds between rounds; repair
+    # jobs per target storage a round; repositories whose replicas are checked on disk
+    # a round; seconds a replica whose job died waits before it gets fresh work; seconds
+    # a storage stays unhealthy before its replicas are re-assigned (0 = never).
+    reconcile_interval: float = 5.0
+    reconcile_batch: int = 100
+    reconcile_exists_batch: int = 20
+    reconcile_dead_retry_after: float = 30.0
+    reassign_after: float = 0.0
+    # Verifier (cluster.verifier, leader only): every replica compared with its primary
+    # about once per verify_interval seconds, in rounds every verify_tick seconds of at
+    # most verify_max_per_round repositories.
+    verify_interval: float = 86400.0
+    verify_tick: float = 10.0
+    verify_max_per_round: int = 20
     # Seconds a starting proxy waits for a Raft leader before giving up (exit 1).
     ready_timeout: float = 120.0
     shutdown_grace: float = 5.0

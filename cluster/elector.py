@@ -1,7 +1,9 @@
 """The primary elector (run by the Raft leader proxy only).
 
-Every `interval` seconds the leader looks, after a barrier, at every repository whose
-primary is unhealthy for the cluster or outdated, and moves the primary
+Every `interval` seconds the leader looks, after a barrier, at the repositories whose
+primary is unhealthy for the cluster or outdated (up to `batch` a round, found through
+indexes - `MetadataStore.failover_candidates` - so an idle round costs the same at any
+number of repositories), and moves the primary
 (`set_primary`) to a healthy, up-to-date, assigned replica: the one that is primary of
 the fewest repositories (then by name). A repository without such a replica keeps its
 primary and stays unavailable until one returns (DatalossCheck lists it).
@@ -50,8 +52,13 @@ def choose_primary(repo: Repository, healthy: set[str], primaries: dict[str, int
 
 class Elector:
     def __init__(
-        self, store: MetadataStore, interval: float = 0.5, clock: Callable[[], float] = time.time
+        self,
+        store: MetadataStore,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        batch: int = 1000,
     ) -> None:
+        self.batch = batch
         self.store = store
         self.interval = interval
         self.clock = clock
@@ -63,10 +70,10 @@ class Elector:
         await self.store.barrier()
         now = self.clock()
         healthy = await self.store.healthy_storages(now)
-        repos = await self.store.list_repositories()
-        primaries: dict[str, int] = {}
-        for repo in repos:
-            primaries[repo.primary] = primaries.get(repo.primary, 0) + 1
+        repos = await self.store.failover_candidates(healthy, self.batch)
+        if not repos:
+            return []
+        _, primaries = await self.store.storage_counts()
         moved: list[Failover] = []
         for repo in repos:
             new = choose_primary(repo, healthy, primaries)

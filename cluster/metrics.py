@@ -66,6 +66,28 @@ class ProxyMetrics:
         self.intents_repaired = Counter(
             "gitraft_proxy_intents_repaired", "Abandoned write intents repaired", ["action"], registry=r
         )
+        # Reconciler, verifier and dead jobs (cluster.reconciler, cluster.verifier).
+        self.jobs_dead = Counter(
+            "gitraft_replication_jobs_dead", "Replication jobs that ended dead here", ["change"], registry=r
+        )
+        self.reconciler_jobs = Counter(
+            "gitraft_reconciler_jobs_scheduled",
+            "Repair jobs the reconciler scheduled",
+            ["reason"],
+            registry=r,
+        )
+        self.replicas_missing = Counter(
+            "gitraft_reconciler_replicas_missing", "Replicas found missing on disk", registry=r
+        )
+        self.verifier_checked = Counter(
+            "gitraft_verifier_replicas_checked", "Replicas whose checksum the verifier compared", registry=r
+        )
+        self.verifier_mismatches = Counter(
+            "gitraft_verifier_mismatches", "Replicas found differing from the primary", registry=r
+        )
+        self.verifier_repairs = Counter(
+            "gitraft_verifier_repairs_scheduled", "Repair jobs scheduled by the verifier", registry=r
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,13 +1,14 @@
 """Replication workers: lease jobs through Raft, have the target node copy from the source.
 
-`Replicator.run()` loops until stopped. Each round it looks at the local queue (a cheap
-SQLite read, no Raft command) and only leases (a Raft command) when a job looks
-leasable (ready, failed and due, or in progress with an expired lease) and the nodes
-it needs are healthy for the cluster. The lease passes the cluster's healthy storages,
-so the store skips jobs for a node that is down (they keep their attempts) and leases
-the others oldest first: one dead node neither burns through the attempts of every
-job waiting for it nor starves the jobs of the live ones. Up to `workers` jobs run at
-once; each:
+`Replicator.run()` loops until stopped. Each round it asks the local queue (one indexed
+SQLite query, no Raft command, whatever the queue's length) whether any job is leasable
+(ready, failed and due, or in progress with an expired lease) with every node it needs
+healthy for the cluster, and only then leases (a Raft command) as many as it has free
+workers, at most `per_target` running per target storage cluster-wide. The lease
+passes the cluster's healthy storages, so the store skips jobs for a node that is down
+(they keep their attempts) and leases the others oldest first: one dead node neither
+burns through the attempts of every job waiting for it nor starves the jobs of the live
+ones, however many wait for it. Up to `workers` jobs run at once; each:
 
 - `create` / `update`: skipped when the target is already at the job's generation or
   newer (`obsolete`); otherwise, after a barrier, skipped when the repository was
@@ -93,6 +94,7 @@ class Replicator:
         metrics: ProxyMetrics,
         workers: int,
         lease_seconds: float,
+        per_target: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.owner = owner
@@ -101,6 +103,7 @@ class Replicator:
         self.metrics = metrics
         self.workers = max(1, workers)
         self.lease_seconds = lease_seconds
+        self.per_target = per_target
         self.clock = clock
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -123,14 +126,15 @@ class Replicator:
         if free <= 0:
             return []
         now = self.clock()
-        states = [JobState.READY, JobState.FAILED, JobState.IN_PROGRESS]
-        waiting = await self.store.list_jobs(states, 1000)
-        for state in states:
-            self.metrics.queue_depth.labels(state=str(state)).set(sum(j.state is state for j in waiting))
+        counts = await self.store.job_counts()
+        for state in JobState:
+            self.metrics.queue_depth.labels(state=str(state)).set(counts.get(str(state), 0))
         healthy = await self.store.healthy_storages(now)
-        if not any(runnable(j, now, healthy) for j in waiting):
+        if not await self.store.runnable_job_exists(now, healthy):
             return []
-        jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free, healthy)
+        jobs = await self.store.lease_jobs(
+            self.owner, now, self.lease_seconds, free, healthy, self.per_target or None
+        )
         for job in jobs:
             task = asyncio.get_running_loop().create_task(self._run_job(job))
             self._running[job.id] = task
@@ -247,7 +251,12 @@ class Replicator:
             extra={"job_id": job.id, "target": job.target, "attempts": job.attempts, "error": error},
         )
         try:
-            await self.store.fail_job(job.id, self.owner, error or type(exc).__name__, now, retry_at)
+            failed = await self.store.fail_job(job.id, self.owner, error or type(exc).__name__, now, retry_at)
+            if failed.state is JobState.DEAD:
+                self.metrics.jobs_dead.labels(change=str(job.change)).inc()
+                log.warning(
+                    "replication job dead", extra={"job_id": job.id, "target": job.target, "error": error}
+                )
         except GitraftError as err:
             log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
 

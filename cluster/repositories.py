@@ -28,7 +28,7 @@ from google.protobuf import message
 
 from cluster.coordinator import CREATE, Coordinator, NodeError, replica_of, rewrite
 from cluster.metadata.api import Repository
-from cluster.placement import counts, new_repository_id, place, replica_path
+from cluster.placement import new_repository_id, place, replica_path
 from cluster.router import MethodInfo
 from common.errors import AlreadyExistsError, GitraftError
 from common.paths import validate_relative_path
@@ -132,7 +132,7 @@ class Repositories:
         now = c.clock()
         healthy = await c.store.healthy_storages(now)
         storages = [s.name for s in await c.store.storages()]
-        replicas, primaries = counts(await c.store.list_repositories())
+        replicas, primaries = await c.store.storage_counts()
         placement = place(storages, healthy, replicas, primaries, self.replication_factor)
         repository_id = new_repository_id()
         return await c.store.create_repository(

@@ -19,6 +19,7 @@ from cluster.admin import checks, operations, status, tracking
 from cluster.admin.views import cluster_repository, lookup, require
 from cluster.metadata.api import JobState, MetadataStore
 from cluster.nodes import NodePool
+from cluster.verifier import Verifier, verification_response
 from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, transaction_pb2, transaction_pb2_grpc
 
@@ -37,7 +38,9 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         nodes: NodePool | None = None,
         replication_factor: int = 3,
         clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
     ) -> None:
+        self.verifier = verifier
         self.proxy_name = proxy_name
         self.peer_names = dict(peer_names or {})
         self.store = store
@@ -100,14 +103,13 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
             raise InvalidArgumentError(f"unknown job state in {list(request.states)!r}") from exc
         await self.store.barrier()
         limit = request.limit or 1000
-        repos = await self.store.list_repositories()
-        paths = {r.repository_id: r.relative_path for r in repos}
         if request.relative_path:
             only = await require(self.store, request.relative_path)
             found = await self.store.list_jobs(states, JOB_SCAN_LIMIT)
             jobs = [j for j in found if j.repository_id == only.repository_id][:limit]
         else:
             jobs = await self.store.list_jobs(states, limit)
+        paths = await self.store.repository_paths([j.repository_id for j in jobs])
         return cluster_pb2.ListReplicationJobsResponse(
             jobs=[
                 cluster_pb2.ReplicationJob(
@@ -166,6 +168,21 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         return await checks.check_cluster(
             self.store, self.nodes, self.proxy_name, self.peer_names, self.clock
         )
+
+    async def VerifyRepositories(
+        self, request: cluster_pb2.VerifyRepositoriesRequest, context: Any
+    ) -> cluster_pb2.VerifyRepositoriesResponse:
+        if self.verifier is None:
+            raise FailedPreconditionError("verification is not enabled on this proxy")
+        return verification_response(await self.verifier.verify_paths(list(request.relative_paths)))
+
+    async def RetryReplicationJobs(
+        self, request: cluster_pb2.RetryReplicationJobsRequest, context: Any
+    ) -> cluster_pb2.RetryReplicationJobsResponse:
+        if not request.job_ids and not request.all_dead:
+            raise InvalidArgumentError("name the jobs to retry or ask for every dead one")
+        retried = await self.store.retry_jobs(list(request.job_ids), request.all_dead, self.clock())
+        return cluster_pb2.RetryReplicationJobsResponse(retried=retried)
 
 
 class Transactions(transaction_pb2_grpc.TransactionServiceServicer):

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 
 class JobState(StrEnum):
@@ -160,6 +160,16 @@ class RaftStatus:
     peers: dict[str, bool] = field(default_factory=dict)
 
 
+class RepairItem(TypedDict):
+    """One replica for `schedule_repairs` (see `cluster.metadata.repair`)."""
+
+    repository_id: str
+    storage: str
+    # True: found damaged on disk; its generation drops to -1 if still `generation`.
+    reset: bool
+    generation: int
+
+
 class MetadataStore(Protocol):
     """Raft-replicated cluster metadata. All methods are safe to call from the event loop."""
 
@@ -248,7 +258,13 @@ class MetadataStore(Protocol):
         ...
 
     async def lease_jobs(
-        self, owner: str, now: float, lease_seconds: float, limit: int, healthy: set[str] | None = None
+        self,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        healthy: set[str] | None = None,
+        max_per_target: int | None = None,
     ) -> list[Job]:
         """Lease up to `limit` jobs that are ready (or failed with retry_at <= now, or
         in_progress with an expired lease) to `owner`, oldest first, at most one job per
@@ -257,7 +273,9 @@ class MetadataStore(Protocol):
 
         With `healthy` (the storages healthy for the cluster, as the caller saw them), a
         job whose target - or, for `create`/`update`, source - is not in it is skipped
-        and left as it is (no attempt counted); None leases regardless of health."""
+        and left as it is (no attempt counted); None leases regardless of health. With
+        `max_per_target`, a target with that many unexpired leases (any owner) gets no
+        more this time."""
         ...
 
     async def renew_leases(self, owner: str, job_ids: list[int], now: float, lease_seconds: float) -> None:
@@ -367,4 +385,64 @@ class MetadataStore(Protocol):
 
     async def all_open_intents(self) -> list[WriteIntent]:
         """Every write intent begun and not yet finished, oldest deadline first."""
+        ...
+
+    # --- reconciler and verifier ----------------------------------------------------
+    async def schedule_repairs(self, items: list[RepairItem], now: float) -> list[str]:
+        """An `update` job from the current primary for each replica (see
+        `cluster.metadata.repair`); one outcome per item: "scheduled" or why not."""
+        ...
+
+    async def retry_jobs(self, job_ids: list[int], all_dead: bool, now: float) -> list[int]:
+        """Dead or failed jobs (by id, or every dead one) become ready, attempts reset;
+        returns the ids retried."""
+        ...
+
+    async def clear_needs_verify(self, replicas: list[tuple[str, str]], now: float) -> int:
+        """Clear the checksum flag of these (repository_id, storage) replicas."""
+        ...
+
+    async def needs_verify(self, limit: int = 1000) -> list[tuple[str, str]]:
+        """Replicas flagged by a failed write, oldest id first."""
+        ...
+
+    async def prune_jobs(self, completed_before: float, limit: int) -> dict[str, int]:
+        """Delete up to `limit` old completed jobs and superseded dead/failed ones."""
+        ...
+
+    async def outdated_without_job(self, targets: list[str], per_target: int) -> list[tuple[str, str]]:
+        """Outdated replicas on `targets` without a waiting or running job (indexed)."""
+        ...
+
+    async def recently_dead(self, since: float) -> set[tuple[str, str]]:
+        """(repository_id, target) of update/create jobs dead since `since`."""
+        ...
+
+    async def repositories_after(self, after: str, limit: int) -> list[Repository]:
+        """A page of repositories by id, after the id `after` ("" for the first)."""
+        ...
+
+    async def repository_count(self) -> int: ...
+    async def replicas_on(self, storage: str, limit: int) -> list[Repository]:
+        """Up to `limit` repositories with a replica on `storage`."""
+        ...
+
+    async def storage_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(assigned replicas per storage, primaries per storage)."""
+        ...
+
+    async def failover_candidates(self, healthy: set[str], limit: int) -> list[Repository]:
+        """Repositories whose primary is not in `healthy` or is outdated (indexed)."""
+        ...
+
+    async def job_counts(self) -> dict[str, int]:
+        """Jobs per state, every job counted."""
+        ...
+
+    async def runnable_job_exists(self, now: float, healthy: set[str]) -> bool:
+        """Whether some job is leasable now with all its storages in `healthy`."""
+        ...
+
+    async def repository_paths(self, repository_ids: list[str]) -> dict[str, str]:
+        """repository_id -> relative_path for the ids that exist."""
         ...

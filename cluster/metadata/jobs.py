@@ -33,6 +33,8 @@ from cluster.metadata.api import ChangeType, JobState
 from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 
 COMPLETED_RETENTION = 3600.0
+# Candidates `lease_jobs` reads at a time.
+LEASE_PAGE = 256
 
 JOB_COLUMNS = (
     "id, repository_id, change, source, target, source_generation, state, attempts, lease_owner,"
@@ -88,49 +90,67 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
     not in it (see `needs`) is skipped and left untouched - no lease, no attempt counted,
     its (repository, target) not blocked - so jobs for live nodes are not starved behind
     it. Without `healthy`, every leasable job is eligible (commands logged before the
-    argument existed apply as they did)."""
+    argument existed apply as they did). With `max_per_target`, a target storage that
+    already has that many unexpired leases gets no more (bounded parallelism per node).
+
+    Candidates are read a page at a time in id order, with the health filter in SQL,
+    until `limit` jobs are leased: the cost follows what is leased (plus what is
+    skipped for a busy repository), not the length of the queue."""
     owner, now, limit = a["owner"], float(a["now"]), int(a["limit"])
     expires = now + float(a["lease_seconds"])
     max_attempts = int(a.get("max_attempts", 5))
-    healthy = None if a.get("healthy") is None else {str(s) for s in a["healthy"]}
-    busy = {
-        (r, t)
-        for r, t in conn.execute(
-            "SELECT repository_id, target FROM replication_jobs WHERE state = ? AND lease_expires_at > ?",
-            (JobState.IN_PROGRESS, now),
-        )
-    }
-    candidates = conn.execute(
-        "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
-        " WHERE state = ? OR (state = ? AND retry_at <= ?) OR (state = ? AND lease_expires_at <= ?)"
-        " ORDER BY id",
-        (JobState.READY, JobState.FAILED, now, JobState.IN_PROGRESS, now),
-    ).fetchall()
+    healthy = None if a.get("healthy") is None else sorted({str(s) for s in a["healthy"]})
+    per_target = int(a["max_per_target"]) if a.get("max_per_target") else None
+    busy: set[tuple[str, str]] = set()
+    running: dict[str, int] = {}
+    for r, t in conn.execute(
+        "SELECT repository_id, target FROM replication_jobs WHERE state = ? AND lease_expires_at > ?",
+        (JobState.IN_PROGRESS, now),
+    ):
+        busy.add((r, t))
+        running[t] = running.get(t, 0) + 1
+    where = "(state = ? OR (state = ? AND retry_at <= ?) OR (state = ? AND lease_expires_at <= ?))"
+    params: list[Any] = [JobState.READY, JobState.FAILED, now, JobState.IN_PROGRESS, now]
+    if healthy is not None:
+        marks = ",".join("?" * len(healthy))
+        where += f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks}))"
+        params += [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
     leased: list[int] = []
-    for job_id, rid, change, source, target, state, tries in candidates:
-        attempts = tries
-        if len(leased) >= limit:
-            break
-        if (rid, target) in busy:
-            continue
-        if healthy is not None and not needs(change, source, target) <= healthy:
-            continue
-        if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
-            attempts += 1
-            if attempts >= max_attempts:
-                conn.execute(
-                    "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '',"
-                    " last_error = 'lease expired', updated_at = ? WHERE id = ?",
-                    (JobState.DEAD, attempts, now, job_id),
-                )
+    after = -1
+    while len(leased) < limit:
+        page = conn.execute(
+            "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
+            f" WHERE {where} AND id > ? ORDER BY id LIMIT ?",
+            (*params, after, LEASE_PAGE),
+        ).fetchall()
+        for job_id, rid, _change, _source, target, state, tries in page:
+            if len(leased) >= limit:
+                break
+            if (rid, target) in busy:
                 continue
-        conn.execute(
-            "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = ?, lease_expires_at = ?,"
-            " updated_at = ? WHERE id = ?",
-            (JobState.IN_PROGRESS, attempts, owner, expires, now, job_id),
-        )
-        busy.add((rid, target))
-        leased.append(job_id)
+            if per_target is not None and running.get(target, 0) >= per_target:
+                continue
+            attempts = tries
+            if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
+                attempts += 1
+                if attempts >= max_attempts:
+                    conn.execute(
+                        "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '',"
+                        " last_error = 'lease expired', updated_at = ? WHERE id = ?",
+                        (JobState.DEAD, attempts, now, job_id),
+                    )
+                    continue
+            conn.execute(
+                "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = ?, lease_expires_at = ?,"
+                " updated_at = ? WHERE id = ?",
+                (JobState.IN_PROGRESS, attempts, owner, expires, now, job_id),
+            )
+            busy.add((rid, target))
+            running[target] = running.get(target, 0) + 1
+            leased.append(job_id)
+        if len(page) < LEASE_PAGE:
+            break
+        after = page[-1][0]
     return [_load(conn, job_id) for job_id in leased]
 
 

@@ -68,19 +68,24 @@ def intent_from_dict(d: dict[str, Any]) -> WriteIntent:
 async def _repositories(
     db: aiosqlite.Connection, where: str = "", params: tuple[Any, ...] = ()
 ) -> list[Repository]:
-    rows = await db.execute_fetchall(
-        f"SELECT {_REPO_COLUMNS} FROM repositories {where} ORDER BY relative_path", params
-    )
+    order = "" if "ORDER BY" in where else " ORDER BY relative_path"
+    rows = list(await db.execute_fetchall(f"SELECT {_REPO_COLUMNS} FROM repositories {where}{order}", params))
     if not rows:
         return []
     replicas: dict[str, list[Replica]] = defaultdict(list)
-    ids = [r[0] for r in rows]
-    marks = ",".join("?" * len(ids))
-    for rid, storage, gen in await db.execute_fetchall(
-        f"SELECT repository_id, storage, generation FROM replicas WHERE repository_id IN ({marks})"
-        " ORDER BY storage",
-        ids,
-    ):
+    if len(rows) == 1:  # the common case: one repository, by its primary key
+        found = await db.execute_fetchall(
+            "SELECT repository_id, storage, generation FROM replicas WHERE repository_id = ?"
+            " ORDER BY storage",
+            (rows[0][0],),
+        )
+    else:  # a subquery, not one parameter per repository (SQLite caps parameters)
+        found = await db.execute_fetchall(
+            "SELECT repository_id, storage, generation FROM replicas WHERE repository_id IN"
+            f" (SELECT repository_id FROM repositories {where}) ORDER BY storage",
+            params,
+        )
+    for rid, storage, gen in found:
         replicas[rid].append(Replica(storage, gen))
     return [Repository(*r, replicas=tuple(replicas[r[0]])) for r in rows]  # type: ignore[misc]
 
@@ -154,11 +159,22 @@ async def valid_primaries(
 async def dataloss(
     db: aiosqlite.Connection, now: float, window: float, include_partial: bool
 ) -> tuple[list[Repository], list[Repository]]:
-    """(unavailable, partially available) repositories; see `MetadataStore.dataloss`."""
+    """(unavailable, partially available) repositories; see `MetadataStore.dataloss`.
+
+    Only repositories with a replica on an unhealthy storage or an outdated replica can
+    be either, so they are found through the `replicas_by_storage` and
+    `outdated_replicas` indexes: the cost follows the answer, not the repository count."""
     healthy = await healthy_storages(db, now, window)
+    ids: set[str] = {r for (r,) in await db.execute_fetchall("SELECT repository_id FROM outdated_replicas")}
+    for (storage,) in await db.execute_fetchall("SELECT name FROM storages"):
+        if storage not in healthy:
+            rows = await db.execute_fetchall(
+                "SELECT repository_id FROM replicas WHERE storage = ?", (storage,)
+            )
+            ids.update(r for (r,) in rows)
     unavailable: list[Repository] = []
     partial: list[Repository] = []
-    for repo in await _repositories(db):
+    for repo in await repositories_by_ids(db, sorted(ids)):
         current = set(repo.up_to_date())
         if not current & healthy:
             unavailable.append(repo)
@@ -167,6 +183,15 @@ async def dataloss(
         ):
             partial.append(repo)
     return unavailable, partial
+
+
+async def repositories_by_ids(db: aiosqlite.Connection, repository_ids: list[str]) -> list[Repository]:
+    """The repositories with these ids that exist, by relative path (one parameter)."""
+    if not repository_ids:
+        return []
+    return await _repositories(
+        db, "WHERE repository_id IN (SELECT value FROM json_each(?))", (json.dumps(repository_ids),)
+    )
 
 
 async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
@@ -206,10 +231,11 @@ async def list_jobs(db: aiosqlite.Connection, states: list[JobState] | None, lim
     return [job_from_dict(job_dict(tuple(r))) for r in await db.execute_fetchall(sql, params)]
 
 
-async def needs_verify(db: aiosqlite.Connection) -> list[tuple[str, str]]:
-    """(repository_id, storage) pairs flagged by a failed write: compare checksums."""
+async def needs_verify(db: aiosqlite.Connection, limit: int = 1000) -> list[tuple[str, str]]:
+    """Up to `limit` (repository_id, storage) pairs flagged by a failed write: compare
+    checksums (a partial index holds exactly the flagged rows)."""
     rows = await db.execute_fetchall(
-        "SELECT repository_id, storage FROM replicas WHERE needs_verify = 1 ORDER BY 1, 2"
+        "SELECT repository_id, storage FROM replicas WHERE needs_verify = 1 ORDER BY 1, 2 LIMIT ?", (limit,)
     )
     return [(r, s) for r, s in rows]
 
@@ -221,3 +247,147 @@ async def all_open_intents(db: aiosqlite.Connection) -> list[WriteIntent]:
         " WHERE result IS NULL ORDER BY deadline, intent_id"
     )
     return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+
+
+# --- reconciler, verifier, scale (indexed: no scan of every repository) -------------
+
+
+async def outdated_without_job(
+    db: aiosqlite.Connection, targets: list[str], per_target: int
+) -> list[tuple[str, str]]:
+    """Up to `per_target` (repository_id, storage) per storage in `targets`: replicas
+    below their repository's generation (the `outdated_replicas` index) with no update
+    or create job ready, failed or in progress for them (a dead job does not count)."""
+    out: list[tuple[str, str]] = []
+    for storage in targets:
+        rows = await db.execute_fetchall(
+            "SELECT o.repository_id FROM outdated_replicas o WHERE o.storage = ? AND NOT EXISTS ("
+            " SELECT 1 FROM replication_jobs j WHERE j.repository_id = o.repository_id"
+            " AND j.target = o.storage AND j.state IN (?, ?, ?) AND j.change IN (?, ?))"
+            " ORDER BY o.repository_id LIMIT ?",
+            (
+                storage,
+                JobState.READY,
+                JobState.FAILED,
+                JobState.IN_PROGRESS,
+                ChangeType.UPDATE,
+                ChangeType.CREATE,
+                per_target,
+            ),
+        )
+        out += [(r[0], storage) for r in rows]
+    return out
+
+
+async def recently_dead(db: aiosqlite.Connection, since: float) -> set[tuple[str, str]]:
+    """(repository_id, target) of update/create jobs that died at or after `since`."""
+    rows = await db.execute_fetchall(
+        "SELECT repository_id, target FROM replication_jobs WHERE state = ? AND updated_at >= ?"
+        " AND change IN (?, ?)",
+        (JobState.DEAD, since, ChangeType.UPDATE, ChangeType.CREATE),
+    )
+    return {(r, t) for r, t in rows}
+
+
+async def repositories_after(db: aiosqlite.Connection, after: str, limit: int) -> list[Repository]:
+    """Up to `limit` repositories with an id greater than `after`, by id (a cursor that
+    walks every repository a page at a time)."""
+    return await _repositories(db, "WHERE repository_id > ? ORDER BY repository_id LIMIT ?", (after, limit))
+
+
+async def repository_count(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM repositories"))
+    return int(rows[0][0])
+
+
+async def storage_counts(db: aiosqlite.Connection) -> tuple[dict[str, int], dict[str, int]]:
+    """(assigned replicas per storage, primaries per storage): two GROUP BYs on indexes."""
+    replicas = await db.execute_fetchall("SELECT storage, COUNT(*) FROM replicas GROUP BY storage")
+    primaries = await db.execute_fetchall('SELECT "primary", COUNT(*) FROM repositories GROUP BY "primary"')
+    return {s: n for s, n in replicas}, {s: n for s, n in primaries}
+
+
+async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit: int) -> list[Repository]:
+    """Up to `limit` repositories whose primary is not in `healthy` or is outdated and
+    that have a healthy up-to-date replica to move it to (the `repositories_by_primary`,
+    `replicas_by_storage` and `outdated_replicas` indexes; the cost follows the answer).
+    Unavailable repositories are left out, so they never crowd out movable ones."""
+    names = json.dumps(sorted(healthy))
+    movable = (
+        "EXISTS (SELECT 1 FROM replicas c WHERE c.repository_id = r.repository_id"
+        " AND c.storage IN (SELECT value FROM json_each(?)) AND NOT EXISTS (SELECT 1 FROM"
+        " outdated_replicas x WHERE x.repository_id = c.repository_id AND x.storage = c.storage))"
+    )
+    known = [s for (s,) in await db.execute_fetchall("SELECT name FROM storages ORDER BY name")]
+    ids: dict[str, None] = {}
+    for storage in known:
+        if storage in healthy or len(ids) >= limit:
+            continue
+        rows = await db.execute_fetchall(
+            f'SELECT r.repository_id FROM repositories r WHERE r."primary" = ? AND {movable}'
+            " ORDER BY r.repository_id LIMIT ?",
+            (storage, names, limit - len(ids)),
+        )
+        ids.update((r[0], None) for r in rows)
+    if len(ids) < limit:
+        rows = await db.execute_fetchall(
+            "SELECT r.repository_id FROM outdated_replicas o JOIN repositories r"
+            f' ON r.repository_id = o.repository_id AND r."primary" = o.storage WHERE {movable}'
+            " ORDER BY r.repository_id LIMIT ?",
+            (names, limit - len(ids)),
+        )
+        ids.update((r[0], None) for r in rows)
+    return await repositories_by_ids(db, list(ids))
+
+
+async def job_counts(db: aiosqlite.Connection) -> dict[str, int]:
+    """Jobs per state (every job counted; the `jobs_by_state` index)."""
+    rows = await db.execute_fetchall("SELECT state, COUNT(*) FROM replication_jobs GROUP BY state")
+    return {s: n for s, n in rows}
+
+
+async def runnable_job_exists(db: aiosqlite.Connection, now: float, healthy: set[str]) -> bool:
+    """Whether `lease_jobs` with this `healthy` set could lease a job at `now`: one
+    leasable job (ready, failed and due, in progress with an expired lease) whose
+    storages are all healthy. Uses the state index; no per-job work in Python."""
+    if not healthy:
+        return False
+    names = sorted(healthy)
+    marks = ",".join("?" * len(names))
+    rows = await db.execute_fetchall(
+        "SELECT 1 FROM replication_jobs WHERE (state = ? OR (state = ? AND retry_at <= ?)"
+        " OR (state = ? AND lease_expires_at <= ?))"
+        f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks})) LIMIT 1",
+        (
+            JobState.READY,
+            JobState.FAILED,
+            now,
+            JobState.IN_PROGRESS,
+            now,
+            *names,
+            ChangeType.CREATE,
+            ChangeType.UPDATE,
+            *names,
+        ),
+    )
+    return bool(rows)
+
+
+async def repository_paths(db: aiosqlite.Connection, repository_ids: list[str]) -> dict[str, str]:
+    """repository_id -> relative_path for the given ids that exist (one parameter)."""
+    rows = await db.execute_fetchall(
+        "SELECT repository_id, relative_path FROM repositories"
+        " WHERE repository_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(set(repository_ids))),),
+    )
+    return {r: p for r, p in rows}
+
+
+async def replicas_on(db: aiosqlite.Connection, storage: str, limit: int) -> list[Repository]:
+    """Up to `limit` repositories with a replica assigned on `storage` (by id)."""
+    return await _repositories(
+        db,
+        "WHERE repository_id IN (SELECT repository_id FROM replicas WHERE storage = ?"
+        " ORDER BY repository_id LIMIT ?) ORDER BY repository_id",
+        (storage, limit),
+    )

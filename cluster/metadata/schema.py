@@ -77,6 +77,18 @@ CREATE TABLE IF NOT EXISTS health_votes (
     updated_at REAL NOT NULL,
     PRIMARY KEY (proxy, storage)
 );
+-- Derived: the assigned replicas whose generation is below their repository's
+-- (max over its replicas), kept by the triggers below on every change of `replicas`,
+-- so the reconciler and the elector find them without scanning every repository.
+CREATE TABLE IF NOT EXISTS outdated_replicas (
+    repository_id TEXT NOT NULL,
+    storage       TEXT NOT NULL,
+    PRIMARY KEY (repository_id, storage)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS replicas_by_storage ON replicas (storage, repository_id);
+CREATE INDEX IF NOT EXISTS replicas_needs_verify ON replicas (repository_id, storage) WHERE needs_verify = 1;
+CREATE INDEX IF NOT EXISTS repositories_by_primary ON repositories ("primary");
+CREATE INDEX IF NOT EXISTS jobs_by_state_updated ON replication_jobs (state, updated_at);
 -- Command ids already applied, with their result: a retried command applies once.
 CREATE TABLE IF NOT EXISTS applied_commands (
     seq        INTEGER PRIMARY KEY,
@@ -95,7 +107,38 @@ STATE_TABLES = (
     "write_intents",
     "health_votes",
     "applied_commands",
+    "outdated_replicas",
 )
+
+
+def _refresh_outdated(ref: str) -> str:
+    """Trigger body: recompute the outdated replicas of repository `ref`.repository_id."""
+    return f"""
+    DELETE FROM outdated_replicas WHERE repository_id = {ref}.repository_id;
+    INSERT INTO outdated_replicas (repository_id, storage)
+        SELECT repository_id, storage FROM replicas WHERE repository_id = {ref}.repository_id
+        AND generation < (SELECT MAX(generation) FROM replicas WHERE repository_id = {ref}.repository_id);
+"""
+
+
+TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS replicas_outdated_insert AFTER INSERT ON replicas
+BEGIN {_refresh_outdated("NEW")} END;
+CREATE TRIGGER IF NOT EXISTS replicas_outdated_update AFTER UPDATE OF generation ON replicas
+BEGIN {_refresh_outdated("NEW")} END;
+CREATE TRIGGER IF NOT EXISTS replicas_outdated_delete AFTER DELETE ON replicas
+BEGIN {_refresh_outdated("OLD")} END;
+"""
+
+# Rebuild of the derived table from `replicas` (a database written before it existed).
+REBUILD_OUTDATED = """
+DELETE FROM outdated_replicas;
+INSERT INTO outdated_replicas (repository_id, storage)
+    SELECT r.repository_id, r.storage FROM replicas r
+    JOIN (SELECT repository_id, MAX(generation) AS g FROM replicas GROUP BY repository_id) m
+      ON m.repository_id = r.repository_id
+    WHERE r.generation < m.g;
+"""
 
 
 def connect(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
@@ -116,13 +159,19 @@ ADDED_COLUMNS = (("write_intents", "fence", "TEXT"),)
 
 
 def create(conn: sqlite3.Connection) -> None:
-    """Create every table (idempotent), add columns an older database lacks, and stamp
-    the schema version."""
+    """Create every table, index and trigger (idempotent), add columns an older database
+    lacks, and stamp the schema version.
+
+    Also rebuilds `outdated_replicas` from `replicas` (a pure function of them, so every
+    member gets the same rows whenever it runs this): call it again after restoring a
+    snapshot that may predate the table."""
     conn.executescript(DDL)
     for table, column, declaration in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    conn.executescript(TRIGGERS)
+    conn.executescript(f"BEGIN; {REBUILD_OUTDATED} COMMIT;")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 

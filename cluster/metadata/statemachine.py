@@ -37,7 +37,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from cluster.metadata import handlers, jobs, writes
+from cluster.metadata import handlers, jobs, repair, writes
 from cluster.metadata.handlers import CommandError
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,11 @@ HANDLERS: dict[str, Handler] = {
     "fail_job": jobs.fail_job,
     # operator commands (gitraft CLI)
     "track_repository": handlers.track_repository,
+    # reconciler and verifier (cluster.metadata.repair)
+    "schedule_repairs": repair.schedule_repairs,
+    "retry_jobs": repair.retry_jobs,
+    "prune_jobs": repair.prune_jobs,
+    "clear_needs_verify": repair.clear_needs_verify,
 }
 
 

@@ -39,6 +39,7 @@ from cluster.metadata.api import (
     Job,
     JobState,
     RaftStatus,
+    RepairItem,
     Repository,
     Storage,
     WriteIntent,
@@ -297,7 +298,13 @@ class RaftMetadataStore:
         return int(await self.submit("set_generation", args))
 
     async def lease_jobs(
-        self, owner: str, now: float, lease_seconds: float, limit: int, healthy: set[str] | None = None
+        self,
+        owner: str,
+        now: float,
+        lease_seconds: float,
+        limit: int,
+        healthy: set[str] | None = None,
+        max_per_target: int | None = None,
     ) -> list[Job]:
         args: dict[str, Any] = {
             "owner": owner,
@@ -308,6 +315,8 @@ class RaftMetadataStore:
         }
         if healthy is not None:  # sorted: the command's bytes do not depend on set order
             args["healthy"] = sorted(healthy)
+        if max_per_target:
+            args["max_per_target"] = max_per_target
         return [queries.job_from_dict(j) for j in await self.submit("lease_jobs", args)]
 
     async def renew_leases(self, owner: str, job_ids: list[int], now: float, lease_seconds: float) -> None:
@@ -423,6 +432,60 @@ class RaftMetadataStore:
 
     async def all_open_intents(self) -> list[WriteIntent]:
         return await queries.all_open_intents(self.db)
+
+    # --- reconciler and verifier (cluster.metadata.repair) -------------------------
+
+    async def schedule_repairs(self, items: list[RepairItem], now: float) -> list[str]:
+        args = {"now": now, "items": [dict(i) for i in items]}
+        return [str(r) for r in await self.submit("schedule_repairs", args)]
+
+    async def retry_jobs(self, job_ids: list[int], all_dead: bool, now: float) -> list[int]:
+        args = {"job_ids": [int(i) for i in job_ids], "all_dead": all_dead, "now": now}
+        return [int(i) for i in await self.submit("retry_jobs", args)]
+
+    async def clear_needs_verify(self, replicas: list[tuple[str, str]], now: float) -> int:
+        if not replicas:
+            return 0
+        return int(
+            await self.submit("clear_needs_verify", {"replicas": [list(r) for r in replicas], "now": now})
+        )
+
+    async def needs_verify(self, limit: int = 1000) -> list[tuple[str, str]]:
+        return await queries.needs_verify(self.db, limit)
+
+    async def prune_jobs(self, completed_before: float, limit: int) -> dict[str, int]:
+        args = {"completed_before": completed_before, "limit": limit}
+        return dict(await self.submit("prune_jobs", args))
+
+    async def outdated_without_job(self, targets: list[str], per_target: int) -> list[tuple[str, str]]:
+        return await queries.outdated_without_job(self.db, targets, per_target)
+
+    async def recently_dead(self, since: float) -> set[tuple[str, str]]:
+        return await queries.recently_dead(self.db, since)
+
+    async def repositories_after(self, after: str, limit: int) -> list[Repository]:
+        return await queries.repositories_after(self.db, after, limit)
+
+    async def repository_count(self) -> int:
+        return await queries.repository_count(self.db)
+
+    async def replicas_on(self, storage: str, limit: int) -> list[Repository]:
+        return await queries.replicas_on(self.db, storage, limit)
+
+    async def storage_counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        return await queries.storage_counts(self.db)
+
+    async def failover_candidates(self, healthy: set[str], limit: int) -> list[Repository]:
+        return await queries.failover_candidates(self.db, healthy, limit)
+
+    async def job_counts(self) -> dict[str, int]:
+        return await queries.job_counts(self.db)
+
+    async def runnable_job_exists(self, now: float, healthy: set[str]) -> bool:
+        return await queries.runnable_job_exists(self.db, now, healthy)
+
+    async def repository_paths(self, repository_ids: list[str]) -> dict[str, str]:
+        return await queries.repository_paths(self.db, repository_ids)
 
 
 def _resolve(future: asyncio.Future[tuple[Any, int]], value: tuple[Any, int]) -> None:

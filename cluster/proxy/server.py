@@ -5,8 +5,9 @@
 2. starts the metadata store and waits until a barrier commits (a Raft leader is known
    and this member caught up), registers the configured nodes (`register_storage`);
 3. runs one health round (so this proxy's votes are in Raft), then starts the health,
-   replication, intent-repair and elector loops (the last two act only while this
-   proxy leads Raft) and the git HTTP gateway (pointed at this proxy's own gRPC port);
+   replication, intent-repair, elector, reconciler and verifier loops (all but the
+   first two act only while this proxy leads Raft) and the git HTTP gateway
+   (pointed at this proxy's own gRPC port);
 4. reports SERVING.
 
 `stop()` reverses it: NOT_SERVING, gateway, gRPC server (RPCs in flight get
@@ -34,9 +35,11 @@ from cluster.intents import IntentRepairer
 from cluster.metadata.api import MetadataStore
 from cluster.metrics import MetricsServer, ProxyMetrics
 from cluster.nodes import NodePool
+from cluster.reconciler import Reconciler
 from cluster.replicator import Replicator
 from cluster.repositories import Repositories
 from cluster.router import Registry
+from cluster.verifier import Verifier
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
 from common.interceptors import ErrorInterceptor
@@ -79,6 +82,7 @@ class ProxyServer:
             metrics=self.metrics,
             workers=config.replication_workers,
             lease_seconds=config.lease_seconds,
+            per_target=config.replication_per_target,
         )
         self.coordinator = Coordinator(
             proxy_name=config.name,
@@ -102,6 +106,26 @@ class ProxyServer:
         )
         self.intents = IntentRepairer(self.coordinator, config.intent_repair_interval)
         self.elector = Elector(self.store, config.failover_interval)
+        self.reconciler = Reconciler(
+            store=self.store,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            interval=config.reconcile_interval,
+            batch=config.reconcile_batch,
+            exists_batch=config.reconcile_exists_batch,
+            dead_retry_after=config.reconcile_dead_retry_after,
+            reassign_after=config.reassign_after,
+            on_jobs_scheduled=self.replicator.wake,
+        )
+        self.verifier = Verifier(
+            store=self.store,
+            nodes=self.nodes,
+            metrics=self.metrics,
+            interval=config.verify_interval,
+            tick=config.verify_tick,
+            max_per_round=config.verify_max_per_round,
+            on_jobs_scheduled=self.replicator.wake,
+        )
         self.health = health.aio.HealthServicer()
         self.server = self._build_server()
         self.gateway: Gateway | None = None
@@ -125,6 +149,7 @@ class ProxyServer:
             peer_names=self.config.peer_names,
             nodes=self.nodes,
             replication_factor=self.config.replication_factor,
+            verifier=self.verifier,
         )
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(admin, server)
         transaction_pb2_grpc.add_TransactionServiceServicer_to_server(Transactions(), server)
@@ -154,6 +179,8 @@ class ProxyServer:
             asyncio.create_task(self.replicator.run(self._stop), name="replicator"),
             asyncio.create_task(self.intents.run(self._stop), name="intents"),
             asyncio.create_task(self.elector.run(self._stop), name="elector"),
+            asyncio.create_task(self.reconciler.run(self._stop), name="reconciler"),
+            asyncio.create_task(self.verifier.run(self._stop), name="verifier"),
         ]
         if self.config.http_addr:
             self.gateway = Gateway(

@@ -1,0 +1,181 @@
+"""The reconciler's metadata: the outdated-replicas index, repairs from the primary,
+retries of dead jobs, pruning, and leases that do not starve behind a stopped node."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from cluster.metadata.api import ChangeType, JobState, RepairItem
+from cluster.metrics import ProxyMetrics
+from cluster.nodes import NodePool
+from cluster.replicator import Replicator
+from tests.unit.helpers import local_store
+from tests.unit.test_router_coordinator import LocalStore
+
+NOW = 1000.0
+
+
+async def written(store: LocalStore, rid: str, storages: list[str], n: int = 1) -> None:
+    """Create `rid` on `storages` (primary first) and write it `n` times on the primary."""
+    await store.create_repository(rid, f"{rid}.git", f"@cluster/{rid}.git", storages, storages[0], 3, NOW)
+    for i in range(n):
+        await store.begin_write(f"{rid}-{i}", rid, [storages[0]], "p1", NOW + 60)
+        await store.finish_write(f"{rid}-{i}", [storages[0]], [], NOW)
+
+
+async def test_outdated_index_follows_generations(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        await written(store, "r1", ["a", "b", "c"])
+        assert sorted(await store.outdated_without_job(["a", "b", "c"], 10)) == []  # jobs wait
+        jobs = await store.lease_jobs("w", NOW, 30, 10)
+        for job in jobs:
+            await store.fail_job(job.id, "w", "boom", NOW, NOW)
+        # failed jobs are live: nothing to reconcile yet
+        assert await store.outdated_without_job(["b", "c"], 10) == []
+        await store.retry_jobs([], True, NOW)  # nothing dead: no change
+        leased = await store.lease_jobs("w", NOW + 1, 30, 10)
+        for job in leased:
+            await store.fail_job(job.id, "w", "boom again", NOW + 1, NOW + 1)
+        states = {j.target: j.state for j in await store.list_jobs(None, 10)}
+        assert set(states.values()) == {JobState.FAILED}
+
+
+async def test_dead_job_then_fresh_work_then_superseded(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        await written(store, "r1", ["a", "b"])
+        (job,) = await store.lease_jobs("w", NOW, 30, 10)
+        dead = await store.fail_job(job.id, "w", "disk on fire", NOW, NOW)
+        assert dead.state is JobState.DEAD and dead.last_error == "disk on fire"
+        assert await store.outdated_without_job(["b"], 10) == [("r1", "b")]
+        assert await store.recently_dead(NOW - 1) == {("r1", "b")}
+        item = RepairItem(repository_id="r1", storage="b", reset=False, generation=-1)
+        assert await store.schedule_repairs([item], NOW) == ["scheduled"]
+        assert await store.schedule_repairs([item], NOW) == ["job waiting"]
+        fresh = await store.lease_jobs("w", NOW + 1, 30, 10)
+        assert [(j.source, j.target, j.source_generation) for j in fresh] == [("a", "b", 0)]
+        await store.complete_job(fresh[0].id, "w", NOW + 1)
+        assert await store.schedule_repairs([item], NOW) == ["up to date"]
+        pruned = await store.prune_jobs(NOW - 3600, 100)
+        assert pruned["superseded"] == 1  # the dead job: its target now holds its generation
+        assert [j.state for j in await store.list_jobs(None, 10)] == [JobState.COMPLETED]
+
+
+async def test_reset_repairs_from_the_primary_and_drops_the_generation(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        await written(store, "r1", ["a", "b", "c"])
+        for job in await store.lease_jobs("w", NOW, 30, 10):
+            await store.complete_job(job.id, "w", NOW)
+        repo = await store.get_repository_by_id("r1")
+        assert repo is not None and repo.up_to_date() == ("a", "b", "c")
+        stale = RepairItem(repository_id="r1", storage="b", reset=True, generation=5)
+        assert await store.schedule_repairs([stale], NOW) == ["changed meanwhile"]
+        primary = RepairItem(repository_id="r1", storage="a", reset=True, generation=0)
+        assert await store.schedule_repairs([primary], NOW) == ["is the primary"]
+        item = RepairItem(repository_id="r1", storage="b", reset=True, generation=0)
+        assert await store.schedule_repairs([item], NOW) == ["scheduled"]
+        repo = await store.get_repository_by_id("r1")
+        assert repo is not None and repo.up_to_date() == ("a", "c")
+        (job,) = await store.lease_jobs("w", NOW, 30, 10)
+        assert (job.change, job.source, job.target, job.source_generation) == (ChangeType.UPDATE, "a", "b", 0)
+
+
+async def test_retry_makes_dead_jobs_ready(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        await written(store, "r1", ["a", "b"])
+        (job,) = await store.lease_jobs("w", NOW, 30, 10)
+        await store.fail_job(job.id, "w", "nope", NOW, NOW)
+        assert await store.retry_jobs([job.id + 100], False, NOW) == []
+        assert await store.retry_jobs([], True, NOW) == [job.id]
+        (again,) = await store.list_jobs(None, 10)
+        assert (again.state, again.attempts, again.last_error) == (JobState.READY, 0, "nope")
+
+
+async def test_max_per_target_bounds_leases(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        for i in range(6):
+            await written(store, f"r{i}", ["a", "b"])
+        first = await store.lease_jobs("w", NOW, 30, 10, {"a", "b"}, max_per_target=2)
+        assert len(first) == 2
+        assert await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2) == []
+        await store.complete_job(first[0].id, "w", NOW)
+        assert len(await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2)) == 1
+
+
+class _NoNodes(Replicator):
+    """A replicator whose jobs succeed without a node (metadata only)."""
+
+    async def execute(self, job: object) -> None:
+        return None
+
+
+async def test_jobs_for_live_nodes_drain_behind_1200_for_a_stopped_one(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: s != "c") as store:
+        for i in range(1200):
+            await written(store, f"down{i:04d}", ["a", "c"])
+        for i in range(40):
+            await written(store, f"live{i:02d}", ["a", "b"])
+        replicator = _NoNodes(
+            owner="p1",
+            store=store,
+            nodes=NodePool("t"),
+            metrics=ProxyMetrics(),
+            workers=8,
+            lease_seconds=30,
+            clock=lambda: NOW,
+        )
+        for _ in range(20):
+            await replicator.round()
+            await asyncio.gather(*replicator._running.values())
+            await asyncio.sleep(0)  # the tasks' done callbacks free their worker slots
+        counts = await store.job_counts()
+        done = await store.list_jobs([JobState.COMPLETED], 100)
+        assert {j.target for j in done} == {"b"} and len(done) == 40, counts
+        assert counts == {"ready": 1200, "completed": 40}
+        gauge = replicator.metrics.queue_depth.labels(state="ready")._value.get()
+        assert gauge == 1200  # every waiting job counted, not the first 1,000
+
+
+async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
+    """storage_counts, failover_candidates, dataloss and the outdated index give what a
+    scan of every repository gives, on a state with every kind of replica."""
+    import random
+
+    from cluster.placement import counts
+
+    rng = random.Random(7)
+    async with local_store(tmp_path, healthy=lambda s: s != "c") as store:
+        for i in range(40):
+            storages = rng.sample(["a", "b", "c"], rng.randint(1, 3))
+            await written(store, f"r{i:02d}", storages, n=rng.randint(0, 2))
+        for job in await store.lease_jobs("w", NOW, 30, 25, {"a", "b", "c"}):
+            if rng.random() < 0.6:
+                await store.complete_job(job.id, "w", NOW)
+        repos = await store.list_repositories()
+        healthy = await store.healthy_storages(NOW)
+        assert await store.storage_counts() == counts(repos)
+        must_move = {
+            r.repository_id
+            for r in repos
+            if (r.primary not in healthy or r.primary not in r.up_to_date()) and set(r.up_to_date()) & healthy
+        }
+        assert {r.repository_id for r in await store.failover_candidates(healthy, 1000)} == must_move
+        assert must_move  # the state has some
+        outdated = {
+            (r.repository_id, x.storage) for r in repos for x in r.replicas if x.generation < r.generation
+        }
+        assert set(await store.outdated_without_job(["a", "b", "c"], 1000)) <= outdated
+        rows = await store.db.execute_fetchall("SELECT repository_id, storage FROM outdated_replicas")
+        assert {(r, s) for r, s in rows} == outdated and outdated
+        unavailable, partial = await store.dataloss(NOW, True)
+        want_unavailable = [r for r in repos if not set(r.up_to_date()) & healthy]
+        want_partial = [
+            r
+            for r in repos
+            if set(r.up_to_date()) & healthy
+            and any(x.storage not in r.up_to_date() or x.storage not in healthy for x in r.replicas)
+        ]
+        assert (unavailable, partial) == (want_unavailable, want_partial)
+        assert want_unavailable and want_partial
