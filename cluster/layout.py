@@ -82,7 +82,8 @@ def node_toml(
             token=token,
             metrics_addr=metrics_addr,
             log_level=log_level,
-        )
+        ),
+        omit=("tokens",),  # `token` alone; `tokens` is derived from it at load
     )
 
 

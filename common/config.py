@@ -100,15 +100,17 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def to_toml(config: Any) -> str:
-    """Serialise a config dataclass as TOML that `load_config` reads back unchanged.
+def to_toml(config: Any, omit: tuple[str, ...] = ()) -> str:
+    """Serialise a config dataclass as TOML that `load_config` reads back unchanged
+    (top-level keys in `omit` left out: ones derived from others at load).
 
     Scalars and lists of scalars are written as `key = value`; a nested dataclass or a
     mapping becomes a `[table]` (recursively); a list of dataclasses or mappings becomes
     an `[[array of tables]]`. `None` values are left out."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"{config!r} is not a dataclass instance")
-    return "\n".join(_table_lines(dataclasses.asdict(config), prefix="")).lstrip("\n") + "\n"
+    data = {k: v for k, v in dataclasses.asdict(config).items() if k not in omit}
+    return "\n".join(_table_lines(data, prefix="")).lstrip("\n") + "\n"
 
 
 def _is_section(value: Any) -> bool:

@@ -69,7 +69,9 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
             log.info("error message shortened for the client", extra={"method": method, "error": message})
         await context.abort(exc.code, safe)
     if isinstance(exc, NotImplementedError):  # a generated servicer's unimplemented method
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"method not implemented: {client_message(method)}")
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, f"method not implemented: {client_message(method)}"
+        )
     log.error("unhandled error in rpc", exc_info=exc, extra={"method": method})
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error (correlation id {correlation_id.get() or 'none'})"

@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from cluster.config import ProxyConfig
 from cluster.layout import ClusterLayout, ProxySpec, node_toml, write_private
 from cluster.ports import free_port
-from common.config import to_toml
 from cluster.processes import ManagedProcess, wait_healthy
+from common.config import to_toml
 
 
 class _ChildProcess:
