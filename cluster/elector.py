@@ -50,11 +50,16 @@ def choose_primary(repo: Repository, healthy: set[str], primaries: dict[str, int
 
 class Elector:
     def __init__(
-        self, store: MetadataStore, interval: float = 0.5, clock: Callable[[], float] = time.time
+        self,
+        store: MetadataStore,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        on_moved: Callable[[Failover], None] | None = None,
     ) -> None:
         self.store = store
         self.interval = interval
         self.clock = clock
+        self.on_moved = on_moved  # e.g. a metrics counter
 
     async def round(self) -> list[Failover]:
         """Move every primary that must move (leader only); returns what moved."""
@@ -80,6 +85,8 @@ class Elector:
             primaries[repo.primary] -= 1
             primaries[new] = primaries.get(new, 0) + 1
             moved.append(Failover(repo.relative_path, repo.primary, new))
+            if self.on_moved is not None:
+                self.on_moved(moved[-1])
             log.warning(
                 "primary moved",
                 extra={"repository": repo.relative_path, "old_primary": repo.primary, "new_primary": new},

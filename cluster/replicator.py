@@ -44,7 +44,7 @@ from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repos
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from common.errors import GitraftError
-from common.logs import correlation_id
+from common.logs import bind_fields, correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,13 @@ class Replicator:
         now = self.clock()
         states = [JobState.READY, JobState.FAILED, JobState.IN_PROGRESS]
         waiting = await self.store.list_jobs(states, 1000)
-        for state in states:
-            self.metrics.queue_depth.labels(state=str(state)).set(sum(j.state is state for j in waiting))
         healthy = await self.store.healthy_storages(now)
         if not any(runnable(j, now, healthy) for j in waiting):
             return []
         jobs = await self.store.lease_jobs(self.owner, now, self.lease_seconds, free, healthy)
         for job in jobs:
+            if job.attempts == 0:  # first start: queued -> started
+                self.metrics.replication_delay.labels(change=str(job.change)).observe(now - job.created_at)
             task = asyncio.get_running_loop().create_task(self._run_job(job))
             self._running[job.id] = task
             task.add_done_callback(self._finisher(job.id))
@@ -154,7 +154,9 @@ class Replicator:
         return finished
 
     async def _run_job(self, job: Job) -> None:
-        correlation_id.set(f"job-{job.id}-{job.attempts}")  # this task's context only
+        # This task's context only: the push that caused the job, else the job's own id.
+        correlation_id.set(str(job.params.get("correlation_id") or f"job-{job.id}-{job.attempts}"))
+        bind_fields(job_id=job.id, repository_id=job.repository_id, storage=job.target)
         started = time.monotonic()
         renew = asyncio.get_running_loop().create_task(self._renew(job))
         outcome = "ok"

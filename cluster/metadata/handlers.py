@@ -82,7 +82,13 @@ def next_job_id(conn: sqlite3.Connection) -> int:
 
 
 def schedule_update(
-    conn: sqlite3.Connection, repository_id: str, source: str, target: str, generation: int, now: float
+    conn: sqlite3.Connection,
+    repository_id: str,
+    source: str,
+    target: str,
+    generation: int,
+    now: float,
+    params: dict[str, str] | None = None,
 ) -> None:
     """An `update` job source -> target, merged into a waiting one for the same target.
 
@@ -101,7 +107,7 @@ def schedule_update(
             (source, generation, now, waiting[0]),
         )
         return
-    insert_job(conn, repository_id, ChangeType.UPDATE, source, target, generation, now)
+    insert_job(conn, repository_id, ChangeType.UPDATE, source, target, generation, now, params)
 
 
 def insert_job(
@@ -371,7 +377,8 @@ def finish_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
         )
         for target in gens:
             if target not in succeeded:
-                schedule_update(conn, rid, succeeded[0], target, generation, now)
+                cid = {"correlation_id": a["correlation_id"]} if a.get("correlation_id") else None
+                schedule_update(conn, rid, succeeded[0], target, generation, now, cid)
                 scheduled.append(target)
     conn.executemany(
         "UPDATE replicas SET needs_verify = 1 WHERE repository_id = ? AND storage = ?",
