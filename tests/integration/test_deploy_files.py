@@ -34,7 +34,7 @@ def tool(name: str) -> str:
 
 
 def run(*argv: str, cwd: Path = REPO_ROOT) -> str:
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, f"{argv!r} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -140,8 +140,8 @@ def test_compose_layout_keeps_raft_and_nodes_internal_and_secrets_out() -> None:
 def dockerfile_stages() -> list[list[str]]:
     stages: list[list[str]] = []
     text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         if line.upper().startswith("FROM "):
