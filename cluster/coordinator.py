@@ -459,6 +459,7 @@ class Coordinator:
         return forward_stream(self.nodes, info, storage, first, rest, call_timeout(context, limit))
 
     def _observe(self, info: MethodInfo, code: grpc.StatusCode, started: float) -> None:
+        log.info("rpc finished", extra={"method": info.path, "route": info.route_label, "code": code.name})
         self.metrics.rpcs.labels(method=info.path, route=info.route_label, code=code.name).inc()
         self.metrics.rpc_duration.labels(method=info.path, route=info.route_label).observe(
             time.monotonic() - started

@@ -120,6 +120,10 @@ class ProxyMetrics:
             buckets=_BUCKETS,
             registry=r,
         )
+        # Series that exist from the start (0), so rate() and increase() see the first event.
+        self.primary_changes.labels(reason="failover")
+        for action in ("unchanged", "bumped"):
+            self.intents_repaired.labels(action=action)
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
         self._state_gauges(r)
         ProcessCollector(registry=r)

@@ -10,6 +10,7 @@ registry on `/metrics` at host:port.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -18,6 +19,12 @@ from typing import Any
 import grpc
 from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from common.logs import CORRELATION_METADATA_KEY
+
+log = logging.getLogger("gitraft.access")
+# Health checks arrive every fraction of a second from every proxy: counted, not logged.
+_QUIET_PREFIX = "/grpc.health.v1."
 
 REQUESTS = Counter(
     "gitraft_grpc_requests_total",
@@ -37,6 +44,15 @@ def serve_metrics(addr: str) -> int:
     host, _, port = addr.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1")
     return int(server.server_address[1])
+
+
+def _correlation_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's correlation id (this interceptor runs outside the one that sets the
+    ContextVar, so it reads the metadata itself)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_METADATA_KEY and isinstance(value, str):
+            return value
+    return ""
 
 
 def _code_of(context: grpc.aio.ServicerContext) -> str:
@@ -62,9 +78,13 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self._wrap(handler, handler_call_details.method or "")
 
-    def _observe(self, method: str, start: float, code: str) -> None:
+    def _observe(self, method: str, start: float, code: str, context: grpc.aio.ServicerContext) -> None:
+        elapsed = time.monotonic() - start
         REQUESTS.labels(self._component, method, code).inc()
-        DURATION.labels(self._component, method).observe(time.monotonic() - start)
+        DURATION.labels(self._component, method).observe(elapsed)
+        if not method.startswith(_QUIET_PREFIX):  # one access-log line per RPC
+            extra = {"method": method, "code": code, "duration_ms": round(elapsed * 1000, 1)}
+            log.info("rpc finished", extra={**extra, "correlation_id": _correlation_of(context)})
 
     def _wrap(self, handler: Any, method: str) -> Any:
         kwargs = {
@@ -84,7 +104,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                     code = _code_of(context) if context.code() is not None else "CANCELLED"
                     raise
                 finally:
-                    self._observe(method, start, code)
+                    self._observe(method, start, code, context)
 
             if handler.unary_stream:
                 return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
@@ -102,7 +122,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 code = _code_of(context) if context.code() is not None else "UNKNOWN"
                 raise
             finally:
-                self._observe(method, start, code)
+                self._observe(method, start, code, context)
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
