@@ -85,6 +85,7 @@ from common.errors import (
     NotFoundError,
     UnavailableError,
 )
+from common.logs import bind_fields
 from gitraft.v1 import server_pb2
 
 log = logging.getLogger(__name__)
@@ -288,6 +289,7 @@ class Coordinator:
 
     async def lookup(self, relative_path: str, info: MethodInfo) -> Repository | None:
         """The repository after a (shared) barrier; NotFoundError unless RepositoryExists."""
+        bind_fields(repository=relative_path)  # this RPC's log lines name it
         await self.barrier.wait()
         repo = await self.store.get_repository(relative_path)
         if repo is None and info.path != EXISTS:
@@ -308,6 +310,7 @@ class Coordinator:
         candidates = [s for s in repo.up_to_date() if s in untried]
         storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
         self.metrics.reads.labels(storage=storage).inc()
+        bind_fields(storage=storage)
         return storage
 
     async def _storage_target(self, info: MethodInfo, request: message.Message) -> str:
@@ -333,6 +336,7 @@ class Coordinator:
         before it. When the check disagrees (the primary moved, the repository went),
         the intent is closed without change and routing starts over once. A refusal is
         only ever decided after a barrier."""
+        bind_fields(repository=relative_path)
         repo = await self.store.get_repository(relative_path)
         if repo is None:
             repo = await self.lookup(relative_path, info)
@@ -374,6 +378,7 @@ class Coordinator:
         OpenIntent.timeout), so that the leader's repair, which starts only after the
         deadline, sees the write's effect on the primary if there is any."""
         intent_id = uuid.uuid4().hex
+        bind_fields(storage=primary)
         margin = min(INTENT_MARGIN, self.write_intent_timeout / 4)
         remaining = time_remaining(context) or 0.0
         lifetime = max(self.write_intent_timeout, remaining + 2 * margin)

@@ -95,13 +95,14 @@ def test_metrics_move_with_pushes_reads_failover_and_data_loss(cluster: LocalClu
     ]
     assert len(gateway) == 2
     cid = gateway[-1]["correlation_id"]
-    proxy_lines = log_records(cluster.proxies["proxy-1"].log_path)
-    assert any(
-        r.get("msg") == "rpc finished"
-        and r.get("method", "").endswith("PostReceivePack")
-        and r.get("correlation_id") == cid
-        for r in proxy_lines
-    )
+    proxy_lines = [
+        r
+        for r in log_records(cluster.proxies["proxy-1"].log_path)
+        if r.get("msg") == "rpc finished" and r.get("method", "").endswith("PostReceivePack")
+    ]
+    assert [
+        (r["component"], r["repository"], r["storage"]) for r in proxy_lines if r["correlation_id"] == cid
+    ] == [("proxy", PATH, primary)]
     node_lines = log_records(cluster.nodes[primary].log_path)
     assert any(
         r.get("correlation_id") == cid and r.get("method", "").endswith("PostReceivePack") for r in node_lines
