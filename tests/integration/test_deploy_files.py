@@ -187,3 +187,20 @@ def test_compose_commands_run_the_image_entry_point(service: str) -> None:
     container_dir = mount.split(":")[1]
     assert command[2].startswith(container_dir + "/")
     assert (DEPLOY / "config" / Path(command[2]).name).is_file()
+
+
+def test_prometheus_scrapes_every_gitraft_service_on_its_metrics_port() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    jobs = {
+        j["job_name"]: [t for s in j["static_configs"] for t in s["targets"]]
+        for j in config["scrape_configs"]
+    }
+    compose = yaml.safe_load(COMPOSE.read_text())
+    expected: dict[str, list[str]] = {"gitraft-proxy": [], "gitraft-node": []}
+    for name in sorted(gitraft_services(compose)):
+        metrics = tomllib.loads((DEPLOY / "config" / f"{name}.toml").read_text())["metrics_addr"]
+        job = "gitraft-proxy" if name.startswith("proxy-") else "gitraft-node"
+        expected[job].append(f"{name}:{metrics.rsplit(':', 1)[1]}")
+    assert {k: sorted(v) for k, v in jobs.items() if k in expected} == expected
+    selected = set(re.findall(r'job=~?"([^"]+)"', RULES.read_text()))
+    assert selected and all(set(s.split("|")) <= set(expected) for s in selected)
