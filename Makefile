@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export GRPC_VERBOSITY ?= ERROR
 
-.PHONY: all venv test test-fast lint proto run chaos bench clean
+.PHONY: all venv test test-fast lint proto run chaos bench clean deploy-tools
 
 all: test
 
@@ -22,8 +22,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) deploy-tools
 	$(BIN)/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
+
+# The deploy tests need promtool + prometheus (Debian's `prometheus` package) and
+# docker-compose (Debian's 1.29, which validates a compose file without an engine).
+# Installed when missing (needs root and Debian's mirror, as in CI); never skipped.
+deploy-tools:
+	@missing=""; \
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt-get)"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)

@@ -92,6 +92,7 @@ from common.errors import (
     NotFoundError,
     UnavailableError,
 )
+from common.logs import bind_fields
 from gitraft.v1 import server_pb2
 
 log = logging.getLogger(__name__)
@@ -305,6 +306,7 @@ class Coordinator:
 
     async def lookup(self, relative_path: str, info: MethodInfo) -> Repository | None:
         """The repository after a (shared) barrier; NotFoundError unless RepositoryExists."""
+        bind_fields(repository=relative_path)  # this RPC's log lines name it
         await self.barrier.wait()
         repo = await self.store.get_repository(relative_path)
         if repo is None and info.path != EXISTS:
@@ -325,6 +327,7 @@ class Coordinator:
         candidates = [s for s in repo.up_to_date() if s in untried]
         storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
         self.metrics.reads.labels(storage=storage).inc()
+        bind_fields(storage=storage)
         return storage
 
     async def _storage_target(self, info: MethodInfo, request: message.Message) -> str:
@@ -350,6 +353,7 @@ class Coordinator:
         before it. When the check disagrees (the primary moved, the repository went),
         the intent is closed without change and routing starts over once. A refusal is
         only ever decided after a barrier."""
+        bind_fields(repository=relative_path)
         repo = await self.store.get_repository(relative_path)
         if repo is None:
             repo = await self.lookup(relative_path, info)
@@ -391,6 +395,7 @@ class Coordinator:
         OpenIntent.timeout), so that the leader's repair, which starts only after the
         deadline, sees the write's effect on the primary if there is any."""
         intent_id = uuid.uuid4().hex
+        bind_fields(storage=primary)
         margin = min(INTENT_MARGIN, self.write_intent_timeout / 4)
         remaining = time_remaining(context) or 0.0
         lifetime = max(self.write_intent_timeout, remaining + 2 * margin)
@@ -486,6 +491,7 @@ class Coordinator:
         return forward_stream(self.nodes, info, storage, first, rest, call_timeout(context, limit))
 
     def _observe(self, info: MethodInfo, code: grpc.StatusCode, started: float) -> None:
+        log.info("rpc finished", extra={"method": info.path, "route": info.route_label, "code": code.name})
         self.metrics.rpcs.labels(method=info.path, route=info.route_label, code=code.name).inc()
         self.metrics.rpc_duration.labels(method=info.path, route=info.route_label).observe(
             time.monotonic() - started

@@ -12,6 +12,11 @@ No child outlives the launcher: children die with it even when it is SIGKILLed
 (cluster.pdeathsig). Two launchers never share a data directory (an flock on
 `<data-dir>/.lock`).
 
+With `prometheus=True` (`gitraft dev --prometheus`) a real Prometheus (Debian's
+`prometheus` binary, `cluster.prometheus`) scrapes every process every second with the
+shipped alert rules; its URL is printed, its data lives under `<data-dir>/prometheus`,
+and it stops with the cluster.
+
 Exit codes: 0 after a clean stop, 1 when the cluster could not start (the reason and
 the failing child's log tail on stderr), 2 on a data directory that cannot be used.
 """
@@ -34,8 +39,9 @@ from typing import IO, Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, write_private
+from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, free_port_block, write_private
 from cluster.processes import ManagedProcess
+from cluster.prometheus import LocalPrometheus, PrometheusError
 
 LOCK_FILE = ".lock"
 # Seconds to wait for every child to serve, and for a child to stop after SIGTERM.
@@ -207,6 +213,7 @@ def run_dev(
     base_port: int | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    prometheus: bool = False,
 ) -> int:
     """Run the cluster until a stop signal; returns the exit code (module docstring)."""
     stop = threading.Event()
@@ -218,14 +225,42 @@ def run_dev(
                 if busy:
                     err.write(f"gitraft dev: ports already in use: {busy} (another cluster running?)\n")
                     return 2
-                return _run(layout, created, stop, out, err)
+                return _run(layout, created, stop, out, err, prometheus)
         except LayoutError as exc:
             err.write(f"gitraft dev: {exc}\n")
             return 2
 
 
-def _run(layout: ClusterLayout, created: bool, stop: threading.Event, out: TextIO, err: TextIO) -> int:
+def _start_prometheus(layout: ClusterLayout) -> LocalPrometheus:
+    """A Prometheus on a free loopback port scraping every process of `layout`."""
+    ports = free_port_block(1)
+    if not ports:
+        raise PrometheusError("no free port")
+    prom = LocalPrometheus(
+        layout.root / "prometheus",
+        proxies=[p.metrics_addr for p in layout.proxies],
+        nodes=[n.metrics_addr for n in layout.nodes],
+        port=ports[0],
+    )
+    prom.start()
+    try:
+        prom.wait_ready()
+    except PrometheusError:
+        prom.stop()
+        raise
+    return prom
+
+
+def _run(
+    layout: ClusterLayout,
+    created: bool,
+    stop: threading.Event,
+    out: TextIO,
+    err: TextIO,
+    prometheus: bool = False,
+) -> int:
     cluster = DevCluster(layout, stop, err)
+    prom: LocalPrometheus | None = None
     cluster_file = layout.root / CLUSTER_FILE
     with contextlib.suppress(FileNotFoundError):
         cluster_file.unlink()  # stale: left by a launcher that was killed
@@ -242,7 +277,15 @@ def _run(layout: ClusterLayout, created: bool, stop: threading.Event, out: TextI
             err.write(f"gitraft dev: the cluster did not start: {exc}\n")
             return 1
         write_cluster_file(layout, cluster.pids())
+        if prometheus:
+            try:
+                prom = _start_prometheus(layout)
+            except PrometheusError as exc:
+                err.write(f"gitraft dev: prometheus did not start: {exc}\n")
+                return 1
         out.write(ready_message(layout, cluster_file))
+        if prom is not None:
+            out.write(f"prometheus (alerts at {prom.url}/alerts): {prom.url}\n")
         out.flush()
         while not stop.wait(0.5):
             cluster.report_exits()
@@ -250,6 +293,8 @@ def _run(layout: ClusterLayout, created: bool, stop: threading.Event, out: TextI
         err.flush()
         return 0
     finally:
+        if prom is not None:
+            prom.stop()
         cluster.stop()
         with contextlib.suppress(FileNotFoundError):
             cluster_file.unlink()

@@ -57,11 +57,13 @@ class Elector:
         interval: float = 0.5,
         clock: Callable[[], float] = time.time,
         batch: int = 1000,
+        on_moved: Callable[[Failover], None] | None = None,
     ) -> None:
         self.batch = batch
         self.store = store
         self.interval = interval
         self.clock = clock
+        self.on_moved = on_moved  # e.g. a metrics counter
 
     async def round(self) -> list[Failover]:
         """Move every primary that must move (leader only); returns what moved."""
@@ -87,6 +89,8 @@ class Elector:
             primaries[repo.primary] -= 1
             primaries[new] = primaries.get(new, 0) + 1
             moved.append(Failover(repo.relative_path, repo.primary, new))
+            if self.on_moved is not None:
+                self.on_moved(moved[-1])
             log.warning(
                 "primary moved",
                 extra={"repository": repo.relative_path, "old_primary": repo.primary, "new_primary": new},

@@ -33,7 +33,7 @@ from aiohttp import web
 from cluster import gateway_http as gh
 from common.auth import Tokens, bearer_metadata
 from common.errors import InvalidArgumentError
-from common.logs import CORRELATION_METADATA_KEY, new_correlation_id
+from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,14 @@ class Gateway:
                 text="authentication required\n",
                 headers={"WWW-Authenticate": 'Basic realm="gitraft"'},
             )
+        token = correlation_id.set(new_correlation_id())  # forwarded upstream by _metadata
         try:
             return await handler(request)
         except InvalidArgumentError as exc:
             return _text(400, str(exc))
+        finally:
+            log.info("git http request", extra={"method": request.method, "path": request.path})
+            correlation_id.reset(token)
 
     async def _info_refs(self, request: web.Request) -> web.StreamResponse:
         service = request.query.get("service", "")
@@ -206,7 +210,10 @@ class Gateway:
         await response.write_eof()
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (*bearer_metadata(self._upstream_token), (CORRELATION_METADATA_KEY, new_correlation_id()))
+        return (
+            *bearer_metadata(self._upstream_token),
+            (CORRELATION_METADATA_KEY, correlation_id.get() or new_correlation_id()),
+        )
 
 
 async def _body_messages(request: web.Request, first: Any) -> AsyncIterator[Any]:

@@ -45,7 +45,7 @@ from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.periodic import run_periodically
 from common.errors import GitraftError
-from common.logs import correlation_id
+from common.logs import bind_fields, correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,6 @@ class Replicator:
         if free <= 0:
             return []
         now = self.clock()
-        counts = await self.store.job_counts()
-        for state in JobState:
-            self.metrics.queue_depth.labels(state=str(state)).set(counts.get(str(state), 0))
         healthy = await self.store.healthy_storages(now)
         if not await self.store.runnable_job_exists(now, healthy):
             return []
@@ -136,6 +133,8 @@ class Replicator:
             self.owner, now, self.lease_seconds, free, healthy, self.per_target or None
         )
         for job in jobs:
+            if job.attempts == 0:  # first start: queued -> started
+                self.metrics.replication_delay.labels(change=str(job.change)).observe(now - job.created_at)
             task = asyncio.get_running_loop().create_task(self._run_job(job))
             self._running[job.id] = task
             task.add_done_callback(self._finisher(job.id))
@@ -149,7 +148,9 @@ class Replicator:
         return finished
 
     async def _run_job(self, job: Job) -> None:
-        correlation_id.set(f"job-{job.id}-{job.attempts}")  # this task's context only
+        # This task's context only: the push that caused the job, else the job's own id.
+        correlation_id.set(str(job.params.get("correlation_id") or f"job-{job.id}-{job.attempts}"))
+        bind_fields(job_id=job.id, repository_id=job.repository_id, storage=job.target)
         started = time.monotonic()
         renew = asyncio.get_running_loop().create_task(self._renew(job))
         outcome = "ok"

@@ -2,6 +2,10 @@
 
 Every key has a default that suits a local cluster. Unknown keys, wrong types and
 unreadable or malformed files raise ConfigError naming the file and the key.
+
+Secrets need not sit in the file: for a string key `K` (e.g. `token`, `node_token`,
+the `[raft]` table's `password`), `K_file = "/run/secrets/x"` reads the value from that
+file (surrounding whitespace stripped). Giving both `K` and `K_file` is an error.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def from_dict(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
         raise TypeError(f"{cls!r} is not a dataclass")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    raw = _read_secret_files(raw, {n for n in names if hints[n] is str}, where)
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}")
@@ -59,6 +64,24 @@ def from_dict(cls: type[T], raw: dict[str, Any], where: str = "config") -> T:
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _read_secret_files(raw: dict[str, Any], strings: set[str], where: str) -> dict[str, Any]:
+    """`raw` with each `K_file` key (K a string field) replaced by K = the file's text."""
+    out = dict(raw)
+    for key in [k for k in raw if k.endswith("_file") and k.removesuffix("_file") in strings]:
+        name, path = key.removesuffix("_file"), out.pop(key)
+        if name in raw:
+            raise ConfigError(f"{where}: give {name!r} or {key!r}, not both")
+        if not isinstance(path, str):
+            raise ConfigError(f"{where}: {key}: expected a file path, got {path!r}")
+        try:
+            out[name] = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{where}: {key}: cannot read {path!r}: {getattr(exc, 'strerror', None) or exc}"
+            ) from exc
+    return out
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -18,12 +18,21 @@ for the whole process, `repository` summed over repositories):
 
 from __future__ import annotations
 
+import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from common.logs import CORRELATION_METADATA_KEY
+
+log = logging.getLogger("gitraft.access")
+# Health checks arrive every fraction of a second from every proxy: counted, not logged.
+_QUIET_PREFIX = "/grpc.health.v1."
 
 REQUESTS = Counter(
     "gitraft_grpc_requests_total",
@@ -61,6 +70,15 @@ def serve_metrics(addr: str) -> int:
     return int(server.server_address[1])
 
 
+def _correlation_of(context: grpc.aio.ServicerContext) -> str:
+    """The caller's correlation id (this interceptor runs outside the one that sets the
+    ContextVar, so it reads the metadata itself)."""
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_METADATA_KEY and isinstance(value, str):
+            return value
+    return ""
+
+
 def _code_of(context: grpc.aio.ServicerContext) -> str:
     code = context.code()
     if code is None:
@@ -84,9 +102,13 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         return self._wrap(handler, handler_call_details.method or "")
 
-    def _observe(self, method: str, start: float, code: str) -> None:
+    def _observe(self, method: str, start: float, code: str, context: grpc.aio.ServicerContext) -> None:
+        elapsed = time.monotonic() - start
         REQUESTS.labels(self._component, method, code).inc()
-        DURATION.labels(self._component, method).observe(time.monotonic() - start)
+        DURATION.labels(self._component, method).observe(elapsed)
+        if not method.startswith(_QUIET_PREFIX):  # one access-log line per RPC
+            extra = {"method": method, "code": code, "duration_ms": round(elapsed * 1000, 1)}
+            log.info("rpc finished", extra={**extra, "correlation_id": _correlation_of(context)})
 
     def _wrap(self, handler: Any, method: str) -> Any:
         kwargs = {
@@ -106,7 +128,7 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                     code = _code_of(context) if context.code() is not None else "CANCELLED"
                     raise
                 finally:
-                    self._observe(method, start, code)
+                    self._observe(method, start, code, context)
 
             if handler.unary_stream:
                 return grpc.unary_stream_rpc_method_handler(stream, **kwargs)
@@ -124,8 +146,71 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
                 code = _code_of(context) if context.code() is not None else "UNKNOWN"
                 raise
             finally:
-                self._observe(method, start, code)
+                self._observe(method, start, code, context)
 
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
         return grpc.stream_unary_rpc_method_handler(unary, **kwargs)
+
+
+# --- Storage nodes: git subprocesses and disk space (issue 12) ---------------------
+#
+#     gitraft_node_git_duration_seconds{command}        a git child's life, by subcommand
+#     gitraft_node_git_bytes_total{command, direction}  bytes into git's stdin ("in": pushed
+#                                                       packs) and out of its stdout ("out":
+#                                                       fetched packs, advertisements)
+#     gitraft_node_storage_free_bytes{storage}          free space for unprivileged users
+#     gitraft_node_storage_size_bytes{storage}          size of the storage's filesystem
+
+GIT_COMMANDS = frozenset(
+    {"upload-pack", "receive-pack", "fetch", "clone", "init", "pack-objects", "repack", "gc", "bundle"}
+)
+GIT_DURATION = Histogram(
+    "gitraft_node_git_duration_seconds",
+    "Run time of git child processes, by subcommand (other: any not listed).",
+    ["command"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+GIT_BYTES = Counter(
+    "gitraft_node_git_bytes",
+    "Bytes streamed into (in) and out of (out) git child processes.",
+    ["command", "direction"],
+)
+
+
+def git_command_label(command: str) -> str:
+    """A bounded label for a git subcommand."""
+    return command if command in GIT_COMMANDS else "other"
+
+
+class StorageSpaceCollector:
+    """Free and total bytes of each watched storage directory, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        free = GaugeMetricFamily(
+            "gitraft_node_storage_free_bytes", "Free bytes on the storage's filesystem", labels=["storage"]
+        )
+        size = GaugeMetricFamily(
+            "gitraft_node_storage_size_bytes", "Size of the storage's filesystem", labels=["storage"]
+        )
+        for name, path in sorted(self.paths.items()):
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            free.add_metric([name], st.f_bavail * st.f_frsize)
+            size.add_metric([name], st.f_blocks * st.f_frsize)
+        yield free
+        yield size
+
+
+STORAGE_SPACE = StorageSpaceCollector()
+REGISTRY.register(STORAGE_SPACE)
+
+
+def watch_storage(name: str, path: str | os.PathLike[str]) -> None:
+    """Report the free space of `path` as storage `name` on /metrics."""
+    STORAGE_SPACE.paths[name] = os.fspath(path)

@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.errors import GitraftError
+from common.metrics import GIT_DURATION, git_command_label
 
 GIT_BINARY = "git"
 
@@ -146,6 +148,7 @@ async def run_git(
     Raises GitCommandError on a non-zero exit when `check`; kills the child when the
     calling task is cancelled.
     """
+    started = time.monotonic()
     proc = await start_git(
         args,
         git_dir=git_dir,
@@ -160,6 +163,7 @@ async def run_git(
         await _kill(proc)
         raise
     code = proc.returncode if proc.returncode is not None else -1
+    GIT_DURATION.labels(git_command_label(_command_of(args))).observe(time.monotonic() - started)
     if check and code != 0:
         raise GitCommandError(args, code, err)
     return GitResult(out, err, code)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from node.git import GitCommandError, kill_process, start_git
+from common.metrics import GIT_BYTES, GIT_DURATION, git_command_label
+from node.git import GitCommandError, _command_of, kill_process, start_git
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class GitPipe:
         self._feed_error: BaseException | None = None
 
     async def __aenter__(self) -> GitPipe:
+        self._started, self._label = time.monotonic(), git_command_label(_command_of(self.args))
         self._proc = await start_git(
             self.args,
             cwd=self._cwd,
@@ -75,12 +78,15 @@ class GitPipe:
             task.cancel()
         kill_process(proc)  # when running; closing the pipes unblocks wait() on unread output
         await asyncio.shield(self._reap(proc))
+        GIT_DURATION.labels(self._label).observe(time.monotonic() - self._started)
 
     async def read(self, size: int = CHUNK_SIZE) -> bytes:
         """The next chunk of stdout (at most `size` bytes); b"" at end of output."""
         stdout = self._require_proc().stdout
         assert stdout is not None
-        return await stdout.read(size)
+        chunk = await stdout.read(size)
+        GIT_BYTES.labels(self._label, "out").inc(len(chunk))
+        return chunk
 
     async def readline(self) -> bytes:
         """The next line of stdout, newline included (b"" at end of output); ValueError
@@ -126,6 +132,7 @@ class GitPipe:
         try:
             async for chunk in chunks:
                 if chunk:
+                    GIT_BYTES.labels(self._label, "in").inc(len(chunk))
                     stdin.write(chunk)
                     await stdin.drain()
         except (BrokenPipeError, ConnectionResetError):

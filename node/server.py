@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from common.auth import TokenAuthInterceptor
 from common.interceptors import ErrorInterceptor
 from common.limiter import ConcurrencyInterceptor
-from common.metrics import RpcMetricsInterceptor, serve_metrics
+from common.metrics import RpcMetricsInterceptor, serve_metrics, watch_storage
 from gitraft.v1 import (
     commit_pb2,
     commit_pb2_grpc,
@@ -99,6 +99,7 @@ class NodeServer:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
         await self.server.start()
         if self.config.metrics_addr:
+            watch_storage(self.config.name, self.storage.root)
             self.metrics_port = serve_metrics(self.config.metrics_addr)
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(

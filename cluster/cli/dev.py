@@ -28,10 +28,15 @@ def register(subparsers: Any) -> None:
         default=None,
         help="deterministic ports: process k uses P+4k..P+4k+3 (default: free ports, remembered)",
     )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian's package) with the shipped alert rules; prints its URL",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from cluster.dev import run_dev
 
-    return run_dev(args.data_dir, args.proxies, args.nodes, args.base_port)
+    return run_dev(args.data_dir, args.proxies, args.nodes, args.base_port, prometheus=args.prometheus)

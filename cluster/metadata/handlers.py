@@ -81,7 +81,13 @@ def next_job_id(conn: sqlite3.Connection) -> int:
 
 
 def schedule_update(
-    conn: sqlite3.Connection, repository_id: str, source: str, target: str, generation: int, now: float
+    conn: sqlite3.Connection,
+    repository_id: str,
+    source: str,
+    target: str,
+    generation: int,
+    now: float,
+    params: dict[str, str] | None = None,
 ) -> None:
     """An `update` job source -> target, merged into a waiting one for the same target.
 
@@ -100,7 +106,7 @@ def schedule_update(
             (source, generation, now, waiting[0]),
         )
         return
-    insert_job(conn, repository_id, ChangeType.UPDATE, source, target, generation, now)
+    insert_job(conn, repository_id, ChangeType.UPDATE, source, target, generation, now, params)
 
 
 def insert_job(

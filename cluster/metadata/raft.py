@@ -203,6 +203,10 @@ class RaftDatabase:
         node = self._member._getLeader()
         return str(node.id) if node is not None else ""
 
+    def add_tick_callback(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the tick thread after each tick (quick; must not raise)."""
+        self._member.addOnTickCallback(callback)
+
     def applied_index(self) -> int:
         return int(self._member.raftLastApplied)
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -56,6 +57,7 @@ from common.errors import (
     NotFoundError,
     UnavailableError,
 )
+from common.logs import correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class RaftMetadataStore:
         self._barrier_running = False
         self._barrier_task: asyncio.Task[None] | None = None
         self._batcher = CommandBatcher(self._commit, config.command_timeout)
+        # Called with each committed log entry's latency in seconds (metrics).
+        self.on_commit: Callable[[float], None] | None = None
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -174,7 +178,8 @@ class RaftMetadataStore:
     async def _commit(self, payload: bytes, what: str, within: float | None) -> Any:
         loop = asyncio.get_running_loop()
         timeout = self.config.command_timeout if within is None else within
-        deadline = loop.time() + timeout
+        start = loop.time()
+        deadline = start + timeout
         last = "no attempt"
         while (remaining := deadline - loop.time()) > 0:
             future: asyncio.Future[tuple[Any, int]] = loop.create_future()
@@ -191,6 +196,8 @@ class RaftMetadataStore:
                 log.debug("attempt of %r unanswered", what)
                 continue
             if reason == FAIL_REASON.SUCCESS:
+                if self.on_commit is not None:
+                    self.on_commit(loop.time() - start)
                 return result
             last = FAIL_REASONS.get(reason, str(reason))
             log.debug("attempt of %r failed: %s", what, last)
@@ -288,6 +295,8 @@ class RaftMetadataStore:
         }
         if repair:
             args["repair"] = True
+        if cid := correlation_id.get():  # travels into the jobs it schedules
+            args["correlation_id"] = cid
         r = await self.submit("finish_write", args)
         return WriteResult(
             generation=r["generation"], scheduled=tuple(r["scheduled"]), fenced=str(r.get("fenced") or "")

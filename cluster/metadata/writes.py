@@ -116,7 +116,8 @@ def finish_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     if reason is not None:
         result = _refuse(conn, rid, fence or {}, reason, now)
     else:
-        result = _record(conn, rid, succeeded, failed, gens, now)
+        params = {"correlation_id": a["correlation_id"]} if a.get("correlation_id") else None
+        result = _record(conn, rid, succeeded, failed, gens, now, params)
         if fence is not None and succeeded:
             fencing.fence_intents(
                 conn, rid, f"a write on {succeeded[0]!r} committed during the write", except_on=succeeded
@@ -151,8 +152,10 @@ def _record(
     failed: list[str],
     gens: dict[str, int],
     now: float,
+    params: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The acknowledged outcome: `succeeded` to max+1, updates for the others, `failed` flagged."""
+    """The acknowledged outcome: `succeeded` to max+1, updates for the others (carrying
+    `params`, e.g. the write's correlation id), `failed` flagged."""
     generation = max(gens.values(), default=-1)
     scheduled: list[str] = []
     if succeeded:
@@ -163,7 +166,7 @@ def _record(
         )
         for target in gens:
             if target not in succeeded:
-                schedule_update(conn, rid, succeeded[0], target, generation, now)
+                schedule_update(conn, rid, succeeded[0], target, generation, now, params)
                 scheduled.append(target)
     conn.executemany(
         "UPDATE replicas SET needs_verify = 1 WHERE repository_id = ? AND storage = ?",

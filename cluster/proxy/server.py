@@ -33,12 +33,14 @@ from cluster.gateway import Gateway
 from cluster.health import HealthChecker
 from cluster.intents import IntentRepairer
 from cluster.metadata.api import MetadataStore
+from cluster.metadata.store import RaftMetadataStore
 from cluster.metrics import MetricsServer, ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.reconciler import Reconciler
 from cluster.replicator import Replicator
 from cluster.repositories import Repositories
 from cluster.router import Registry
+from cluster.state_metrics import LeaderWatch, StateMetrics
 from cluster.verifier import Verifier
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
@@ -60,8 +62,6 @@ def split_addr(addr: str) -> tuple[str, int]:
 
 
 def default_store(config: ProxyConfig) -> MetadataStore:
-    from cluster.metadata.store import RaftMetadataStore
-
     store: MetadataStore = RaftMetadataStore(raft_config(config))
     return store
 
@@ -105,7 +105,11 @@ class ProxyServer:
             failure_threshold=config.health_failure_threshold,
         )
         self.intents = IntentRepairer(self.coordinator, config.intent_repair_interval)
-        self.elector = Elector(self.store, config.failover_interval)
+        self.elector = Elector(
+            self.store,
+            config.failover_interval,
+            on_moved=lambda _moved: self.metrics.primary_changes.labels(reason="failover").inc(),
+        )
         self.reconciler = Reconciler(
             store=self.store,
             nodes=self.nodes,
@@ -171,6 +175,7 @@ class ProxyServer:
             self.metrics_port = await self.metrics_server.start(*split_addr(self.config.metrics_addr))
         self._store_started = True
         await self.store.start()
+        self._observe_store()
         await self._wait_ready()
         await self._register_nodes()
         await self.health_checker.round()
@@ -222,6 +227,17 @@ class ProxyServer:
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         log.info("proxy stopped", extra={"proxy": self.config.name})
+
+    def _observe_store(self) -> None:
+        """Hook the Raft store's figures into /metrics (a Raft-backed store only)."""
+        if not isinstance(self.store, RaftMetadataStore):
+            return
+        self.store.on_commit = self.metrics.commit_duration.observe
+        self.store.raft.add_tick_callback(LeaderWatch(self.store.raft.leader, self.metrics).tick)
+        state = StateMetrics(
+            self.store, self.metrics, self.config.peer_names, self.config.write_intent_timeout
+        )
+        self.metrics.on_scrape(state.refresh)
 
     async def _wait_ready(self) -> None:
         loop = asyncio.get_running_loop()

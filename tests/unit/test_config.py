@@ -81,3 +81,27 @@ def test_node_toml_is_the_node_config(tmp_path: Path) -> None:
         metrics_addr="127.0.0.1:1235",
         log_level="debug",
     )
+
+
+def test_a_secret_is_read_from_a_file_named_by_key_file(tmp_path: Path) -> None:
+    from common.config import load_config
+    from node.config import NodeConfig
+
+    (tmp_path / "token").write_text("s3cret\n")
+    path = tmp_path / "node.toml"
+    path.write_text(f'token_file = "{tmp_path / "token"}"\n')
+    assert load_config(path, NodeConfig).token == "s3cret"
+
+
+def test_a_secret_file_that_is_missing_or_doubled_is_a_clear_error(tmp_path: Path) -> None:
+    from common.config import ConfigError, load_config
+    from node.config import NodeConfig
+
+    path = tmp_path / "node.toml"
+    path.write_text(f'token_file = "{tmp_path / "absent"}"\n')
+    with pytest.raises(ConfigError, match="token_file: cannot read"):
+        load_config(path, NodeConfig)
+    (tmp_path / "t").write_text("x")
+    path.write_text(f'token = "y"\ntoken_file = "{tmp_path / "t"}"\n')
+    with pytest.raises(ConfigError, match="not both"):
+        load_config(path, NodeConfig)

@@ -1,0 +1,100 @@
+"""JSON log lines (bound fields, correlation id) and the bounded data-loss gauge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cluster.metrics import ProxyMetrics
+from cluster.state_metrics import OTHER, UNAVAILABLE_PATHS, LeaderWatch, StateMetrics
+from common.logs import JsonFormatter, bind_fields, correlation_id, unbind_fields
+
+
+def record(msg: str, **extra: Any) -> logging.LogRecord:
+    rec = logging.LogRecord("gitraft.test", logging.INFO, __file__, 1, msg, None, None)
+    rec.__dict__.update(extra)
+    return rec
+
+
+def test_a_log_line_is_one_json_object_with_component_correlation_id_and_bound_fields() -> None:
+    formatter = JsonFormatter("proxy")
+    token = correlation_id.set("abc123")
+    bound = bind_fields(repository="g/r.git", storage="node-a", job_id=7, empty="")
+    try:
+        line = formatter.format(record("replicated", storage="node-b"))
+    finally:
+        unbind_fields(bound)
+        correlation_id.reset(token)
+    assert "\n" not in line
+    out = json.loads(line)
+    assert out["component"] == "proxy" and out["correlation_id"] == "abc123"
+    assert out["repository"] == "g/r.git" and out["job_id"] == 7
+    assert out["storage"] == "node-b"  # extra= wins over a bound field
+    assert "empty" not in out
+    after = json.loads(formatter.format(record("later")))
+    assert "repository" not in after and "correlation_id" not in after
+
+
+def test_bound_fields_stay_in_their_task() -> None:
+    formatter = JsonFormatter("proxy")
+
+    async def one(name: str) -> dict[str, Any]:
+        bind_fields(repository=name)
+        await asyncio.sleep(0)
+        return dict(json.loads(formatter.format(record("x"))))
+
+    async def both() -> list[dict[str, Any]]:
+        return list(await asyncio.gather(one("a.git"), one("b.git")))
+
+    assert [r["repository"] for r in asyncio.run(both())] == ["a.git", "b.git"]
+
+
+@dataclass
+class _Repo:
+    relative_path: str
+
+
+class _Store:
+    def __init__(self, unavailable: int) -> None:
+        self.unavailable = [_Repo(f"group/r{i:03}.git") for i in range(unavailable)]
+
+    async def dataloss(self, now: float, include_partial: bool) -> tuple[list[_Repo], list[_Repo]]:
+        return self.unavailable, []
+
+    async def list_repositories(self) -> list[_Repo]:
+        return self.unavailable
+
+
+def gauge(metrics: ProxyMetrics, name: str) -> dict[str, float]:
+    return {
+        s.labels.get("repository", ""): s.value
+        for m in metrics.registry.collect()
+        for s in m.samples
+        if s.name == name
+    }
+
+
+def test_unavailable_paths_are_capped_with_an_other_bucket() -> None:
+    metrics = ProxyMetrics()
+    state = StateMetrics(_Store(UNAVAILABLE_PATHS + 5), metrics)  # type: ignore[arg-type]
+    asyncio.run(state._dataloss(0.0))
+    paths = gauge(metrics, "gitraft_repository_unavailable")
+    assert len(paths) == UNAVAILABLE_PATHS + 1
+    assert paths[OTHER] == 5 and paths["group/r000.git"] == 1
+    assert gauge(metrics, "gitraft_repositories_unavailable") == {"": UNAVAILABLE_PATHS + 5}
+
+    state.store = _Store(0)  # type: ignore[assignment]
+    asyncio.run(state._dataloss(0.0))
+    assert gauge(metrics, "gitraft_repository_unavailable") == {OTHER: 0}
+
+
+def test_leader_watch_counts_changes_not_the_first_leader() -> None:
+    metrics = ProxyMetrics()
+    leaders = iter(["", "a:1", "a:1", "", "b:1", "a:1"])
+    watch = LeaderWatch(lambda: next(leaders), metrics)
+    for _ in range(6):
+        watch.tick()
+    assert gauge(metrics, "gitraft_raft_leader_changes_total") == {"": 2}
