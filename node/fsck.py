@@ -13,7 +13,7 @@ similar handful of legacy ids):
 - LEGACY_IGNORED: malformed *metadata* that older git versions and import tools wrote,
   that real public histories contain (and that GitHub and GitLab accept), and that git
   parses consistently: odd author/committer lines (bad or overflowing dates, time
-  zones, zero-padded dates, missing spaces, missing or malformed names and emails,
+  zones, zero-padded dates, missing spaces, a missing name or a malformed email,
   several author lines), zero-padded or unusual file modes in trees, NUL bytes in a
   commit message, tags without a tagger. They change how a log reads, never which files
   a checkout writes, so they are ignored.
@@ -26,7 +26,9 @@ similar handful of legacy ids):
   to parse; object ids that are malformed or all zeros; trees git cannot walk
   (duplicate or unsorted entries).
 
-Every other id keeps git's default severity (strict mode: warnings reject).
+Every other id keeps git's default severity (strict mode: warnings reject); e.g. an
+author line with no email at all (missingEmail) or an empty name (badName) is refused:
+no tool is known to write those, and they are where parsers of identities disagree.
 
 What a rejected push looks like to the client (git's own report, relayed unchanged):
 
@@ -55,9 +57,7 @@ LEGACY_IGNORED: tuple[str, ...] = (
     "badDate",
     "badDateOverflow",
     "badEmail",
-    "badName",
     "badTimezone",
-    "missingEmail",
     "missingNameBeforeEmail",
     "missingSpaceBeforeDate",
     "missingSpaceBeforeEmail",

@@ -27,7 +27,7 @@ LEGACY_IDENTS = {
     "badDateOverflow": ("A U Thor <author@example.com> 99999999999999999999 +0000", IDENT),
     "zeroPaddedDate": ("A U Thor <author@example.com> 01234567890 +0000", IDENT),
     "missingNameBeforeEmail": ("<author@example.com> 1234567890 +0000", IDENT),
-    "badEmail": ("A U Thor <author@exa>mple.com> 1234567890 +0000", IDENT),
+    "badEmail": ("A U Thor <author<@example.com> 1234567890 +0000", IDENT),
     "badDate": ("A U Thor <author@example.com> yesterday +0000", IDENT),
 }
 
@@ -56,12 +56,19 @@ def blob(work: Path, content: bytes) -> str:
     return write_object(work, "blob", content)
 
 
-def commit(work: Path, tree: str, message: str, parent: str | None = None, *, author: str = IDENT,
-           committer: str = IDENT, extra: bytes = b"") -> str:  # fmt: skip
+def commit(
+    work: Path,
+    tree: str,
+    message: str,
+    parent: str | None = None,
+    *,
+    author: str = IDENT,
+    committer: str = IDENT,
+) -> str:
     """A commit object written by hand (headers exactly as given)."""
     text = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
     text += f"author {author}\ncommitter {committer}\n"
-    return write_object(work, "commit", text.encode() + extra + f"\n{message}\n".encode())
+    return write_object(work, "commit", text.encode() + f"\n{message}\n".encode())
 
 
 def legacy_history(work: Path) -> dict[str, str]:
@@ -85,8 +92,7 @@ def legacy_history(work: Path) -> dict[str, str]:
     for msg_id, (author, committer) in LEGACY_IDENTS.items():
         parent = commit(work, padded, msg_id, parent, author=author, committer=committer)
         quirks[msg_id] = parent
-    extra = f"author {IDENT}\n".encode()
-    parent = commit(work, padded, "two authors", parent, extra=extra)
+    parent = commit(work, padded, "two authors", parent, author=f"{IDENT}\nauthor {IDENT}")
     quirks["multipleAuthors"] = parent
     parent = write_object(
         work,
