@@ -69,7 +69,7 @@ def big_history(git_dir: Path) -> None:
         stream += b"data 4\nbig\n" + (b"from refs/heads/main^0\n" if i == 0 else b"")
         stream += b"M 644 inline blob%d.bin\ndata %d\n%s\n" % (i, len(data), data)
     subprocess.run(
-        ["git", "-c", "pack.compression=0", "fast-import", "--quiet"],
+        ["git", "-c", "pack.compression=0", "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet"],
         cwd=git_dir,
         input=bytes(stream),
         check=True,
