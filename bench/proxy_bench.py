@@ -20,8 +20,8 @@ editing a few of FILES text files, repacked: ~18 MiB), starts a LocalCluster (3 
    a push of 10 new commits, a fetch with nothing new, and a clone of a second, big
    repository (--big-mib MiB of random blobs, 100 by default). The table gives the
    ratios gitraft / plain git and gitraft / gateway; then each goal of issue #13
-   (bench/_report.GOALS) is printed as met or not, with the machine (cores, CPU, load). After every push through the
-   cluster, the bench waits (untimed) until every replica has converged, so background
+   (GOALS) is printed as met or not, with the machine (cores, CPU, load).
+   After every push through the cluster, the bench waits (untimed) until every replica has converged, so background
    replication does not slow the next measurement.
 2. Node failover: SIGKILL of the repository's primary node, then a client retries a
    small push through a proxy every 50 ms (bounded) until one is acknowledged; the
