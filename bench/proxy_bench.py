@@ -21,8 +21,8 @@ editing a few of FILES text files, repacked: ~18 MiB), starts a LocalCluster (3 
    repository (--big-mib MiB of random blobs, 100 by default). The table gives the
    ratios gitraft / plain git and gitraft / gateway; then each goal of issue #13
    (GOALS) is printed as met or not, with the machine (cores, CPU, load).
-   After every push through the cluster, the bench waits (untimed) until every replica has converged, so background
-   replication does not slow the next measurement.
+   After every push through the cluster, the bench waits (untimed) until every replica
+   has converged, so background replication does not slow the next measurement.
 2. Node failover: SIGKILL of the repository's primary node, then a client retries a
    small push through a proxy every 50 ms (bounded) until one is acknowledged; the
    figure is the time from the kill to that acknowledgement. The node is restarted and
