@@ -17,9 +17,12 @@ editing a few of FILES text files, repacked: ~18 MiB), starts a LocalCluster (3 
    - gitraft: a proxy's HTTP gateway (HTTP -> proxy -> primary node, Raft write
      intent, 3 replicas).
    Operations: the initial push of the whole repository (once), `git clone --bare`,
-   a push of 10 new commits, a fetch with nothing new. After every push through the
-   cluster, the bench waits (untimed) until every replica has converged, so background
-   replication does not slow the next measurement.
+   a push of 10 new commits, a fetch with nothing new, and a clone of a second, big
+   repository (--big-mib MiB of random blobs, 100 by default). The table gives the
+   ratios gitraft / plain git and gitraft / gateway; then each goal of issue #13
+   (GOALS) is printed as met or not, with the machine (cores, CPU, load).
+   After every push through the cluster, the bench waits (untimed) until every replica
+   has converged, so background replication does not slow the next measurement.
 2. Node failover: SIGKILL of the repository's primary node, then a client retries a
    small push through a proxy every 50 ms (bounded) until one is acknowledged; the
    figure is the time from the kill to that acknowledgement. The node is restarted and
@@ -49,6 +52,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._machine import describe
+from bench._report import GATEWAY, GITRAFT, PLAIN, Goal, Row, check_goals, table
 from cluster.config import ProxyConfig
 from cluster.testing import (
     GIT_ENV,
@@ -64,7 +69,14 @@ PATH = "bench/realistic"
 PUSH_COMMITS = 10
 RETRY_EVERY = 0.05
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ._(),=+"
-PLAIN, GATEWAY, GITRAFT = "plain git", "gateway", "gitraft"
+BIG_PATH = "bench/big"
+BIG_BLOB_MIB = 4
+GOALS = [
+    Goal("clone --bare, big repository", GATEWAY, 1.10),
+    Goal(f"push, {PUSH_COMMITS} new commits", PLAIN, 1.3),
+    Goal("fetch, up to date", PLAIN, 2.0),
+    Goal("push, initial", PLAIN, 1.3),
+]
 
 
 # -- the repository ------------------------------------------------------------------
@@ -117,6 +129,27 @@ def make_repository(path: Path, commits: int, files: int) -> None:
     run_git("repack", "-a", "-d", "-f", "-q", cwd=path, timeout=600)
 
 
+def make_big_repository(path: Path, mib: int) -> None:
+    """A bare repository of `mib` MiB of random (incompressible) blobs, BIG_BLOB_MIB each,
+    one per commit: what a clone of large binary content costs."""
+    run_git("init", "-q", "--bare", "-b", "main", str(path), cwd=path.parent)
+    stream = bytearray()
+    for i in range(max(1, mib // BIG_BLOB_MIB)):
+        data = secrets.token_bytes(BIG_BLOB_MIB * 2**20)
+        stream += b"commit refs/heads/main\ncommitter Bench <bench@gitraft.invalid> %d +0000\n" % (
+            1_700_000_000 + i
+        )
+        stream += b"data 4\nbig\n"
+        stream += b"M 644 inline blobs/%03d.bin\ndata %d\n%s\n" % (i, len(data), data)
+    subprocess.run(
+        ["git", "-c", "pack.compression=0", "-c", "fastimport.unpackLimit=0", "fast-import", "--quiet"],
+        input=bytes(stream),
+        cwd=path,
+        check=True,
+        env={**os.environ, **GIT_ENV},
+    )
+
+
 def pack_mib(repo: Path) -> float:
     return sum(p.stat().st_size for p in (repo / "objects" / "pack").glob("*.pack")) / 2**20
 
@@ -155,32 +188,6 @@ def timed(*git_args: str, cwd: Path, timeout: float = 120.0) -> float:
     start = time.monotonic()
     run_git(*git_args, cwd=cwd, timeout=timeout)
     return time.monotonic() - start
-
-
-def seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
-
-
-def cell(values: list[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return seconds(values[0])
-    low, high = min(values), max(values)
-    spread = f"{low * 1000:.0f}-{seconds(high)}" if high < 1 else f"{seconds(low)}-{seconds(high)}"
-    return f"{seconds(statistics.median(values))} ({spread})"
-
-
-def table(rows: list[tuple[str, dict[str, list[float]]]], targets: list[str]) -> None:
-    header = ["operation", *targets, "gitraft / plain"]
-    body = []
-    for name, times in rows:
-        ratio = statistics.median(times[GITRAFT]) / statistics.median(times[PLAIN])
-        body.append([name, *(cell(times.get(t, [])) for t in targets), f"{ratio:.2f}x"])
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    for r in [header, *body]:
-        print("  " + "   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
-    sys.stdout.flush()
 
 
 def commit_batch(work: Path, count: int, tag: str) -> None:
@@ -231,7 +238,8 @@ class Bench:
         self.args = args
         self.cluster: LocalCluster | None = None
         self.gateway_url = ""
-        self.plain = work / "plain.git"
+        self.solo: NodeProcess | None = None
+        self.plain = work / "realistic.git"
         self.tree = work / "tree"
 
     @property
@@ -239,16 +247,17 @@ class Bench:
         assert self.cluster is not None
         return self.cluster
 
-    def urls(self) -> dict[str, str]:
-        urls = {PLAIN: f"file://{self.plain}", GITRAFT: self.c.git_url("proxy-1", PATH)}
+    def urls(self, path: str = PATH) -> dict[str, str]:
+        name = path.rsplit("/", 1)[-1]
+        urls = {PLAIN: f"file://{self.work / name}.git", GITRAFT: self.c.git_url("proxy-1", path)}
         if self.gateway_url:
-            urls[GATEWAY] = self.gateway_url
+            urls[GATEWAY] = f"{self.gateway_url}/{name}.git"
         return urls
 
-    def settle(self, target: str) -> None:
+    def settle(self, target: str, path: str = PATH) -> None:
         """After a push through the cluster: wait (untimed) for every replica."""
         if target == GITRAFT:
-            self.c.wait_converged(PATH, timeout=120)
+            self.c.wait_converged(path, timeout=300)
 
     def rotations(self, targets: list[str]) -> list[list[str]]:
         return [targets[i % len(targets) :] + targets[: i % len(targets)] for i in range(self.args.runs)]
@@ -256,24 +265,20 @@ class Bench:
     def overhead(self) -> None:
         urls = self.urls()
         targets = [t for t in (PLAIN, GATEWAY, GITRAFT) if t in urls]
-        rows: list[tuple[str, dict[str, list[float]]]] = []
+        rows: list[Row] = []
 
         # Initial push of everything (once per target).
         initial: dict[str, list[float]] = {}
         for target in targets:
             initial[target] = [timed("push", "-q", urls[target], "main", cwd=self.tree, timeout=600)]
             self.settle(target)
-        rows.append((f"push, initial ({pack_mib(self.plain):.0f} MiB pack, 1 run)", initial))
+        rows.append(("push, initial", initial))
+        print(f"push, initial: {pack_mib(self.plain):.0f} MiB pack, 1 run")
 
         clones: dict[str, list[float]] = {t: [] for t in targets}
         for k, order in enumerate(self.rotations(targets)):
             for target in order:
-                dest = self.work / f"clone-{k}-{target.replace(' ', '-')}"
-                argv = ["clone", "-q", "--bare", urls[target], str(dest)]
-                if target == PLAIN:
-                    argv.insert(1, "--no-local")
-                clones[target].append(timed(*argv, cwd=self.work, timeout=600))
-                shutil.rmtree(dest)
+                clones[target].append(self.clone(urls[target], target, f"clone-{k}"))
         rows.append(("clone --bare", clones))
 
         pushes: dict[str, list[float]] = {t: [] for t in targets}
@@ -287,9 +292,42 @@ class Bench:
                 fetches[target].append(timed("fetch", "-q", urls[target], "main", cwd=self.tree))
         rows.append((f"push, {PUSH_COMMITS} new commits", pushes))
         rows.append(("fetch, up to date", fetches))
+        if self.args.big_mib:
+            rows.append(("clone --bare, big repository", self.big_clones(targets)))
 
         print(f"git through each target, {self.args.runs} runs: median (min-max)")
         table(rows, targets)
+        check_goals(rows, GOALS)
+        print(describe())
+
+    def clone(self, url: str, target: str, name: str) -> float:
+        dest = self.work / f"{name}-{target.replace(' ', '-')}"
+        argv = ["clone", "-q", "--bare", url, str(dest)]
+        if target == PLAIN:
+            argv.insert(1, "--no-local")
+        elapsed = timed(*argv, cwd=self.work, timeout=900)
+        shutil.rmtree(dest)
+        return elapsed
+
+    def big_clones(self, targets: list[str]) -> dict[str, list[float]]:
+        """Clones of a BIG repository (random blobs), put in place by an untimed push."""
+        source = self.work / "big-source.git"
+        make_big_repository(source, self.args.big_mib)
+        run_git("init", "-q", "--bare", "-b", "main", str(self.work / "big.git"), cwd=self.work)
+        if self.solo is not None:
+            run_git(
+                "init", "-q", "--bare", "-b", "main", str(self.solo.storage_path / "big.git"), cwd=self.work
+            )
+        urls = self.urls(BIG_PATH)
+        for target in targets:
+            run_git("push", "-q", urls[target], "main", cwd=source, timeout=900)
+            self.settle(target, BIG_PATH)
+        print(f"clone --bare, big repository: {pack_mib(source):.0f} MiB of random blobs")
+        clones: dict[str, list[float]] = {t: [] for t in targets}
+        for k, order in enumerate(self.rotations(targets)):
+            for target in order:
+                clones[target].append(self.clone(urls[target], target, f"big-{k}"))
+        return clones
 
     def node_failover(self) -> None:
         gaps: list[float] = []
@@ -346,6 +384,7 @@ class Bench:
         run_git("init", "-q", "--bare", "-b", "main", str(self.plain), cwd=self.work)
         run_git("clone", "-q", str(self.work / "src.git"), str(self.tree), cwd=self.work, timeout=600)
         src = self.work / "src.git"
+        print(describe())
         print(
             f"repository: {args.commits} commits, {args.files} files, "
             f"{pack_mib(src):.1f} MiB pack (generated in {time.monotonic() - started:.1f} s)"
@@ -372,11 +411,12 @@ class Bench:
                         "--bare",
                         "-b",
                         "main",
-                        str(solo.storage_path / "bench.git"),
+                        str(solo.storage_path / "realistic.git"),
                         cwd=self.work,
                     )
                     gateway, port = start_gateway(self.work / "solo", solo, cluster.token)
-                    self.gateway_url = f"http://x:{cluster.token}@127.0.0.1:{port}/bench.git"
+                    self.gateway_url = f"http://x:{cluster.token}@127.0.0.1:{port}"
+                    self.solo = solo
                 self.overhead()
                 if gateway is not None:  # not needed any more: keep the 2 cores for the rest
                     gateway.stop()
@@ -384,6 +424,7 @@ class Bench:
                 if solo is not None:
                     solo.stop()
                     solo = None
+                    self.solo = None
                 self.node_failover()
                 self.proxy_failover()
             finally:
@@ -415,6 +456,9 @@ def main() -> int:
         help="proxy health/failover settings: ProxyConfig defaults or TEST_PROXY_SETTINGS (default: default)",
     )
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway-without-proxy target")
+    parser.add_argument(
+        "--big-mib", type=int, default=100, help="MiB of the big repository cloned (default 100; 0 skips it)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gitraft-proxy-bench-") as tmp:
         os.environ["HOME"] = tmp

@@ -13,8 +13,9 @@ Contract:
 - The client's Git-Protocol header is forwarded; the v0 `# service=` preamble is written
   only when the client did not ask for protocol v2.
 - Errors before the first byte of a response become an HTTP status with the message as
-  text/plain (see gateway_http.http_status_for); an upstream error after the response
-  started ends it (git has then already received git's own in-band error, if any).
+  text/plain (see gateway_http.http_status_for). An upstream error after the response
+  started aborts the connection without the end of the chunked body, so the client sees
+  an incomplete response and fails, never a short one that looks whole.
 - When the client goes away the upstream call is cancelled, which kills git upstream.
 - `on_missing_repository(relative_path)`, when given, is asked (sync or async) once
   when a push targets a repository upstream does not have; True means "created, retry".
@@ -178,7 +179,7 @@ class Gateway:
                     return None
                 return _upstream_error(exc)
             response = await self._start_response(request, service)
-            await self._copy(call, first, response)
+            await self._copy(request, call, first, response)
             return response
         finally:
             if not call.done():
@@ -194,7 +195,11 @@ class Gateway:
             await response.write(gh.service_preamble(service, git_protocol))
         return response
 
-    async def _copy(self, call: Any, message: Any, response: web.StreamResponse) -> None:
+    async def _copy(
+        self, request: web.Request, call: Any, message: Any, response: web.StreamResponse
+    ) -> None:
+        """Write `message` and every later one of `call`, then end the response; abort the
+        connection instead when upstream fails (see the module's contract)."""
         try:
             while message is not grpc.aio.EOF:
                 if message.data:
@@ -204,6 +209,9 @@ class Gateway:
             log.warning(
                 "upstream failed mid-response", extra={"code": str(exc.code()), "error": exc.details()}
             )
+            if request.transport is not None:
+                request.transport.close()  # what was written is flushed; no terminating chunk
+            return
         except ConnectionResetError:
             log.info("client went away mid-response")
             return

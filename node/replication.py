@@ -54,7 +54,7 @@ from common.errors import (
     quoted,
 )
 from gitraft.v1 import repository_pb2
-from node import tunnel
+from node import fsck, tunnel
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
@@ -64,7 +64,8 @@ from node.storage import Storage, is_bare_repository, temp_sibling
 
 log = logging.getLogger(__name__)
 
-FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false")
+# The same object checks as a push (node.fsck), so a replica never holds what a push refuses.
+FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false", *fsck.fetch_config())
 # Not --atomic: git then updates refs before pruning, so replacing refs/heads/a/b by
 # refs/heads/a (a directory/file conflict) would fail forever. A failed fetch can leave
 # some refs updated; the caller retries, and only a successful answer means "mirrored".
@@ -224,6 +225,8 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         raise link.error
     if result.exit_code != 0:
         stderr = result.stderr + source.stderr_tail
+        if (finding := fsck.rejection(result.stderr)) is not None:
+            stderr += f"\nrejected by the fsck policy: {finding}".encode()
         raise GitCommandError(["fetch"], result.exit_code, stderr)
     if head is not None:
         await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)

@@ -9,8 +9,9 @@ memory, stdin always closed, the child killed when the caller goes away).
 - `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
   `-c key=value`, only for the exact keys node.git_config allows. Then the node's own
   options are added, and node.git_config's pins last, so they win: receive-pack always
-  checks incoming objects (receive.fsckObjects), accepts force-pushes and never starts
-  `gc --auto`; the repository stays bare.
+  checks incoming objects by the node's fsck policy (node.fsck), accepts force-pushes
+  and never starts `gc --auto`; upload-pack serves partial clones (filters); the
+  repository stays bare.
 - A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
   own in-band error for the client), with the tail of its stderr: INVALID_ARGUMENT when
   git complained about the request (a malformed or truncated pkt-line, a want it never
@@ -26,7 +27,7 @@ import grpc
 
 from common.errors import InvalidArgumentError
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
-from node import git_config
+from node import fsck, git_config
 from node.git import GitCommandError
 from node.pipes import GitPipe
 from node.storage import Storage
@@ -39,9 +40,10 @@ NODE_CONFIG = {
     # info/refs and the POST are separate requests, possibly served by different replicas
     # or after a ref moved: serve any object this replica has, not only advertised tips
     # (as Gitaly does; whoever may read the repository may read its objects).
-    UPLOAD_PACK: ("uploadpack.allowAnySHA1InWant=true",),
+    # Partial clone (`--filter=blob:none`, `tree:0`...) and the lazy fetches that follow.
+    UPLOAD_PACK: ("uploadpack.allowAnySHA1InWant=true", "uploadpack.allowFilter=true"),
     RECEIVE_PACK: (
-        "receive.fsckObjects=true",
+        *fsck.receive_config(),
         "receive.denyNonFastForwards=false",
         "receive.denyDeletes=false",
         # No `gc --auto` after a push: a caller's gc.* options (gc.pruneExpire=now) would

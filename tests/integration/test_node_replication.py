@@ -20,6 +20,7 @@ from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
+from tests.integration.git_objects import dangerous_commits, legacy_history
 
 _names = itertools.count()
 
@@ -220,6 +221,34 @@ def test_replication_errors(nodes: tuple[Node, Node]) -> None:
     copies = b.process.storage_path / "copies"
     assert not (copies / "never.git").exists()
     assert not [p for p in copies.iterdir() if "gitraft-tmp" in p.name] if copies.exists() else True
+
+
+def test_replication_checks_objects_by_the_push_policy(nodes: tuple[Node, Node], tmp_path: Path) -> None:
+    """Legacy quirks replicate; a dangerous object that reached a source's disk some
+    other way (not through a push) is refused by the target, with the fsck reason."""
+    a, b = nodes
+    work = tmp_path / "objects"
+    git_cli("init", "-q", "-b", "main", str(work), cwd=tmp_path)
+    legacy_history(work)
+    legacy = a.create()
+    git_cli("push", "-q", str(a.path(legacy)), "main", "v-legacy", cwd=work)
+    target = shared_pb2.Repository(relative_path="copies/legacy.git")
+    assert replicate(b, target, a, legacy).created
+    assert_mirrored(a, legacy, b, target)
+
+    hostile = a.create()
+    git_cli(
+        "push",
+        "-q",
+        str(a.path(hostile)),
+        f"{dangerous_commits(work)['hasDotgit']}:refs/heads/main",
+        cwd=work,
+    )
+    refused = shared_pb2.Repository(relative_path="copies/hostile.git")
+    with pytest.raises(grpc.RpcError) as info:
+        replicate(b, refused, a, hostile)
+    assert "hasDotgit" in str(info.value.details())
+    assert not b.path(refused).exists()
 
 
 def test_a_cancelled_replication_leaves_nothing_behind(nodes: tuple[Node, Node]) -> None:
