@@ -39,7 +39,8 @@ from typing import IO, Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, free_port_block, write_private
+from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, write_private
+from cluster.ports import NoFreePortError, free_port
 from cluster.processes import ManagedProcess
 from cluster.prometheus import LocalPrometheus, PrometheusError
 
@@ -233,14 +234,15 @@ def run_dev(
 
 def _start_prometheus(layout: ClusterLayout) -> LocalPrometheus:
     """A Prometheus on a free loopback port scraping every process of `layout`."""
-    ports = free_port_block(1)
-    if not ports:
-        raise PrometheusError("no free port")
+    try:
+        port = free_port()
+    except NoFreePortError as exc:
+        raise PrometheusError(str(exc)) from None
     prom = LocalPrometheus(
         layout.root / "prometheus",
         proxies=[p.metrics_addr for p in layout.proxies],
         nodes=[n.metrics_addr for n in layout.nodes],
-        port=ports[0],
+        port=port,
     )
     prom.start()
     try:

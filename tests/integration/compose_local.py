@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from cluster.layout import free_port_block
+from cluster.ports import free_port
 from cluster.processes import REPO_ROOT, ManagedProcess, child_env
 
 ADDRESS = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9.-]*):(\d{2,5})\b")
@@ -80,11 +80,7 @@ class ComposeLocal:
         """The loopback port standing for `service`'s `container_port`."""
         key = (service, container_port)
         if key not in self.ports:
-            block = free_port_block(1)
-            assert block, "no free port"
-            while block[0] in self.ports.values():
-                block = free_port_block(1)
-            self.ports[key] = block[0]
+            self.ports[key] = free_port()  # never one handed out before
         return self.ports[key]
 
     def address(self, service: str, container_port: int) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.layout import free_port
+from cluster.ports import refused_address
 from cluster.testing import LocalCluster, commit_file, init_work_tree, remote_refs, run_git
 from tests.integration.cli_helpers import Operator
 
@@ -78,7 +78,8 @@ def test_status_and_check_find_the_cluster_from_cluster_json(op: Operator) -> No
 def test_exit_codes_usage_unreachable_refused(op: Operator, tmp_path: Path) -> None:
     done = op.run("status", cwd=tmp_path)  # no cluster.json there, no variables
     assert done.returncode == 2 and "no cluster file" in done.stderr
-    done = op.run("status", "--proxy", f"127.0.0.1:{free_port()}", "--token", "x")
+    with refused_address() as nowhere:
+        done = op.run("status", "--proxy", nowhere, "--token", "x")
     assert done.returncode == 3 and done.stderr.startswith("gitraft status: cluster unreachable")
     refusal = op.refused("repos", "no/such/repository.git")
     assert refusal == "gitraft repos: repository not found: 'no/such/repository.git'"

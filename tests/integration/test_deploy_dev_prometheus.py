@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cluster.layout import PORTS_PER_PROCESS, free_port_block
+from cluster.layout import PORTS_PER_PROCESS
+from cluster.ports import free_port_block
 from cluster.testing import child_env
 
 
@@ -39,7 +40,6 @@ def prometheus_pids(marker: Path) -> set[int]:
 
 def test_gitraft_dev_prometheus_scrapes_every_process_and_stops_with_the_cluster(tmp_path: Path) -> None:
     block = free_port_block(PORTS_PER_PROCESS * 6)
-    assert block
     out_path, err_path = tmp_path / "dev.out", tmp_path / "dev.err"
     argv = [sys.executable, "-m", "cluster.cli.main", "dev", "--data-dir", str(tmp_path / "data")]
     argv += ["--base-port", str(block[0]), "--prometheus"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.layout import free_port_block
+from cluster.ports import free_port
 from cluster.prometheus import LocalPrometheus
 from cluster.testing import LocalCluster
 
@@ -16,7 +16,7 @@ def test_node_down_alert_fires_through_a_real_prometheus(tmp_path: Path) -> None
         proxies = [p.metrics_addr for p in cluster.proxies.values()]
         nodes = [n.metrics_addr for n in cluster.nodes.values()]
         assert all(proxies) and all(nodes)
-        (port,) = free_port_block(1)
+        port = free_port()
         with LocalPrometheus(tmp_path / "prometheus", proxies=proxies, nodes=nodes, port=port) as prom:
             prom.wait_ready()
             cluster.wait_until(
