@@ -3,10 +3,10 @@
 - `ErrorInterceptor` translates our exception tree (common.errors) into gRPC status
   codes at the boundary, so handlers simply raise; unexpected exceptions become
   INTERNAL with a logged traceback (the client sees neither the exception's class nor
-  its text, only the correlation id), and the server keeps serving. Every message is
-  passed through `common.errors.client_message` (no absolute path, bounded length). A request message
-  that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or INTERNAL), even
-  when a streaming handler swallowed the error it raised.
+  its text, only the correlation id), and the server keeps serving. Every message goes
+  through `common.errors.client_message` (no absolute path, bounded length). A request
+  message that does not parse is INVALID_ARGUMENT (grpc alone answers UNKNOWN or
+  INTERNAL), even when a streaming handler swallowed the error it raised.
 - `CorrelationInterceptor` sets `common.logs.correlation_id` from request metadata (or
   a new id) for the duration of the call.
 """
