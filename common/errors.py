@@ -48,7 +48,8 @@ def client_message(text: str) -> str:
     characters."""
     text = _ABSOLUTE_PATH.sub("<path>", text)
     if len(text) > MAX_MESSAGE:
-        text = text[: MAX_MESSAGE - 20] + f"... ({len(text)} characters)"
+        suffix = f"... ({len(text)} characters)"
+        text = text[: MAX_MESSAGE - len(suffix)] + suffix
     return text
 
 

@@ -21,6 +21,7 @@ import grpc
 import pytest
 
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from node import git_config
 from tests.integration.conftest import NewRepo, git_cli
 
 ZERO = "0" * 40
@@ -235,3 +236,14 @@ def _no_stray_marker() -> Iterator[None]:
     existed = os.path.exists(STRAY + "")
     yield
     assert existed or not os.path.exists(STRAY + "")
+
+
+def test_the_pins_win_over_anything_before_them(tmp_path: Path) -> None:
+    """Even were a key let through, the pins come last on git's command line, and git
+    takes the last `-c` of a key (checked with the real git)."""
+    bare = tmp_path / "pins.git"
+    git_cli("init", "-q", "--bare", str(bare), cwd=tmp_path)
+    before = ["-c", "core.bare=false", "-c", "receive.denyCurrentBranch=updateInstead"]
+    args = [*before, *git_config.command_line([], ["core.bare=false"])]
+    assert git_cli(*args, "rev-parse", "--is-bare-repository", cwd=bare).strip() == "true"
+    assert git_cli(*args, "config", "--get", "receive.denyCurrentBranch", cwd=bare).strip() == "refuse"
