@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import ConfigError, load_config, merge_tokens
+from common.tls import ClientTls, ServerTls
 
 
 @dataclass
@@ -29,6 +30,12 @@ class NodeConfig:
     log_level: str = "info"
     # Seconds a stopping server lets RPCs in flight finish.
     shutdown_grace: float = 5.0
+    # TLS (off when empty): the gRPC listener's certificate chain and key (PEM). A node
+    # that serves TLS also dials other nodes (replication sources) over TLS, verified
+    # by `tls_ca` (PEM bundle; empty = the system's roots).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
     def __post_init__(self) -> None:
         self.tokens = merge_tokens(self.token, self.tokens)
@@ -37,6 +44,16 @@ class NodeConfig:
         self.token = self.tokens[0]
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
+        _ = self.server_tls  # validates the pair
+
+    @property
+    def server_tls(self) -> ServerTls:
+        return ServerTls(self.tls_cert, self.tls_key)
+
+    @property
+    def peer_tls(self) -> ClientTls | None:
+        """How this node dials other nodes: TLS when it serves TLS itself."""
+        return ClientTls(self.tls_ca) if self.server_tls.enabled else None
 
 
 def load_node_config(path: str | Path) -> NodeConfig:
