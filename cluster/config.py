@@ -142,6 +142,9 @@ def load_proxy_config(path: str | Path) -> ProxyConfig:
     """Read a proxy's TOML file; ConfigError on any problem (the [raft] table included)."""
     config = load_config(path, ProxyConfig)
     raft_config(config)
+    config.server_tls.check()
+    if config.tls_ca:
+        ClientTls(config.tls_ca).check()
     return config
 
 

@@ -9,8 +9,8 @@ the address it dials must be in the server certificate (a SAN: host name or IP).
     client:  channel = aio_channel("node-a:9101", options, ClientTls(ca))   # or None: plain
 
 `ClientTls(...).sync_channel(address)` is the helper for command-line clients (and
-tests). Files are read when a listener or channel is made: a missing or unreadable
-file raises ConfigError naming it.
+tests). `check()` reads the files when a config is loaded, and they are read again when a
+listener or channel is made: a missing or unreadable file raises ConfigError naming it.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class ServerTls:
     def enabled(self) -> bool:
         return bool(self.cert)
 
+    def check(self) -> None:
+        """ConfigError unless the files (when set) are readable and make a key pair."""
+        if self.enabled:
+            self.ssl_context()
+
     def grpc_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials([(_read(self.key, "key"), _read(self.cert, "certificate"))])
 
@@ -71,6 +76,11 @@ class ClientTls:
     """How a client verifies TLS servers: a CA bundle (PEM path; "" = system roots)."""
 
     ca: str = ""
+
+    def check(self) -> None:
+        """ConfigError unless the CA bundle (when set) is readable."""
+        if self.ca:
+            _read(self.ca, "CA bundle")
 
     def grpc_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(_read(self.ca, "CA bundle") if self.ca else None)

@@ -58,4 +58,8 @@ class NodeConfig:
 
 def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node's TOML file; ConfigError on any problem."""
-    return load_config(path, NodeConfig)
+    config = load_config(path, NodeConfig)
+    config.server_tls.check()
+    if config.peer_tls is not None:
+        config.peer_tls.check()
+    return config

@@ -9,7 +9,7 @@ import pytest
 from cluster.config import ProxyConfig
 from common.config import ConfigError
 from common.tls import ClientTls, ServerTls
-from node.config import NodeConfig
+from node.config import NodeConfig, load_node_config
 
 
 def test_tls_is_off_by_default_and_needs_both_cert_and_key() -> None:
@@ -43,3 +43,16 @@ def test_unreadable_files_raise_config_error_naming_them(tmp_path: Path) -> None
         ServerTls(missing, missing).ssl_context()
     with pytest.raises(ConfigError, match=r"nope\.pem"):
         ClientTls(missing).grpc_credentials()
+
+
+def test_loading_a_config_checks_its_tls_files(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    missing = tmp_path / "missing.pem"
+    config.write_text(f'token = "t"\ntls_cert = "{missing}"\ntls_key = "{missing}"\n')
+    with pytest.raises(ConfigError, match=r"missing\.pem"):
+        load_node_config(config)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    config.write_text(f'token = "t"\ntls_cert = "{garbage}"\ntls_key = "{garbage}"\n')
+    with pytest.raises(ConfigError, match="cannot use certificate"):
+        load_node_config(config)
