@@ -8,6 +8,10 @@
     token = "..."                       # clients' token (gRPC bearer, HTTP basic password)
     tokens = ["..."]                    # more accepted client tokens (rotation; optional)
     node_token = "..."                  # token this proxy sends to the nodes
+    tls_cert = "proxy.pem"              # TLS on the gRPC and HTTP listeners (optional,
+    tls_key = "proxy.key"               #   both or neither)
+    tls_ca = "ca.pem"                   # CA bundle this proxy trusts as a client
+    node_tls = false                    # dial the nodes over TLS
     replication_factor = 3              # replicas of a new repository (fewer if fewer nodes)
     create_on_push = true               # a push to a missing path creates the repository
     health_interval = 0.5               # seconds between health checks of each node
@@ -39,6 +43,7 @@ from typing import Any
 
 from cluster.metadata.config import RaftConfig
 from common.config import ConfigError, from_dict, load_config, merge_tokens
+from common.tls import ClientTls, ServerTls
 
 
 @dataclass
@@ -62,6 +67,16 @@ class ProxyConfig:
     token: str = ""
     tokens: list[str] = field(default_factory=list)
     node_token: str = ""
+    # TLS (off by default; see common.tls): `tls_cert` + `tls_key` (PEM) make the gRPC
+    # and HTTP listeners serve TLS; `tls_ca` is the CA bundle (PEM, empty = system roots)
+    # this proxy verifies servers with: the nodes when `node_tls`, and its own gRPC
+    # listener, which its HTTP gateway dials as `tls_server_name` (default: the host
+    # of listen_addr, or "localhost" for a wildcard address).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    node_tls: bool = False
+    tls_server_name: str = ""
     replication_factor: int = 3
     create_on_push: bool = True
     log_level: str = "info"
@@ -119,15 +134,35 @@ class ProxyConfig:
             raise ConfigError(
                 f"proxy config: replication_factor must be >= 1, got {self.replication_factor!r}"
             )
+        _ = self.server_tls  # validates the pair
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ConfigError(f"proxy config: duplicate node names in {names!r}")
+
+    @property
+    def server_tls(self) -> ServerTls:
+        return ServerTls(self.tls_cert, self.tls_key)
+
+    @property
+    def node_client_tls(self) -> ClientTls | None:
+        """How this proxy dials its nodes (None: plain)."""
+        return ClientTls(self.tls_ca) if self.node_tls else None
+
+    def self_server_name(self) -> str:
+        """The name this proxy's own certificate is checked against by its gateway."""
+        if self.tls_server_name:
+            return self.tls_server_name
+        host = self.listen_addr.rsplit(":", 1)[0].strip("[]")
+        return "localhost" if host in ("", "0.0.0.0", "::") else host
 
 
 def load_proxy_config(path: str | Path) -> ProxyConfig:
     """Read a proxy's TOML file; ConfigError on any problem (the [raft] table included)."""
     config = load_config(path, ProxyConfig)
     raft_config(config)
+    config.server_tls.check()
+    if config.tls_ca:
+        ClientTls(config.tls_ca).check()
     return config
 
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -35,6 +36,7 @@ from cluster import gateway_http as gh
 from common.auth import Tokens, bearer_metadata
 from common.errors import InvalidArgumentError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id
+from common.tls import ClientTls, aio_channel
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,15 @@ class Gateway:
         on_missing_repository: MissingRepositoryHook | None = None,
         *,
         shutdown_grace: float = 5.0,
+        upstream_tls: ClientTls | None = None,
+        upstream_options: Sequence[tuple[str, Any]] = (),
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.upstream = upstream
         self.shutdown_grace = shutdown_grace
+        self._upstream_tls = upstream_tls
+        self._upstream_options = [*GRPC_OPTIONS, *upstream_options]
+        self._ssl_context = ssl_context
         self._upstream_token = upstream_token
         self._http_token = http_token
         self._on_missing = on_missing_repository
@@ -89,13 +97,13 @@ class Gateway:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Connect upstream and listen on host:port; returns the bound port."""
-        self._channel = grpc.aio.insecure_channel(self.upstream, options=GRPC_OPTIONS)
+        self._channel = aio_channel(self.upstream, self._upstream_options, self._upstream_tls)
         self._stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(self._channel)
         self._runner = web.AppRunner(
             self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.shutdown_grace
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         log.info("gateway serving", extra={"host": host, "port": self.port, "upstream": self.upstream})

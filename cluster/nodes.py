@@ -2,7 +2,8 @@
 
 `NodePool` keeps one grpc.aio channel per node (created on first use, replaced when
 the node's address changes) and builds the call metadata every proxy-to-node call
-carries: the node token and the current correlation id.
+carries: the node token and the current correlation id. With `tls` the channels
+are TLS, verified by its CA bundle (common.tls).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import grpc
 from common.auth import bearer_metadata
 from common.errors import NotFoundError, UnavailableError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id
+from common.tls import ClientTls, aio_channel
 from gitraft.v1 import shared_pb2
 
 # Same message bound as the node's (streams move data in smaller chunks); reconnect
@@ -35,8 +37,11 @@ CONNECT_TIMEOUT = 1.0
 class NodePool:
     """Channels to nodes by storage name. Use from one event loop."""
 
-    def __init__(self, node_token: str, addresses: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, node_token: str, addresses: Mapping[str, str] | None = None, tls: ClientTls | None = None
+    ) -> None:
         self.node_token = node_token
+        self.tls = tls
         self._addresses: dict[str, str] = dict(addresses or {})
         self._channels: dict[str, tuple[str, grpc.aio.Channel]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -63,7 +68,7 @@ class NodePool:
         current = self._channels.get(name)
         if current is not None and current[0] == address:
             return current[1]
-        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        channel = aio_channel(address, CHANNEL_OPTIONS, self.tls)
         if current is not None:  # the node moved: let calls in flight on the old one finish
             closing = asyncio.get_running_loop().create_task(current[1].close(grace=5.0))
             self._closing.add(closing)

@@ -26,6 +26,7 @@ DEFAULT_CONCURRENCY = (
     ConcurrencyLimit(_REPOSITORY + "ReplicateRepository", 8, 0, 64, 30.0),
     ConcurrencyLimit(_REPOSITORY + "OptimizeRepository", 2, 0, 16, 60.0),
 )
+from common.tls import ClientTls, ServerTls
 
 
 @dataclass
@@ -55,6 +56,12 @@ class NodeConfig:
     # `[[concurrency]]` tables: limits per RPC (common.limiter.ConcurrencyLimit); each
     # replaces the default of its RPC (DEFAULT_CONCURRENCY).
     concurrency: list[ConcurrencyLimit] = field(default_factory=list)
+    # TLS (off when empty): the gRPC listener's certificate chain and key (PEM). A node
+    # that serves TLS also dials other nodes (replication sources) over TLS, verified
+    # by `tls_ca` (PEM bundle; empty = the system's roots).
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
 
     def __post_init__(self) -> None:
         self.tokens = merge_tokens(self.token, self.tokens)
@@ -71,6 +78,7 @@ class NodeConfig:
                 pool.FindMethodByName(limit.rpc.strip("/").replace("/", "."))
             except KeyError:
                 raise ConfigError(f"node config: concurrency: unknown rpc {limit.rpc!r}") from None
+        _ = self.server_tls  # validates the pair
 
     def concurrency_limits(self) -> list[ConcurrencyLimit]:
         """DEFAULT_CONCURRENCY with the configured tables in place of their RPC's default."""
@@ -78,7 +86,20 @@ class NodeConfig:
         merged.update({limit.rpc: limit for limit in self.concurrency})
         return list(merged.values())
 
+    @property
+    def server_tls(self) -> ServerTls:
+        return ServerTls(self.tls_cert, self.tls_key)
+
+    @property
+    def peer_tls(self) -> ClientTls | None:
+        """How this node dials other nodes: TLS when it serves TLS itself."""
+        return ClientTls(self.tls_ca) if self.server_tls.enabled else None
+
 
 def load_node_config(path: str | Path) -> NodeConfig:
     """Read a node's TOML file; ConfigError on any problem."""
-    return load_config(path, NodeConfig)
+    config = load_config(path, NodeConfig)
+    config.server_tls.check()
+    if config.peer_tls is not None:
+        config.peer_tls.check()
+    return config

@@ -28,12 +28,16 @@ import grpc
 
 from common.auth import bearer_metadata
 from common.errors import FailedPreconditionError, GitraftError, NotFoundError, error_for_status, quoted
+from common.tls import ClientTls, aio_channel
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
 CHUNK_SIZE = 64 * 1024
 STDERR_LIMIT = 4096
 FLUSH = b"0000"
 DELIM = b"0001"
+# How this process dials source nodes (None: plain); set once at start by NodeServer.
+PEER_TLS: ClientTls | None = None
+
 GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
@@ -62,7 +66,7 @@ class SourceRepository:
         self.stderr_tail = b""
 
     async def __aenter__(self) -> SourceRepository:
-        self._channel = grpc.aio.insecure_channel(self.address, options=GRPC_OPTIONS)
+        self._channel = aio_channel(self.address, GRPC_OPTIONS, PEER_TLS)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -20,6 +20,7 @@ from common.auth import TokenAuthInterceptor
 from common.interceptors import ErrorInterceptor
 from common.limiter import ConcurrencyInterceptor
 from common.metrics import RpcMetricsInterceptor, serve_metrics, watch_storage
+from common.tls import add_port
 from gitraft.v1 import (
     commit_pb2,
     commit_pb2_grpc,
@@ -32,6 +33,7 @@ from gitraft.v1 import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
+from node import replication_source
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
@@ -62,6 +64,7 @@ class NodeServer:
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+        replication_source.PEER_TLS = config.peer_tls
         self.storage = Storage(config.name, config.storage_path)
         self.server = grpc.aio.server(
             interceptors=[
@@ -94,7 +97,7 @@ class NodeServer:
         removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
-        self.port = self.server.add_insecure_port(self.config.listen_addr)
+        self.port = add_port(self.server, self.config.listen_addr, self.config.server_tls)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
         await self.server.start()

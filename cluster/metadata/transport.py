@@ -18,7 +18,7 @@ transport expects, hence its camelCase methods) that:
   copying) and reads at most `read_per_event` bytes per poll event, so one busy socket
   never monopolises the tick thread.
 The transport also closes connections that have not identified themselves within the
-connection timeout, and refuses new ones beyond `max_unidentified`.
+connection timeout, and keeps at most `max_unidentified` of them (the oldest goes).
 
 Legitimate frames (pysyncobj with our settings): the key exchange and the member's
 address are a few hundred bytes; append-entries batches are cut at
@@ -461,9 +461,13 @@ class BoundedTransport(TCPTransport):
         self._connections[node] = conn
 
     def _onNewIncomingConnection(self, conn: BoundedConnection) -> None:
-        if len(self._unknownConnections) >= self.limits.max_unidentified:
-            conn.disconnect()  # no callbacks set yet: nothing else to undo
-            return
+        """Register a new incoming connection; at `max_unidentified` pending ones, the
+        oldest is closed first (a peer identifies itself within a round trip, so a
+        stranger holding idle connections evicts mostly its own)."""
+        while len(self._unknownConnections) >= self.limits.max_unidentified:
+            oldest = min(self._unknownConnections, key=lambda c: c.opened_at)
+            self._unknownConnections.discard(oldest)
+            oldest.disconnect()
         super()._onNewIncomingConnection(conn)
 
     def _onTick(self) -> None:

@@ -45,6 +45,7 @@ from cluster.verifier import Verifier
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
 from common.interceptors import ErrorInterceptor
+from common.tls import ClientTls, add_port
 from gitraft.v1 import cluster_pb2_grpc, transaction_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class ProxyServer:
         self.store = store if store is not None else default_store(config)
         self.metrics = ProxyMetrics()
         self.registry = Registry.from_package()
-        self.nodes = NodePool(config.node_token, {n.name: n.address for n in config.nodes})
+        self.nodes = NodePool(
+            config.node_token, {n.name: n.address for n in config.nodes}, tls=config.node_client_tls
+        )
         self.replicator = Replicator(
             owner=config.name,
             store=self.store,
@@ -163,10 +166,21 @@ class ProxyServer:
         reflection.enable_server_reflection((*services, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         return server
 
+    def _gateway_tls(self) -> dict[str, Any]:
+        """The gateway's TLS: its own listener's, and how it dials this proxy's gRPC."""
+        tls = self.config.server_tls
+        if not tls.enabled:
+            return {}
+        return {
+            "ssl_context": tls.ssl_context(),
+            "upstream_tls": ClientTls(self.config.tls_ca),
+            "upstream_options": [("grpc.ssl_target_name_override", self.config.self_server_name())],
+        }
+
     async def start(self) -> None:
         """Start everything (see module doc); returns once this proxy reports SERVING."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        self.port = self.server.add_insecure_port(self.config.listen_addr)
+        self.port = add_port(self.server, self.config.listen_addr, self.config.server_tls)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
         await self.server.start()
@@ -193,6 +207,7 @@ class ProxyServer:
                 self.config.token,
                 self.config.tokens,
                 on_missing_repository=self.repositories.on_missing_repository,
+                **self._gateway_tls(),
             )
             self.http_port = await self.gateway.start(*split_addr(self.config.http_addr))
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)

@@ -11,11 +11,14 @@ for `python -m bench raft_flood`).
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from cluster.metadata.transport import FrameLimits
 from cluster.testing.raft_cluster import MetadataCluster
 from cluster.testing.raft_flood import flood_during_writes
 
@@ -45,3 +48,26 @@ def test_a_strangers_huge_frames_neither_depose_the_leader_nor_stop_commits(clus
     assert report.failures == []
     # Commits kept flowing after the flood began.
     assert report.commit_times[-1] > report.flood_ended
+
+
+def test_a_strangers_idle_connections_are_bounded_oldest_first(tmp_path: Path) -> None:
+    # A long connection timeout, so that only the bound closes connections here.
+    with MetadataCluster(tmp_path, size=3, command_timeout=2.0, connection_timeout=60.0) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        host, port = leader.raft_addr.rsplit(":", 1)
+        limit, extra = FrameLimits().max_unidentified, 20
+        idle = [socket.create_connection((host, int(port)), timeout=20.0) for _ in range(limit + extra)]
+        try:
+            for sock in idle[:extra]:  # the oldest were closed to make room
+                with contextlib.suppress(ConnectionResetError):
+                    assert sock.recv(1) == b""
+            for sock in idle[extra:]:  # the newest are still pending (not closed)
+                sock.settimeout(0.2)
+                with pytest.raises(TimeoutError):
+                    sock.recv(1)
+            leader.call("record_health", proxy="idle", storage="s", healthy=True, now=1.0)
+            assert cluster.wait_for_leader() is leader
+        finally:
+            for sock in idle:
+                sock.close()
