@@ -26,7 +26,11 @@ once; each:
 
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
 makes a job dead after its maximum. Leases of long jobs are renewed every third of the
-lease. `wake()` starts a round at once (called when this proxy scheduled jobs).
+lease; a job whose lease is lost is cancelled, and the lease is confirmed right before
+the ReplicateRepository call, so a worker paused past its lease does not copy over a
+newer owner's work (one paused between that confirmation and the call still can: the
+node does not know leases). `wake()` starts a round at once (called when this proxy
+scheduled jobs).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import grpc
 from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
-from common.errors import GitraftError
+from common.errors import FailedPreconditionError, GitraftError
 from common.logs import correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -156,7 +160,8 @@ class Replicator:
     async def _run_job(self, job: Job) -> None:
         correlation_id.set(f"job-{job.id}-{job.attempts}")  # this task's context only
         started = time.monotonic()
-        renew = asyncio.get_running_loop().create_task(self._renew(job))
+        current = asyncio.current_task()
+        renew = asyncio.get_running_loop().create_task(self._renew(job, current))
         outcome = "ok"
         try:
             await self.execute(job)
@@ -219,6 +224,9 @@ class Replicator:
         return False
 
     async def _replicate(self, job: Job, repo: Repository) -> None:
+        # The lease must still be ours: a worker that was paused past its lease (another
+        # owner may have copied newer data meanwhile) must not mirror older refs over it.
+        await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
         request = repository_pb2.ReplicateRepositoryRequest(
             repository=_replica(repo, job.target),
             source=_replica(repo, job.source),
@@ -260,11 +268,18 @@ class Replicator:
         except GitraftError as err:
             log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
 
-    async def _renew(self, job: Job) -> None:
+    async def _renew(self, job: Job, work: asyncio.Task[Any] | None) -> None:
+        """Renew the job's lease every third of it; cancel `work` once the lease is lost
+        (another owner has the job: this copy must stop)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+            except FailedPreconditionError as exc:
+                log.warning("lease lost; job cancelled", extra={"job_id": job.id, "error": str(exc)})
+                if work is not None:
+                    work.cancel()
+                return
             except GitraftError as exc:
                 log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
 
