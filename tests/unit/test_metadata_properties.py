@@ -293,6 +293,15 @@ class Model:
     def primary(self) -> str:
         return str(self.conn.execute('SELECT "primary" FROM repositories').fetchone()[0])
 
+    def holds(self, job_id: int, owner: str) -> bool:
+        """Whether `owner` still holds the job's lease (what the worker confirms before copying)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM replication_jobs WHERE id = ? AND state = 'in_progress' AND lease_owner = ?"
+            " AND lease_expires_at > ?",
+            (job_id, owner, self.now),
+        ).fetchone()
+        return row is not None
+
     def job(self, job_id: int) -> tuple[str, str, int]:
         row = self.conn.execute(
             "SELECT source, target, source_generation FROM replication_jobs WHERE id = ?", (job_id,)
@@ -358,7 +367,7 @@ class Model:
                 self.copied.discard(job["id"])
         elif action == "copy":  # the worker's node call, while it holds the lease, unless obsolete
             todo = sorted(
-                j for j, (_, expiry) in self.held.items() if expiry > self.now and j not in self.copied
+                j for j, (owner, _) in self.held.items() if self.holds(j, owner) and j not in self.copied
             )
             if todo:
                 job_id = data.draw(st.sampled_from(todo))
