@@ -13,7 +13,10 @@ or unhealthy primary, nor an accessor to an outdated replica, and `set_primary` 
 refuses, when it applies, a storage that is not assigned or not up to date. If a write
 completes on the old primary between this round's read and `set_primary`, the move is
 refused (FailedPreconditionError): that repository keeps its primary for this round,
-the others still move, and the next round decides again on the newer state.
+the others still move, and the next round decides again on the newer state. A write
+still in flight on the old primary when `set_primary` applies (a paused node that
+resumes) is fenced by that command: it is never acknowledged, and the old primary's
+replica is repaired from the new one (`cluster.metadata.writes`).
 """
 
 from __future__ import annotations

@@ -11,8 +11,15 @@ node call of a streaming mutator runs, `IntentKeeper`:
   cutoff to `margin` before that deadline;
 - ends the node call (`DeadlineExceededError`) at the cutoff - reached when no bytes
   flowed for about a lifetime, or at once when the intent was closed meanwhile (a
-  repair: the write will be fenced) - so the call never outlives the deadline the
-  repair goes by.
+  repair: the write will be fenced) - and relays no request message after it, so
+  the call does not outlive the deadline the repair goes by.
+
+What a proxy cannot bound is a node that received the whole request before the proxy
+was paused and finishes the write only after the intent's deadline and its repair
+(a unary mutator's node-side gRPC deadline covers that case; a renewable stream has
+none): when the proxy resumes, its `finish_write` is fenced and the replica repaired;
+if it never reports, the write stays on the primary unrecorded until a checksum
+comparison (the verifier) finds it.
 
 A proxy that dies stops renewing: its intent expires `lifetime` after the last renewal
 and is repaired then. Renewal is a Raft command per quarter lifetime per write in
@@ -64,8 +71,13 @@ class IntentKeeper:
         self.last_progress = self.monotonic()
 
     async def relay(self, messages: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The client's request messages, each noted as progress."""
+        """The client's request messages, each noted as progress; DeadlineExceededError
+        (which cancels the node call) instead of a message that comes after the cutoff,
+        e.g. when this proxy resumes from a pause longer than the intent's lifetime:
+        the intent may have been repaired, the rest of the write must not reach the node."""
         async for message in messages:
+            if self.monotonic() >= self.cutoff:
+                raise DeadlineExceededError(self._why())
             self.note()
             yield message
 

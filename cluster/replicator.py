@@ -27,7 +27,11 @@ ones, however many wait for it. Up to `workers` jobs run at once; each:
 
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
 makes a job dead after its maximum. Leases of long jobs are renewed every third of the
-lease. `wake()` starts a round at once (called when this proxy scheduled jobs).
+lease; a job whose lease is lost is cancelled, and the lease is confirmed right before
+the ReplicateRepository call, so a worker paused past its lease does not copy over a
+newer owner's work (one paused between that confirmation and the call still can: the
+node does not know leases). `wake()` starts a round at once (called when this proxy
+scheduled jobs).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repos
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.periodic import run_periodically
-from common.errors import GitraftError
+from common.errors import FailedPreconditionError, GitraftError
 from common.logs import bind_fields, correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -152,7 +156,8 @@ class Replicator:
         correlation_id.set(str(job.params.get("correlation_id") or f"job-{job.id}-{job.attempts}"))
         bind_fields(job_id=job.id, repository_id=job.repository_id, storage=job.target)
         started = time.monotonic()
-        renew = asyncio.get_running_loop().create_task(self._renew(job))
+        current = asyncio.current_task()
+        renew = asyncio.get_running_loop().create_task(self._renew(job, current))
         outcome = "ok"
         try:
             await self.execute(job)
@@ -215,6 +220,9 @@ class Replicator:
         return False
 
     async def _replicate(self, job: Job, repo: Repository) -> None:
+        # The lease must still be ours: a worker that was paused past its lease (another
+        # owner may have copied newer data meanwhile) must not mirror older refs over it.
+        await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
         request = repository_pb2.ReplicateRepositoryRequest(
             repository=_replica(repo, job.target),
             source=_replica(repo, job.source),
@@ -261,11 +269,18 @@ class Replicator:
         except GitraftError as err:
             log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
 
-    async def _renew(self, job: Job) -> None:
+    async def _renew(self, job: Job, work: asyncio.Task[Any] | None) -> None:
+        """Renew the job's lease every third of it; cancel `work` once the lease is lost
+        (another owner has the job: this copy must stop)."""
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+            except FailedPreconditionError as exc:
+                log.warning("lease lost; job cancelled", extra={"job_id": job.id, "error": str(exc)})
+                if work is not None:
+                    work.cancel()
+                return
             except GitraftError as exc:
                 log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
 

@@ -9,6 +9,7 @@ from google.protobuf import descriptor_pool
 
 from common.config import ConfigError, load_config, merge_tokens
 from common.limiter import ConcurrencyLimit
+from common.tls import ClientTls, ServerTls
 from gitraft.v1 import commit_pb2, ref_pb2, repository_pb2, server_pb2, smarthttp_pb2  # noqa: F401 (descriptors)
 
 _SMART_HTTP = "/gitraft.v1.SmartHTTPService/"
@@ -26,7 +27,6 @@ DEFAULT_CONCURRENCY = (
     ConcurrencyLimit(_REPOSITORY + "ReplicateRepository", 8, 0, 64, 30.0),
     ConcurrencyLimit(_REPOSITORY + "OptimizeRepository", 2, 0, 16, 60.0),
 )
-from common.tls import ClientTls, ServerTls
 
 
 @dataclass

@@ -31,6 +31,8 @@ Allowed job transitions (`JobState`):
                                     the target
     in_progress -> completed        remove_repository (not `delete_replica`; last_error
                                     'repository removed', no owner any more)
+    in_progress -> failed           finish_write refusing a write (fenced) on the job's
+                                    target: no owner, retry at once, no attempt counted
 Completed jobs are pruned by a later complete_job once an hour (command time) old; dead
 jobs are kept.
 """

@@ -30,6 +30,7 @@ import sqlite3
 from typing import Any
 
 from cluster.metadata import fencing
+from cluster.metadata.api import ChangeType, JobState
 from cluster.metadata.handlers import CommandError, generations, repository_row, schedule_update
 
 # Closed write intents are kept this long (seconds of command time) so a retried
@@ -190,7 +191,9 @@ def _refuse(
 def diverge(conn: sqlite3.Connection, rid: str, dirty: list[str], now: float) -> tuple[int, list[str]]:
     """Replicas in `dirty` may hold a write that is not acknowledged: flag them for a
     checksum comparison and have them overwritten (an `update` job mirrors refs exactly)
-    from a replica that cannot hold it. Returns (repository generation, storages scheduled).
+    from a replica that cannot hold it; an update into one of them already in progress
+    goes back to `failed` (no owner, retry now) so it cannot raise it with a copy made
+    before the write. Returns (repository generation, storages scheduled).
 
     Let M be the repository's generation. When no dirty replica is at M, each dirty one
     gets an update from an up-to-date replica. Otherwise the clean replicas at M (same
@@ -207,6 +210,26 @@ def diverge(conn: sqlite3.Connection, rid: str, dirty: list[str], now: float) ->
     conn.executemany(
         "UPDATE replicas SET needs_verify = 1 WHERE repository_id = ? AND storage = ?",
         [(rid, s) for s in dirty],
+    )
+    # A copy into a dirty replica already running may have been made before the write
+    # landed there: it must not raise the replica. The job waits to copy again (its
+    # worker loses the lease; no attempt counted).
+    marks = ",".join("?" * len(dirty))
+    conn.execute(
+        f"UPDATE replication_jobs SET state = ?, lease_owner = '', lease_expires_at = 0, retry_at = ?,"
+        f" last_error = ?, updated_at = ? WHERE repository_id = ? AND state = ? AND change IN (?, ?)"
+        f" AND target IN ({marks})",
+        (
+            JobState.FAILED,
+            now,
+            "target diverged during the copy; copy again",
+            now,
+            rid,
+            JobState.IN_PROGRESS,
+            ChangeType.UPDATE,
+            ChangeType.CREATE,
+            *dirty,
+        ),
     )
     top = max(gens.values())
     current = [s for s, g in gens.items() if g == top]

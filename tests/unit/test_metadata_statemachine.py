@@ -610,3 +610,24 @@ def test_a_slow_job_never_moves_a_generation_past_what_it_copied(m: Machine) -> 
     # The first worker wakes up: its completion is refused and changes nothing.
     assert m.error("complete_job", job_id=slow["id"], owner="w1", now=19.0) == "precondition"
     assert m.generations("r1") == {"a": 1, "b": 1}
+
+
+def test_a_copy_running_into_a_replica_that_a_refused_write_then_changed_does_not_raise_it(
+    m: Machine,
+) -> None:
+    # Found by the model property: an update into b is copying when a refused write lands
+    # on b; completing that copy must not make b up to date with the write in it.
+    create(m)
+    write(m, "w0", ["a"])  # updates a -> b, a -> c
+    begin(m, "B", "b")  # routed to b on a stale view: fenced from the start
+    leased = m.ok("lease_jobs", owner="w", now=3.0, lease_seconds=50.0, limit=5)
+    (to_b,) = [j for j in leased if j["target"] == "b"]
+    assert finish(m, "B", "b")["fenced"] == "storage 'b' is not the primary"
+    assert m.error("complete_job", job_id=to_b["id"], owner="w", now=4.0) == "precondition"
+    assert m.generations("r1")["b"] == -1
+    (again,) = [
+        j for j in m.ok("lease_jobs", owner="w", now=5.0, lease_seconds=50.0, limit=5) if j["target"] == "b"
+    ]
+    assert again["id"] == to_b["id"] and again["attempts"] == 0
+    m.ok("complete_job", job_id=again["id"], owner="w", now=6.0)
+    assert m.generations("r1")["b"] == 0

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from cluster.coordinator import Coordinator, NodeError
+from cluster.intent_renewal import IntentKeeper
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.router import MethodInfo, Registry
@@ -161,3 +162,21 @@ async def test_a_push_whose_intent_was_repaired_meanwhile_is_ended(
     with pytest.raises(DeadlineExceededError, match="closed"):
         await push(c)
     assert await generation(store) == -1
+
+
+async def test_no_request_message_reaches_the_node_after_the_cutoff(store: LocalStore) -> None:
+    # A proxy paused longer than its intent's lifetime resumes: the intent may have been
+    # repaired meanwhile, so the rest of the client's push must not be relayed.
+    clock = [0.0]
+    keeper = IntentKeeper(store, "i", lifetime=LIFETIME, margin=0.1, monotonic=lambda: clock[0])
+
+    async def client() -> AsyncIterator[bytes]:
+        yield b"first half"
+        clock[0] += LIFETIME * 5  # the pause
+        yield b"second half"
+
+    relayed: list[bytes] = []
+    with pytest.raises(DeadlineExceededError, match="no progress"):
+        async for message in keeper.relay(client()):
+            relayed.append(message)
+    assert relayed == [b"first half"]

@@ -14,6 +14,7 @@ from cluster.metadata.api import ChangeType, Job, JobState
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.replicator import Replicator, backoff_seconds, leasable, runnable
+from common.errors import FailedPreconditionError
 from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW as CLOCK
 from tests.unit.test_router_coordinator import LocalStore
@@ -161,3 +162,17 @@ async def test_a_dead_node_does_not_starve_the_jobs_of_live_ones(
     assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r2.git")]
     (waiting,) = await store.list_jobs([JobState.READY], 10)
     assert (waiting.repository_id, waiting.attempts) == ("r1", 0)
+
+
+async def test_a_worker_whose_lease_was_taken_over_does_not_copy(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator
+) -> None:
+    # w1 leased the job and was paused past its lease; w2 took it over. When w1 resumes,
+    # its copy would mirror refs over whatever w2 (and later jobs) wrote there.
+    await written(store, "r1", ("b", "c"))
+    (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
+    (again,) = await store.lease_jobs("w2", CLOCK + 31, 30.0, 1)
+    assert again.id == job.id
+    with pytest.raises(FailedPreconditionError):
+        await replicator.execute(job)
+    assert nodes.calls == []
