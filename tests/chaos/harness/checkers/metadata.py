@@ -99,3 +99,18 @@ def agreement(observer: MetadataObserver) -> list[Anomaly]:
                     Anomaly("metadata", f"state machines differ at applied index {index}: {digests}")
                 )
     return anomalies
+
+
+def open_intents(db_path: Path) -> int | None:
+    """How many write intents are open (not finished, not repaired) in a proxy's state
+    database; None when it cannot be read right now."""
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(conn.execute("SELECT count(*) FROM write_intents WHERE result IS NULL").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
