@@ -188,3 +188,29 @@ def test_relay_blocks_one_way_and_heals() -> None:
     finally:
         net.close()
         server.close()
+
+
+def test_metadata_generation_never_decreases(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "state.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
+    conn.execute("INSERT INTO meta VALUES ('applied_index', 7)")
+    conn.execute("CREATE TABLE replicas (repository_id TEXT, storage TEXT, generation INTEGER)")
+    conn.execute("INSERT INTO replicas VALUES ('r', 'node-a', 3)")
+    conn.commit()
+    observer = MetadataObserver({"proxy-1": path}, threading.Event())
+    observer.sample()
+    conn.execute("UPDATE meta SET value = 8")
+    conn.execute("UPDATE replicas SET generation = 4")
+    conn.commit()
+    observer.sample()
+    assert agreement(observer) == []
+    conn.execute("UPDATE meta SET value = 9")
+    conn.execute("UPDATE replicas SET generation = 2")
+    conn.commit()
+    conn.close()
+    observer.sample()
+    found = agreement(observer)
+    assert len(found) == 1 and "went from generation 4" in found[0].message
