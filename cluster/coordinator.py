@@ -18,9 +18,14 @@ Paths (see DESIGN.md "Paths through the system"):
   secondary is up to date: a lagging one could otherwise copy the half-changed primary
   and end up at the same generation with other content). If the proxy dies
   anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
-  The node call is bounded to end before the intent's deadline (a mutator can take at
-  most about `write_intent_timeout`, or the client's own longer deadline), so a repair
-  never runs while the write it repairs can still change the primary.
+  `finish_write` applies the fence (DESIGN.md invariant 8): a write whose primary moved,
+  or that another write overtook, while it ran is answered FAILED_PRECONDITION ("write
+  not acknowledged: ...; retry"), never acknowledged.
+  The node call is bounded to end before the intent's deadline, so a repair never runs
+  while the write it repairs can still change the primary: a unary mutator takes at most
+  about `write_intent_timeout` (or the client's own longer deadline); a streaming one
+  (a push) renews its intent while bytes flow and is cut off only after about that long
+  without progress (cluster.intent_renewal).
 - accessor: shared barrier, look up, one healthy up-to-date replica at random; on
   UNAVAILABLE before anything was relayed (and, for a request stream, before more
   than its first message was sent) it is tried again on another such replica.
@@ -66,6 +71,7 @@ from cluster.forwarding import (
     time_remaining,
     tracking,
 )
+from cluster.intent_renewal import IntentKeeper
 from cluster.metadata.api import MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
@@ -80,6 +86,7 @@ from cluster.router import (
     route_storage,
 )
 from common.errors import (
+    FailedPreconditionError,
     GitraftError,
     InvalidArgumentError,
     NotFoundError,
@@ -112,8 +119,11 @@ RemoveHook = Callable[[str, MethodInfo, Any], Awaitable[bytes]]
 @dataclass(frozen=True)
 class OpenIntent:
     intent_id: str
-    # Seconds the node call may take: it must end before the intent can be repaired.
+    # Seconds the node call may take unless the intent is renewed (see IntentKeeper): it
+    # must end before the intent can be repaired.
     timeout: float
+    # Seconds from its begin to the intent's deadline.
+    lifetime: float = 0.0
 
 
 class Coordinator:
@@ -273,15 +283,22 @@ class Coordinator:
                         raise
         repo, primary, intent = await self.open_write(path, info, context)
         held: bytes | None = None
+        keeper = IntentKeeper(
+            self.store, intent.intent_id, intent.lifetime, intent.lifetime - intent.timeout, self.clock
+        )
+        renewing = asyncio.get_running_loop().create_task(keeper.run())
         try:
             first = rewrite(info, request, repo, primary)
-            async for chunk in self.call_stream(info, primary, first, rest, context, intent.timeout):
+            requests = keeper.relay(rest) if rest is not None else None
+            async for chunk in keeper.bounded(self.call_stream(info, primary, first, requests, context)):
                 if held is not None:
                     yield held
                 held = chunk
         except BaseException as exc:
             await self.after_failed_write(intent.intent_id, repo, primary, exc)
             raise
+        finally:
+            renewing.cancel()
         await asyncio.shield(self.finish_write(intent.intent_id, primary))
         if held is not None:
             yield held
@@ -380,15 +397,25 @@ class Coordinator:
         await self.store.begin_write(
             intent_id, repo.repository_id, [primary], self.proxy_name, self.clock() + lifetime
         )
-        return OpenIntent(intent_id, lifetime - margin)
+        return OpenIntent(intent_id, lifetime - margin, lifetime)
 
     async def finish_write(self, intent_id: str, primary: str) -> None:
         """Record a successful write on `primary` (callers shield it: a client going away
-        after the node wrote must not leave the intent to the repair)."""
+        after the node wrote must not leave the intent to the repair).
+
+        FailedPreconditionError when the fence refused it (the primary moved, or another
+        write committed, while it ran: DESIGN.md invariant 8): the write is not
+        acknowledged and `primary`'s replica is being repaired."""
         result = await self.store.finish_write(intent_id, [primary], [], self.clock())
-        self.metrics.writes.labels(storage=primary, outcome="ok").inc()
         if result.scheduled:
             self.on_jobs_scheduled()
+        if result.fenced:
+            self.metrics.writes.labels(storage=primary, outcome="fenced").inc()
+            log.warning(
+                "write fenced", extra={"intent_id": intent_id, "storage": primary, "reason": result.fenced}
+            )
+            raise FailedPreconditionError(f"write not acknowledged: {result.fenced}; retry")
+        self.metrics.writes.labels(storage=primary, outcome="ok").inc()
 
     async def after_failed_write(
         self, intent_id: str, repo: Repository, primary: str, exc: BaseException

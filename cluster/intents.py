@@ -11,8 +11,13 @@ up-to-date secondaries':
   the write as done on the primary -> `finish_write(succeeded=[primary])`, which bumps
   its generation and schedules `update` jobs so every replica converges to it.
 
-`finish_write` is idempotent on the intent id, so two leaders in quick succession (or a
-late original proxy) cannot apply it twice.
+`finish_write` is idempotent on the intent id, so two leaders in quick succession cannot
+apply it twice. The repair's `finish_write` carries `repair`: it is refused when the
+intent was renewed since this leader saw it expired (its proxy is alive and the write
+makes progress), and the write's own proxy reporting success afterwards is fenced (not
+acknowledged; the primary is repaired), since the write may have landed after the
+checksums were compared. A "bumped" repair whose primary moved meanwhile is fenced too
+("fenced": the primary's replica is repaired from a copy without the write).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ class IntentRepairer:
         self.clock = clock
 
     async def repair(self, intent: WriteIntent) -> str:
-        """Close one abandoned intent (see module doc); returns "unchanged" or "bumped"."""
+        """Close one abandoned intent (see module doc); returns "unchanged", "bumped" or
+        "fenced". FailedPreconditionError when it was renewed meanwhile."""
         c = self._c
         repo = await c.store.get_repository_by_id(intent.repository_id)
         primary = intent.storages[0] if intent.storages else ""
@@ -53,7 +59,9 @@ class IntentRepairer:
             except GitraftError as exc:
                 log.info("intent repair: checksums not comparable", extra={"error": str(exc)})
         succeeded = [primary] if action == "bumped" else []
-        result = await c.store.finish_write(intent.intent_id, succeeded, [], self.clock())
+        result = await c.store.finish_write(intent.intent_id, succeeded, [], self.clock(), repair=True)
+        if result.fenced:
+            action = "fenced"
         c.metrics.intents_repaired.labels(action=action).inc()
         log.warning(
             "abandoned write intent repaired",

@@ -132,6 +132,9 @@ class WriteResult:
     generation: int
     # Storages that got an `update` job (deduplicated against jobs already waiting).
     scheduled: tuple[str, ...]
+    # Non-empty when the write was refused by the fence (see `finish_write`): why. The
+    # write must not be acknowledged; its replica is being repaired.
+    fenced: str = ""
 
 
 @dataclass(frozen=True)
@@ -206,22 +209,37 @@ class MetadataStore(Protocol):
     async def begin_write(
         self, intent_id: str, repository_id: str, storages: list[str], proxy: str, deadline: float
     ) -> WriteIntent:
-        """Record a mutator in flight before it reaches any node. Idempotent on intent_id.
+        """Record a mutator in flight before it reaches any node. With one storage (the
+        one that executes it; every mutator today) it is fenced: the intent records the
+        primary and the generation it starts from (see `finish_write`). Idempotent on
+        intent_id.
         NotFoundError for an unknown repository; FailedPreconditionError when a storage is
         not assigned to it."""
         ...
 
+    async def renew_intent(self, intent_id: str, deadline: float, now: float) -> bool:
+        """Move an open intent's deadline to `deadline` (never earlier), so the leader
+        does not repair a write that is still making progress. False when the intent is
+        closed (e.g. repaired): its write will not be acknowledged."""
+        ...
+
     async def finish_write(
-        self, intent_id: str, succeeded: list[str], failed: list[str], now: float
+        self, intent_id: str, succeeded: list[str], failed: list[str], now: float, *, repair: bool = False
     ) -> WriteResult:
-        """Close the intent. In one command: the storages in `succeeded` go to generation
-        max+1 (all to the same value); every other assigned replica gets an `update` job
-        from the first of `succeeded` (merged into an `update` job already waiting - ready
-        or failed - for the same target, which takes the new source and generation);
-        storages in `failed` are marked as needing a checksum comparison. With `succeeded`
-        empty, no generation changes. Storages not assigned are ignored. Idempotent on
-        intent_id (a retry returns the first result); NotFoundError for an unknown intent
-        or a repository removed meanwhile."""
+        """Close the intent. In one command, when the fence holds (the storage in
+        `succeeded` was the primary when the intent began and still is, is up to date,
+        and nothing fenced the intent meanwhile: see `cluster.metadata.writes`): it goes
+        to generation max+1; every other assigned replica gets an `update` job from it
+        (merged into an `update` job already waiting - ready or failed - for the same
+        target, which takes the new source and generation). When the fence fails, the
+        result's `fenced` says why: nothing is acknowledged and the storage is repaired
+        from a replica without the write. Storages in `failed` are marked as needing a
+        checksum comparison. With `succeeded` empty, no generation changes.
+
+        Idempotent on intent_id (a retry returns the first result), except a success
+        reported after a repair closed the intent (fenced). `repair`: the leader closing
+        an abandoned intent; FailedPreconditionError when it was renewed past `now`.
+        NotFoundError for an unknown intent or a repository removed meanwhile."""
         ...
 
     async def set_generation(self, repository_id: str, storage: str, generation: int, now: float) -> int:
@@ -281,7 +299,8 @@ class MetadataStore(Protocol):
     async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:
         """Make `authoritative_storage` the newest (generation max+1, checksum flag cleared)
         and schedule updates from it for every other assigned replica; the primary is left
-        to the elector. FailedPreconditionError when the storage is not assigned."""
+        to the elector; writes in flight elsewhere are fenced. FailedPreconditionError when
+        the storage is not assigned or a replication job into it is running."""
         ...
 
     async def record_health(self, proxy: str, storage: str, healthy: bool, now: float) -> None:

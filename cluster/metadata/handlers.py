@@ -4,7 +4,9 @@ Each handler takes the open transaction's connection and the command's `args`, c
 rows deterministically (time and ids come from `args`), and returns a JSON-able
 result. A refusal raises `CommandError`, which `statemachine.apply` turns into an
 error value after rolling the command back; nothing here escapes to pysyncobj.
-Job commands live in `cluster.metadata.jobs`.
+Job commands live in `cluster.metadata.jobs`, write intents in `cluster.metadata.writes`;
+commands that change primaries or assignments fence the writes in flight they make
+unsafe (`cluster.metadata.fencing`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,8 @@ import json
 import sqlite3
 from typing import Any
 
+from cluster.metadata import fencing
 from cluster.metadata.api import ChangeType, JobState
-
-# Closed write intents are kept this long (seconds of command time) so a retried
-# finish_write still finds its result, then pruned.
-INTENT_RETENTION = 3600.0
 
 # `last_error` of a job ended because its repository was removed.
 REPOSITORY_REMOVED = "repository removed"
@@ -184,7 +183,9 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     than `delete_replica` end `completed` with last_error 'repository removed' and no
     owner: their worker can neither renew nor fail them, and its `complete_job` changes
     nothing (see `jobs.complete_job`). In-progress `delete_replica` jobs run on (they
-    only remove data). Idempotent: an unknown id changes nothing."""
+    only remove data). Its fenced write intents in flight are closed as refused (see
+    `cluster.metadata.writes`), older ones deleted. Idempotent: an unknown id changes
+    nothing."""
     rid, now = a["repository_id"], a["now"]
     row = conn.execute(
         "SELECT relative_path, replica_path FROM repositories WHERE repository_id = ?", (rid,)
@@ -212,6 +213,13 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     # connection pragma (foreign_keys) being set on every member.
     conn.execute("DELETE FROM replicas WHERE repository_id = ?", (rid,))
     conn.execute("DELETE FROM repositories WHERE repository_id = ?", (rid,))
+    # Fenced intents end refused (their proxy's finish_write gets the reason); others go.
+    removed = {"generation": -1, "scheduled": [], "fenced": "repository removed during the write"}
+    conn.execute(
+        "UPDATE write_intents SET result = ? WHERE repository_id = ? AND result IS NULL"
+        " AND fence IS NOT NULL",
+        (json.dumps(removed), rid),
+    )
     conn.execute("DELETE FROM write_intents WHERE repository_id = ? AND result IS NULL", (rid,))
 
 
@@ -233,9 +241,9 @@ def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     `require_up_to_date` (always sent by the store; entries logged before it existed lack
     it), up to date (its generation is the repository's) in the state this command
     applies to, so a write that landed on the old primary after the caller looked wins
-    over the move."""
+    over the move. Moving the primary fences the writes in flight on other storages."""
     rid, storage = a["repository_id"], a["storage"]
-    repository_row(conn, rid)
+    previous = repository_row(conn, rid)[3]
     gens = generations(conn, rid)
     if storage not in gens:
         raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
@@ -249,12 +257,16 @@ def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
         'UPDATE repositories SET "primary" = ?, updated_at = ? WHERE repository_id = ?',
         (storage, a["now"], rid),
     )
+    if storage != previous:
+        reason = f"primary moved from {previous!r} to {storage!r} during the write"
+        fencing.fence_intents(conn, rid, reason, except_on=[storage])
     return load_repository(conn, rid)
 
 
 def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Assign storages (a replica at -1 plus an update job from an up-to-date replica)
-    and unassign others (a `delete_replica` job); the primary cannot be unassigned."""
+    and unassign others (a `delete_replica` job; writes in flight there are fenced); the
+    primary cannot be unassigned."""
     rid, now = a["repository_id"], a["now"]
     _, _, replica_path, primary, _, _ = repository_row(conn, rid)
     gens = generations(conn, rid)
@@ -266,6 +278,8 @@ def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[
         raise CommandError("invalid", "a repository needs at least one replica")
     latest = max(gens.values(), default=-1)
     source = primary if gens.get(primary) == latest else min(s for s, g in gens.items() if g == latest)
+    if unassign:
+        fencing.fence_intents(conn, rid, "storage unassigned during the write", on=unassign)
     for storage in unassign:
         drop_waiting_jobs(conn, rid, storage)
         conn.execute("DELETE FROM replicas WHERE repository_id = ? AND storage = ?", (rid, storage))
@@ -298,12 +312,31 @@ def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
 
 
 def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
-    """`storage` becomes the only newest replica (max+1); every other one gets an update."""
+    """`storage` becomes the only newest replica (max+1); every other one gets an update.
+
+    With `fence` (always sent by the store; entries logged before it existed lack it):
+    refused (precondition) while a replication job into `storage` runs (its copy would
+    replace the content being made authoritative), and writes in flight on other
+    storages are fenced."""
     rid, storage, now = a["repository_id"], a["storage"], a["now"]
     gens = generations(conn, rid)
     repository_row(conn, rid)
     if storage not in gens:
         raise CommandError("precondition", f"storage {storage!r} is not assigned to {rid!r}")
+    if a.get("fence"):
+        running = conn.execute(
+            "SELECT id FROM replication_jobs WHERE repository_id = ? AND target = ? AND state = ?"
+            " AND change IN (?, ?) AND lease_expires_at > ?",
+            (rid, storage, JobState.IN_PROGRESS, ChangeType.UPDATE, ChangeType.CREATE, float(now)),
+        ).fetchone()
+        if running is not None:
+            raise CommandError(
+                "precondition",
+                f"replication job {running[0]} into {storage!r} is running; retry when it ends",
+            )
+        fencing.fence_intents(
+            conn, rid, f"data loss accepted on {storage!r} during the write", except_on=[storage]
+        )
     new = max(gens.values()) + 1
     conn.execute(
         "UPDATE replicas SET generation = ?, needs_verify = 0 WHERE repository_id = ? AND storage = ?",
@@ -313,76 +346,6 @@ def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, An
         if other != storage:
             schedule_update(conn, rid, storage, other, new, now)
     return load_repository(conn, rid)
-
-
-# --- writes ----------------------------------------------------------------------
-
-
-def begin_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
-    iid, rid = a["intent_id"], a["repository_id"]
-    row = conn.execute(
-        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents WHERE intent_id = ?",
-        (iid,),
-    ).fetchone()
-    if row is None:
-        repository_row(conn, rid)
-        storages = list(dict.fromkeys(a["storages"]))
-        gens = generations(conn, rid)
-        missing = [s for s in storages if s not in gens]
-        if missing:
-            raise CommandError("precondition", f"storages {missing!r} are not assigned to {rid!r}")
-        conn.execute(
-            "INSERT INTO write_intents (intent_id, repository_id, proxy, storages, deadline)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (iid, rid, a["proxy"], json.dumps(storages), float(a["deadline"])),
-        )
-        row = (iid, rid, a["proxy"], json.dumps(storages), float(a["deadline"]))
-    return {
-        "intent_id": row[0],
-        "repository_id": row[1],
-        "proxy": row[2],
-        "storages": json.loads(row[3]),
-        "deadline": row[4],
-    }
-
-
-def finish_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
-    """Close an intent: bump the writers, schedule the others, flag the failed ones."""
-    iid, now = a["intent_id"], a["now"]
-    row = conn.execute(
-        "SELECT repository_id, result FROM write_intents WHERE intent_id = ?", (iid,)
-    ).fetchone()
-    if row is None:
-        raise CommandError("not_found", f"write intent {iid!r} not found")
-    if row[1] is not None:
-        return dict(json.loads(row[1]))
-    rid = row[0]
-    repository_row(conn, rid)
-    gens = generations(conn, rid)
-    succeeded = [s for s in dict.fromkeys(a["succeeded"]) if s in gens]
-    failed = [s for s in dict.fromkeys(a["failed"]) if s in gens and s not in succeeded]
-    generation = max(gens.values(), default=-1)
-    scheduled: list[str] = []
-    if succeeded:
-        generation += 1
-        conn.executemany(
-            "UPDATE replicas SET generation = ?, needs_verify = 0 WHERE repository_id = ? AND storage = ?",
-            [(generation, rid, s) for s in succeeded],
-        )
-        for target in gens:
-            if target not in succeeded:
-                schedule_update(conn, rid, succeeded[0], target, generation, now)
-                scheduled.append(target)
-    conn.executemany(
-        "UPDATE replicas SET needs_verify = 1 WHERE repository_id = ? AND storage = ?",
-        [(rid, s) for s in failed],
-    )
-    result = {"generation": generation, "scheduled": scheduled}
-    conn.execute("UPDATE write_intents SET result = ? WHERE intent_id = ?", (json.dumps(result), iid))
-    conn.execute(
-        "DELETE FROM write_intents WHERE result IS NOT NULL AND deadline < ?", (now - INTENT_RETENTION,)
-    )
-    return result
 
 
 # --- health -----------------------------------------------------------------------

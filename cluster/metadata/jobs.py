@@ -15,8 +15,11 @@ Rules (see `api.JobState` for the transitions):
 - `fail_job` counts an attempt; at `max_attempts` (carried in the command) the job is
   `dead`, otherwise `failed` until the `retry_at` the caller computed (see `backoff`).
 - Completing an `update`/`create` job raises the target's generation to the job's
-  `source_generation` in the same transaction (never lowers it). Completed jobs are
-  pruned after `COMPLETED_RETENTION` seconds of command time.
+  `source_generation` in the same transaction (never lowers it; a job no newer than the
+  target keeps its generation). One that raises it fences
+  writes in flight on the target and records the copy in writes in flight on the
+  source (`fencing.note_copy`). Completed jobs are pruned after `COMPLETED_RETENTION`
+  seconds of command time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import sqlite3
 from typing import Any
 
+from cluster.metadata import fencing
 from cluster.metadata.api import ChangeType, JobState
 from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 
@@ -176,11 +180,17 @@ def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
         (JobState.COMPLETED, now, job_id),
     )
     if job["change"] in (ChangeType.UPDATE, ChangeType.CREATE):
+        before = conn.execute(
+            "SELECT generation FROM replicas WHERE repository_id = ? AND storage = ?",
+            (job["repository_id"], job["target"]),
+        ).fetchone()
         conn.execute(
             "UPDATE replicas SET generation = MAX(generation, ?), needs_verify = 0"
             " WHERE repository_id = ? AND storage = ?",
             (job["source_generation"], job["repository_id"], job["target"]),
         )
+        if before is not None and before[0] < job["source_generation"]:  # the copy replaced its refs
+            fencing.note_copy(conn, job["repository_id"], job["source"], job["target"])
     conn.execute(
         "DELETE FROM replication_jobs WHERE state = ? AND updated_at < ?",
         (JobState.COMPLETED, now - COMPLETED_RETENTION),

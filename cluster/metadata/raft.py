@@ -154,6 +154,7 @@ class RaftDatabase:
         self._snapshots.invalidate()
         try:
             last, prev, members = snapshot.restore(path, self._db)
+            schema.create(self._db)  # columns an older snapshot lacks
         except Exception as exc:
             _fail_stop(f"cannot restore snapshot {path!r}: {exc!r}")
             raise

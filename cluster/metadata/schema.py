@@ -63,7 +63,11 @@ CREATE TABLE IF NOT EXISTS write_intents (
     storages      TEXT NOT NULL,
     deadline      REAL NOT NULL,
     -- NULL while open; the JSON result of finish_write once closed.
-    result        TEXT
+    result        TEXT,
+    -- NULL for an intent begun without fencing (older entries); else JSON: the storage
+    -- that executes the write, the primary and generation at begin, why it is fenced
+    -- (null while it may still be acknowledged), the replicas copied from it meanwhile.
+    fence         TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_open ON write_intents (deadline) WHERE result IS NULL;
 CREATE TABLE IF NOT EXISTS health_votes (
@@ -106,9 +110,19 @@ def connect(path: str, *, check_same_thread: bool = True) -> sqlite3.Connection:
     return conn
 
 
+# Columns added after SCHEMA_VERSION 1 shipped: (table, column, declaration). A database
+# restored from an older snapshot gets them (NULL/default) when `create` runs on it.
+ADDED_COLUMNS = (("write_intents", "fence", "TEXT"),)
+
+
 def create(conn: sqlite3.Connection) -> None:
-    """Create every table (idempotent) and stamp the schema version."""
+    """Create every table (idempotent), add columns an older database lacks, and stamp
+    the schema version."""
     conn.executescript(DDL)
+    for table, column, declaration in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 

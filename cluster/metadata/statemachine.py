@@ -21,10 +21,12 @@ A command's meaning never changes for entries already logged: the journal is rep
 at every start, so a member replaying old entries with newer code must reach the state
 its peers reached. A new rule comes with a new argument that the new code sends
 (`set_primary.require_up_to_date`, `remove_repository.end_running_jobs`,
-`complete_job.removed_is_noop`, `lease_jobs.healthy`); entries without it apply as they
-always did. Members of one cluster must still run code that knows the arguments in
-use: an older member ignores an argument it does not know (and diverges), so a rolling
-upgrade that adds one needs every member upgraded before a proxy sends it.
+`complete_job.removed_is_noop`, `lease_jobs.healthy`, `begin_write.fence`,
+`accept_dataloss.fence`, `finish_write.repair`); entries without it apply as they
+always did; fencing rules elsewhere act only on intents begun with `fence`. Members of
+one cluster must still run code that knows the arguments in use: an older member
+ignores an argument it does not know (and diverges), so a rolling upgrade that adds
+one needs every member upgraded before a proxy sends it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from cluster.metadata import handlers, jobs
+from cluster.metadata import handlers, jobs, writes
 from cluster.metadata.handlers import CommandError
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,9 @@ HANDLERS: dict[str, Handler] = {
     "create_repository": handlers.create_repository,
     "remove_repository": handlers.remove_repository,
     "rename_repository": handlers.rename_repository,
-    "begin_write": handlers.begin_write,
-    "finish_write": handlers.finish_write,
+    "begin_write": writes.begin_write,
+    "renew_intent": writes.renew_intent,
+    "finish_write": writes.finish_write,
     "set_generation": handlers.set_generation,
     "set_replication_factor": handlers.set_replication_factor,
     "set_primary": handlers.set_primary,

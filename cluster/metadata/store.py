@@ -267,15 +267,30 @@ class RaftMetadataStore:
             "storages": list(storages),
             "proxy": proxy,
             "deadline": deadline,
+            # A write executed by one storage (every mutator today) is fenced.
+            "fence": len(storages) == 1,
         }
         return queries.intent_from_dict(await self.submit("begin_write", args))
 
+    async def renew_intent(self, intent_id: str, deadline: float, now: float) -> bool:
+        args = {"intent_id": intent_id, "deadline": deadline, "now": now}
+        return bool(await self.submit("renew_intent", args))
+
     async def finish_write(
-        self, intent_id: str, succeeded: list[str], failed: list[str], now: float
+        self, intent_id: str, succeeded: list[str], failed: list[str], now: float, *, repair: bool = False
     ) -> WriteResult:
-        args = {"intent_id": intent_id, "succeeded": list(succeeded), "failed": list(failed), "now": now}
+        args: dict[str, Any] = {
+            "intent_id": intent_id,
+            "succeeded": list(succeeded),
+            "failed": list(failed),
+            "now": now,
+        }
+        if repair:
+            args["repair"] = True
         r = await self.submit("finish_write", args)
-        return WriteResult(generation=r["generation"], scheduled=tuple(r["scheduled"]))
+        return WriteResult(
+            generation=r["generation"], scheduled=tuple(r["scheduled"]), fenced=str(r.get("fenced") or "")
+        )
 
     async def set_generation(self, repository_id: str, storage: str, generation: int, now: float) -> int:
         args = {"repository_id": repository_id, "storage": storage, "generation": generation, "now": now}
@@ -335,7 +350,7 @@ class RaftMetadataStore:
         return queries.repository_from_dict(await self.submit("set_primary", args))
 
     async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:
-        args = {"repository_id": repository_id, "storage": authoritative_storage, "now": now}
+        args = {"repository_id": repository_id, "storage": authoritative_storage, "now": now, "fence": True}
         return queries.repository_from_dict(await self.submit("accept_dataloss", args))
 
     async def record_health(self, proxy: str, storage: str, healthy: bool, now: float) -> None:

@@ -462,3 +462,151 @@ async def test_open_intents_are_the_repositorys_unfinished_ones_whatever_their_d
         ]
         assert await queries.open_intents(db, "nope") == []
     m.conn.close()
+
+
+# --- fencing (DESIGN "Write": invariant 8) ---------------------------------------
+
+
+def begin(m: Machine, iid: str, storage: str, rid: str = "r1", deadline: float = 50.0) -> Any:
+    """begin_write as the store sends it (fencing asked for)."""
+    return m.ok(
+        "begin_write", intent_id=iid, repository_id=rid, storages=[storage], proxy="p1",
+        deadline=deadline, fence=True,
+    )  # fmt: skip
+
+
+def finish(m: Machine, iid: str, storage: str, now: float = 2.0) -> Any:
+    return m.ok("finish_write", intent_id=iid, succeeded=[storage], failed=[], now=now)
+
+
+def test_a_write_that_finishes_after_the_primary_moved_is_fenced(m: Machine) -> None:
+    # Issue #9: A in flight on a; a looks dead, b becomes primary and acknowledges B;
+    # then a resumes. A must not be acknowledged, and a must be repaired from b.
+    create(m)
+    begin(m, "A", "a")
+    assert set_primary(m, "b")["ok"]["primary"] == "b"
+    begin(m, "B", "b")
+    assert finish(m, "B", "b") == {"generation": 0, "scheduled": ["a", "c"]}
+    result = finish(m, "A", "a")
+    assert "primary" in result.get("fenced", ""), result
+    assert m.generations("r1") == {"a": -1, "b": 0, "c": -1}
+    waiting = m.conn.execute(
+        "SELECT source, target, source_generation FROM replication_jobs WHERE state = 'ready' ORDER BY target"
+    ).fetchall()
+    assert waiting == [("b", "a", 0), ("b", "c", 0)]
+    assert m.conn.execute("SELECT storage FROM replicas WHERE needs_verify = 1").fetchall() == [("a",)]
+
+
+def ready_jobs(m: Machine) -> list[tuple[str, str, int]]:
+    rows = m.conn.execute(
+        "SELECT source, target, source_generation FROM replication_jobs WHERE state = 'ready' ORDER BY target"
+    )
+    return rows.fetchall()
+
+
+def test_a_primary_that_moved_away_and_back_still_fences_the_write(m: Machine) -> None:
+    # a -> b -> a with no write on b: a is up to date and primary again when A ends, but
+    # a resync may have run in between. A is refused; a holds it alone at generation 0,
+    # so b and c (the same content without A) move to 1 and a is repaired from them.
+    create(m)
+    write(m, "w0", ["a", "b", "c"])
+    begin(m, "A", "a")
+    set_primary(m, "b")
+    set_primary(m, "a")
+    assert finish(m, "A", "a")["fenced"] == "primary moved from 'a' to 'b' during the write"
+    assert m.generations("r1") == {"a": 0, "b": 1, "c": 1}
+    assert ready_jobs(m) == [("b", "a", 1)]
+
+
+def test_writes_through_two_proxies_on_one_primary_are_both_acknowledged(m: Machine) -> None:
+    create(m)
+    begin(m, "A", "a")
+    begin(m, "B", "a")
+    assert "fenced" not in finish(m, "B", "a")
+    assert finish(m, "A", "a") == {"generation": 1, "scheduled": ["b", "c"]}
+
+
+def test_accepting_data_loss_elsewhere_fences_a_write_in_flight(m: Machine) -> None:
+    # A in flight on a; data loss accepted on b; the update b -> a mirrors b's refs over
+    # a (A's ref update may be gone), a is up to date again: A must not be acknowledged.
+    create(m)
+    write(m, "w0", ["a", "b"])
+    begin(m, "A", "a")
+    m.ok("accept_dataloss", repository_id="r1", storage="b", now=3.0, fence=True)
+    leased = m.ok("lease_jobs", owner="w", now=4.0, lease_seconds=5.0, limit=5)
+    (job,) = [j for j in leased if j["target"] == "a"]
+    m.ok("complete_job", job_id=job["id"], owner="w", now=5.0)
+    assert m.generations("r1")["a"] == 1
+    assert finish(m, "A", "a")["fenced"] == "data loss accepted on 'b' during the write"
+
+
+def test_accept_dataloss_is_refused_while_a_copy_into_the_storage_runs(m: Machine) -> None:
+    create(m)
+    write(m, "w0", ["a"])
+    leased = m.ok("lease_jobs", owner="w", now=4.0, lease_seconds=5.0, limit=5)
+    assert [j["target"] for j in leased] == ["b", "c"]
+    assert m.error("accept_dataloss", repository_id="r1", storage="b", now=5.0, fence=True) == "precondition"
+    # Its lease expired (the worker died): nothing runs any more.
+    assert "ok" in m.apply("accept_dataloss", repository_id="r1", storage="b", now=9.5, fence=True)
+
+
+def test_replication_overwriting_the_writer_fences_its_write(m: Machine) -> None:
+    # The mechanism alone (accept_dataloss as older entries apply it, without fencing):
+    # an update into a completes while A runs on a; the mirror may have replaced A's refs.
+    create(m)
+    write(m, "w0", ["a", "b"])
+    m.ok("accept_dataloss", repository_id="r1", storage="b", now=2.0)
+    begin(m, "A", "a")
+    leased = m.ok("lease_jobs", owner="w", now=3.0, lease_seconds=5.0, limit=5)
+    (to_a,) = [j for j in leased if j["target"] == "a"]
+    m.ok("complete_job", job_id=to_a["id"], owner="w", now=4.0)
+    assert m.generations("r1")["a"] == 1
+    assert finish(m, "A", "a")["fenced"] == "replica 'a' was overwritten by replication during the write"
+
+
+def test_replicas_that_copied_from_a_fenced_writer_are_not_trusted(m: Machine) -> None:
+    # W and A run on a; W commits; b and c copy a (each may hold part of A, or not);
+    # b becomes primary; A is refused. b and c cannot both move to 2 as if equal: only
+    # b (the primary) does, and a and c are repaired from it.
+    create(m)
+    begin(m, "A", "a")
+    begin(m, "W", "a")
+    finish(m, "W", "a")
+    for job in m.ok("lease_jobs", owner="w", now=3.0, lease_seconds=5.0, limit=5):
+        m.ok("complete_job", job_id=job["id"], owner="w", now=4.0)
+    assert m.generations("r1") == {"a": 0, "b": 0, "c": 0}
+    set_primary(m, "b")
+    assert "primary moved" in finish(m, "A", "a")["fenced"]
+    assert m.generations("r1") == {"a": 0, "b": 1, "c": 0}
+    assert ready_jobs(m) == [("b", "a", 1), ("b", "c", 1)]
+
+
+def test_a_write_on_an_unassigned_or_removed_replica_is_refused(m: Machine) -> None:
+    create(m)
+    begin(m, "A", "a")
+    set_primary(m, "b")
+    m.ok("set_replication_factor", repository_id="r1", assign=[], unassign=["a"], now=3.0)
+    assert "fenced" in finish(m, "A", "a")
+    assert m.generations("r1") == {"b": -1, "c": -1}
+    begin(m, "B", "b")
+    m.ok("remove_repository", repository_id="r1", now=4.0, end_running_jobs=True)
+    assert finish(m, "B", "b")["fenced"] == "repository removed during the write"
+
+
+def test_a_slow_job_never_moves_a_generation_past_what_it_copied(m: Machine) -> None:
+    create(m, storages=("a", "b"))
+    write(m, "w0", ["a"])
+    (slow,) = m.ok("lease_jobs", owner="w1", now=10.0, lease_seconds=5.0, limit=5)
+    write(m, "w1", ["a"])  # the source moves on while the job copies generation 0
+    (row,) = m.conn.execute("SELECT source_generation FROM replication_jobs WHERE id = ?", (slow["id"],))
+    assert row == (0,), "a running job must keep the generation it was leased for"
+    # Its lease expires; another worker takes it over and completes it, then the next one.
+    (again,) = m.ok("lease_jobs", owner="w2", now=16.0, lease_seconds=5.0, limit=5)
+    assert again["id"] == slow["id"]
+    m.ok("complete_job", job_id=again["id"], owner="w2", now=17.0)
+    (newer,) = m.ok("lease_jobs", owner="w2", now=17.0, lease_seconds=5.0, limit=5)
+    m.ok("complete_job", job_id=newer["id"], owner="w2", now=18.0)
+    assert m.generations("r1") == {"a": 1, "b": 1}
+    # The first worker wakes up: its completion is refused and changes nothing.
+    assert m.error("complete_job", job_id=slow["id"], owner="w1", now=19.0) == "precondition"
+    assert m.generations("r1") == {"a": 1, "b": 1}

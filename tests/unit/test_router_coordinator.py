@@ -26,7 +26,7 @@ from cluster.metadata.store import RaftMetadataStore
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
 from cluster.router import MethodInfo, Registry
-from common.errors import InvalidArgumentError, UnavailableError
+from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from gitraft.v1 import ref_pb2, repository_pb2, shared_pb2, smarthttp_pb2
 
 NOW = 1_000_000.0
@@ -411,3 +411,67 @@ async def test_reads_give_up_after_a_few_attempts(
         await coordinator.unary(info(REPO_INFO), request.SerializeToString(), None)
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
     assert len(nodes.calls) == 3
+
+
+async def test_a_write_whose_primary_moved_while_it_ran_is_refused_not_acknowledged(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue #9 through the coordinator: while the node call on a runs (a paused), the
+    # elector moves the primary to b and another proxy's write commits there.
+    path = await make_repo(store)
+    real_call = nodes.call_unary
+
+    async def slow_primary(
+        info: MethodInfo, storage: str, request: bytes, context: Any, limit: Any = None
+    ) -> bytes:
+        answer = await real_call(info, storage, request, context, limit)
+        if storage == "a":
+            await store.set_primary("r1", "b", NOW)
+            await store.begin_write("other", "r1", ["b"], "p2", NOW + 10)
+            await store.finish_write("other", ["b"], [], NOW)
+        return answer
+
+    monkeypatch.setattr(coordinator, "call_unary", slow_primary)
+    with pytest.raises(FailedPreconditionError, match=r"primary moved from 'a' to 'b'.*retry"):
+        await coordinator.unary(info(UPDATE_REFS), update_request(path), None)
+    assert await generations(store) == {"a": 0, "b": 1, "c": 0}
+    jobs = await store.list_jobs([JobState.READY], 10)
+    assert {(j.source, j.target, j.source_generation) for j in jobs} == {("b", "a", 1), ("b", "c", 1)}
+    assert await store.expired_intents(NOW + 3600) == []
+
+
+async def test_a_write_reported_after_the_repair_closed_its_intent_is_refused(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    # The proxy was paused past its intent's deadline: the leader compared checksums
+    # (equal: nothing landed yet) and closed the intent. Then the write lands on a and
+    # the proxy resumes: it must not acknowledge, and a is repaired from b or c.
+    await make_repo(store)
+    repo = await store.get_repository_by_id("r1")
+    assert repo is not None
+    intent = await coordinator.begin_write(repo, "a", None)
+    repairer = IntentRepairer(coordinator, clock=lambda: NOW + 3600)
+    assert await repairer.round() == 1
+    with pytest.raises(FailedPreconditionError, match="repaired before the write ended"):
+        await coordinator.finish_write(intent.intent_id, "a")
+    generations_after = await generations(store)
+    assert generations_after["a"] == 0 and generations_after["b"] == generations_after["c"] == 1
+    jobs = await store.list_jobs([JobState.READY], 10)
+    assert {(j.target, j.source_generation) for j in jobs} == {("a", 1)}
+
+
+async def test_the_repair_of_a_renewed_intent_is_refused(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    await make_repo(store)
+    repo = await store.get_repository_by_id("r1")
+    assert repo is not None
+    intent = await coordinator.begin_write(repo, "a", None)
+    (seen,) = await store.expired_intents(NOW + 3600)
+    assert await store.renew_intent(intent.intent_id, NOW + 7200, NOW + 3600)
+    # The leader saw it expired before the renewal; its repair must not close it now.
+    with pytest.raises(FailedPreconditionError, match="renewed"):
+        await IntentRepairer(coordinator, clock=lambda: NOW + 3601).repair(seen)
+    await coordinator.finish_write(intent.intent_id, "a")
+    assert await generations(store) == {"a": 1, "b": 0, "c": 0}
+    assert not await store.renew_intent(intent.intent_id, NOW + 9000, NOW + 3700)
