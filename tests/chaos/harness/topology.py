@@ -38,8 +38,17 @@ class ChaosCluster:
     ) -> None:
         self.net = RelayNet(self._owners, seed=seed)
         settings = {**TEST_PROXY_SETTINGS, **(proxy_settings or {})}
+        # Raft commands may take longer than on a quiet machine before a proxy gives up
+        # (a starting proxy exits when its first command does not commit in time), and
+        # processes get longer to start: the relays and a loaded machine slow both.
         self.cluster = LocalCluster(
-            workdir, proxies=proxies, nodes=nodes, proxy_settings=settings, proxy_config_hook=self._rewrite
+            workdir,
+            proxies=proxies,
+            nodes=nodes,
+            proxy_settings=settings,
+            raft_settings={"command_timeout": 10.0},
+            start_timeout=180.0,
+            proxy_config_hook=self._rewrite,
         )
         for spec in self.cluster.layout.nodes:
             self.net.add_front(spec.name, spec.grpc_port)
