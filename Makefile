@@ -52,8 +52,13 @@ proto: $(STAMP)
 run: $(STAMP)
 	$(BIN)/gitraft dev --data-dir ./.gitraft
 
+# Long fault-injection runs (the `slow` chaos tests). CHAOS_SECONDS: length of the
+# harness run with every nemesis (default 300); CHAOS_SEED: its seed (the same seed
+# replays the same nemesis schedule).
+CHAOS_SECONDS ?= 300
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -q tests/chaos $(PYTEST_ARGS)
+	CHAOS_SECONDS=$(CHAOS_SECONDS) $(if $(CHAOS_SEED),CHAOS_SEED=$(CHAOS_SEED)) \
+		$(BIN)/python -m pytest -q -s -m slow tests/chaos $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

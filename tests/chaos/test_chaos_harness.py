@@ -16,7 +16,7 @@ import pytest
 from tests.chaos.harness.nemesis import ALL_KINDS, GROUPS
 from tests.chaos.harness.runner import RunConfig, run
 
-SHORT_SECONDS = float(os.environ.get("CHAOS_SHORT_SECONDS", "20"))
+SHORT_SECONDS = float(os.environ.get("CHAOS_SHORT_SECONDS", "12"))
 
 
 def _seed(default: int) -> int:

@@ -7,7 +7,10 @@ through the next proxy. While the repository's primary is killed and later resta
 - once the node is back, every replica converges, and `main` holds the last
   acknowledged push (invariant 1: no acknowledged write lost);
 - writes are served again after the failover or the node's return (the loop ends
-  with acknowledged pushes).
+  with acknowledged pushes);
+- reads are refused only while no up-to-date replica is reachable: with a failover, at
+  most half the rounds without the node; once it is back and a push is acknowledged,
+  none (three more rounds must read and write).
 
 The short version kills the primary twice: once with every replica up to date (a
 failover must keep the repository writable) and once right after a push; the soak
@@ -45,6 +48,7 @@ class Client:
     read_failures: int = 0
     stale: list[str] = field(default_factory=list)
     no_failover: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
 
     def round(self, cluster: LocalCluster, i: int) -> None:
         oid = commit_file(self.work, "counter.txt", f"{i}\n", f"round {i}")
@@ -61,8 +65,9 @@ class Client:
             seen = remote_refs(cluster.git_url(reader, PATH), self.work, timeout=60).get(
                 "refs/heads/main", ""
             )
-        except RuntimeError:
+        except RuntimeError as exc:
             self.read_failures += 1
+            self.refusals.append(f"round {i} via {reader}: {str(exc)[-200:]}")
             return
         # The newest commit it may see is the one just made; the oldest, the last acked.
         oldest = self.commits.index(self.acked[-1])
@@ -108,11 +113,19 @@ def kill_cycle(
     i = start
     cluster.kill(victim)
     acked_before = len(client.acked)
+    refused_before = client.read_failures
     for _ in range(rounds):
         client.round(cluster, i)
         i += 1
     if expect_failover and len(client.acked) == acked_before:
         client.no_failover.append(f"no push acknowledged in {rounds} rounds without {victim}")
+    refused = client.read_failures - refused_before
+    if expect_failover:
+        # Another up-to-date replica serves reads once the failure is noticed.
+        assert refused <= rounds // 2, (
+            f"{refused} of {rounds} reads refused without {victim} although a replica was up to date: "
+            f"{client.refusals[-refused:]}"
+        )
     cluster.start_process(victim)
     acked_before = len(client.acked)
     for _ in range(60):
@@ -121,6 +134,15 @@ def kill_cycle(
         if len(client.acked) > acked_before:
             break
     assert len(client.acked) > acked_before, f"no push acknowledged after {victim} came back"
+    # Back to normal: every read and every push served.
+    refused_before, acked_before = client.read_failures, len(client.acked)
+    for _ in range(3):
+        client.round(cluster, i)
+        i += 1
+    assert client.read_failures == refused_before, (
+        f"reads still refused after {victim} came back: {client.refusals[-3:]}"
+    )
+    assert len(client.acked) == acked_before + 3, f"pushes still refused after {victim} came back"
     return i
 
 

@@ -118,6 +118,7 @@ class Nemesis(threading.Thread):
         self.relative_path = relative_path
         self.stop_event = stop
         self.applied: list[str] = []
+        self.failed_restarts: list[str] = []
         self.crash: BaseException | None = None
 
     def _resolve(self, fault: Fault) -> str | None:
@@ -192,18 +193,26 @@ class Nemesis(threading.Thread):
             net.heal()
         self.history.event("nemesis", "heal", fault=kind, target=target)
 
-    def _restart(self, name: str) -> None:
-        try:
-            self.chaos.restart(name)
-        except RuntimeError as exc:  # did not come back: try once more, then report
-            self.history.event("nemesis", "restart-failed", target=name, error=str(exc)[-300:])
-            self.chaos.restart(name)
+    def _restart(self, name: str, attempts: int = 3) -> bool:
+        """Start `name` again; a start that fails (e.g. a proxy that cannot commit its
+        first command on a loaded machine exits) is retried. False when it never
+        came back (recorded in the history)."""
+        for attempt in range(attempts):
+            try:
+                self.chaos.restart(name)
+                return True
+            except RuntimeError as exc:
+                self.history.event(
+                    "nemesis", "restart-failed", target=name, attempt=attempt, error=str(exc)[-300:]
+                )
+        self.failed_restarts.append(name)
+        return False
 
     def heal(self) -> None:
         """Everything back: relay healed, paused processes resumed, dead ones restarted."""
         self.chaos.net.heal()
         self.chaos.resume_all()
-        for name in [*self.chaos.cluster.proxies, *self.chaos.cluster.nodes]:
+        for name in [*self.chaos.cluster.nodes, *self.chaos.cluster.proxies]:
             if not self.chaos.cluster.process(name).alive():
-                self.chaos.restart(name)
                 self.history.event("nemesis", "restart", target=name)
+                self._restart(name)

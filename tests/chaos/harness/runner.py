@@ -233,40 +233,49 @@ def run(workdir: Path, config: RunConfig) -> Report:
             crashed.append(f"nemesis: {nemesis.crash!r}")
         if crashed:
             anomalies["convergence"].append(Anomaly("convergence", f"harness threads crashed: {crashed}"))
-        healed = time.monotonic()
-        found, took = converged(cluster, config.path, config.heal_timeout)
-        anomalies["convergence"] += found
-        figures["converged_after_s"] = round(took, 2)
-        # Every proxy is read once more after healing (stale reads after convergence).
-        for proxy in sorted(cluster.proxies):
-            op = history.invoke("final", "read", proxy, via="ls-remote")
-            done = run_git(
-                "ls-remote", "--heads", target.git_url(proxy), cwd=workdir, check=False, timeout=60
+        if nemesis.failed_restarts:
+            anomalies["convergence"].append(
+                Anomaly("convergence", f"processes that did not start again: {nemesis.failed_restarts}")
             )
-            if done.returncode == 0:
-                seen = {}
-                for line in done.stdout.splitlines():
-                    oid, _, ref = line.partition("\t")
-                    seen[ref.removeprefix("refs/heads/")] = oid
-                history.complete(op, OK, value=seen)
-            else:
-                history.complete(op, "unknown", error=done.stderr[-300:])
-                anomalies["convergence"].append(
-                    Anomaly("convergence", f"read via {proxy} failed after healing", [op.id])
+        healed = time.monotonic()
+        replicas: dict[str, dict[str, str]] = {}
+        try:
+            found, took = converged(cluster, config.path, config.heal_timeout)
+            anomalies["convergence"] += found
+            figures["converged_after_s"] = round(took, 2)
+            # Every proxy is read once more after healing (stale reads after convergence).
+            for proxy in sorted(cluster.proxies):
+                op = history.invoke("final", "read", proxy, via="ls-remote")
+                done = run_git(
+                    "ls-remote", "--heads", target.git_url(proxy), cwd=workdir, check=False, timeout=60
                 )
-        replicas = _replica_branches(cluster, config.path)
-        anomalies["convergence"] += fsck(cluster, config.path)
-        # Metadata: sample until every proxy was seen at one index after healing.
-        deadline = time.monotonic() + 30
-        before = {i for i, by in observer.observations.items() if len(by) == len(cluster.proxies)}
-        while time.monotonic() < deadline:
-            observer.sample()
-            now = {i for i, by in observer.observations.items() if len(by) == len(cluster.proxies)}
-            if now - before:
-                break
-            time.sleep(0.05)
-        stop_observer.set()
-        observer.join(timeout=30)
+                if done.returncode == 0:
+                    seen = {}
+                    for line in done.stdout.splitlines():
+                        oid, _, ref = line.partition("\t")
+                        seen[ref.removeprefix("refs/heads/")] = oid
+                    history.complete(op, OK, value=seen)
+                else:
+                    history.complete(op, "unknown", error=done.stderr[-300:])
+                    anomalies["convergence"].append(
+                        Anomaly("convergence", f"read via {proxy} failed after healing", [op.id])
+                    )
+            replicas = _replica_branches(cluster, config.path)
+            anomalies["convergence"] += fsck(cluster, config.path)
+            # Metadata: sample until every proxy was seen at one index after healing.
+            deadline = time.monotonic() + 30
+            before = {i for i, by in observer.observations.items() if len(by) == len(cluster.proxies)}
+            while time.monotonic() < deadline:
+                observer.sample()
+                now = {i for i, by in observer.observations.items() if len(by) == len(cluster.proxies)}
+                if now - before:
+                    break
+                time.sleep(0.05)
+        except Exception as exc:
+            anomalies["convergence"].append(Anomaly("convergence", f"final checks failed: {exc!r}"[:2000]))
+        finally:
+            stop_observer.set()
+            observer.join(timeout=30)
         figures["heal_to_checks_s"] = round(time.monotonic() - healed, 2)
     anomalies["convergence"] += leaked_processes(root)
     ops = history.snapshot()

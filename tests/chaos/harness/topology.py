@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,14 +39,26 @@ class ChaosCluster:
     ) -> None:
         self.net = RelayNet(self._owners, seed=seed)
         settings = {**TEST_PROXY_SETTINGS, **(proxy_settings or {})}
+        # Raft commands may take longer than on a quiet machine before a proxy gives up
+        # (a starting proxy exits when its first command does not commit in time), and
+        # processes get longer to start: the relays and a loaded machine slow both.
         self.cluster = LocalCluster(
-            workdir, proxies=proxies, nodes=nodes, proxy_settings=settings, proxy_config_hook=self._rewrite
+            workdir,
+            proxies=proxies,
+            nodes=nodes,
+            proxy_settings=settings,
+            raft_settings={"command_timeout": 10.0},
+            start_timeout=180.0,
+            proxy_config_hook=self._rewrite,
         )
         for spec in self.cluster.layout.nodes:
             self.net.add_front(spec.name, spec.grpc_port)
         for pspec in self.cluster.layout.proxies:
             self.net.add_front(pspec.name, pspec.raft_port)
         self.paused: set[str] = set()
+        # Children die with the thread that spawned them (PR_SET_PDEATHSIG): restarts
+        # run on this one thread, alive until close(), not on the nemesis thread.
+        self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawner")
 
     # -- wiring -----------------------------------------------------------------------
 
@@ -76,12 +89,21 @@ class ChaosCluster:
     def start(self) -> ChaosCluster:
         """Start every process; return once every proxy sees every node healthy (a
         repository can only be placed on nodes the cluster knows healthy)."""
-        try:
-            self.cluster.start()
-            self.cluster.wait_health({n: True for n in self.cluster.nodes}, timeout=60)
-        except BaseException:
-            self.close()
-            raise
+        for attempt in range(3):
+            try:
+                self.cluster.start()
+                self.cluster.wait_health({n: True for n in self.cluster.nodes}, timeout=60)
+                return self
+            except (RuntimeError, TimeoutError):
+                # A proxy exits when Raft loses its leader between its readiness barrier
+                # and its first command (seen at load 40 on 2 cores): start again.
+                self.cluster.close()
+                if attempt == 2:
+                    self.close()
+                    raise
+            except BaseException:
+                self.close()
+                raise
         return self
 
     def close(self) -> None:
@@ -89,6 +111,7 @@ class ChaosCluster:
             self.resume_all()
             self.cluster.close()
         finally:
+            self._spawner.shutdown(wait=True)
             self.net.close()
 
     def __enter__(self) -> ChaosCluster:
@@ -127,8 +150,8 @@ class ChaosCluster:
         self.cluster.kill(name)
 
     def restart(self, name: str) -> None:
-        """Start a killed process again (same ports and data)."""
-        self.cluster.start_process(name)
+        """Start a killed process again (same ports and data), from the spawner thread."""
+        self._spawner.submit(self.cluster.start_process, name).result()
 
     def leader(self) -> str | None:
         """The Raft leader among live, unpaused proxies, or None."""
