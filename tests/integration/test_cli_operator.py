@@ -204,6 +204,13 @@ def test_track_repository_adopts_a_bare_repository_copied_onto_a_node(op: Operat
     listed = op.json("list-untracked-repositories")["repositories"]
     assert not [r for r in listed if r["relative_path"] == "imported/project.git"]
 
+    # A directory without `.git`: its client path gets one (the git gateway's naming).
+    run_git("clone", "-q", "--bare", str(work), str(storage / "imported" / "plain"), cwd=tmp_path)
+    tracked = op.json("track-repository", "imported/plain", "--authoritative-storage", "node-b")["repository"]
+    assert (tracked["relative_path"], tracked["replica_path"]) == ("imported/plain.git", "imported/plain")
+    cluster.wait_converged("imported/plain.git")
+    assert remote_refs(cluster.git_url("proxy-3", "imported/plain"), tmp_path)["refs/heads/main"] == head
+
 
 class PushLoop:
     """Pushes a new commit to a new branch through proxy-1, one after another, until
