@@ -73,8 +73,7 @@ def other_proxies(client: base.Client, args: argparse.Namespace) -> tuple[list[d
 
 
 def check(client: base.Client, args: argparse.Namespace) -> int:
-    stub = cluster_pb2_grpc.ClusterServiceStub(base.open_channel(client.address) or _fail(client.address))
-    first, offset = timed_check(stub, client.target.token, args.timeout, client.address)
+    first, offset = timed_check(client.stub, client.target.token, args.timeout, client.address)
     results: list[dict[str, Any]] = [
         {"name": "client token", "ok": True, "detail": f"accepted by {first.answered_by} at {client.address}"}
     ]
@@ -106,7 +105,3 @@ def check(client: base.Client, args: argparse.Namespace) -> int:
             )
         )
     return base.EXIT_ATTENTION if failed else base.EXIT_OK
-
-
-def _fail(address: str) -> Any:
-    raise base.Unreachable(f"cluster unreachable: {address} stopped answering")
