@@ -112,13 +112,15 @@ def add_connection_options(parser: argparse.ArgumentParser, inherit: bool = Fals
         help="proxy gRPC address(es) (default: $GITRAFT_PROXY, else ./.gitraft/cluster.json)",
         **keep,
     )
-    group.add_argument("--token", help="client token (default: $GITRAFT_TOKEN, else cluster.json)")
-    group.add_argument("--json", action="store_true", help="print JSON (stable field names; see README)")
+    group.add_argument("--token", help="client token (default: $GITRAFT_TOKEN, else cluster.json)", **keep)
+    group.add_argument(
+        "--json", action="store_true", help="print JSON (stable field names; see README)", **keep
+    )
     group.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
         help=f"seconds per call (default {DEFAULT_TIMEOUT:g})",
+        **(keep or {"default": DEFAULT_TIMEOUT}),
     )
 
 

@@ -87,3 +87,29 @@ def test_table_aligns_columns() -> None:
         "",
     ]
     assert base.human_bytes(-1) == "unknown" and base.human_bytes(3 * 2**30) == "3.0 GiB"
+
+
+def test_jobs_retry_takes_the_connection_options_before_or_after_retry() -> None:
+    from cluster.cli.main import build_parser
+
+    parser = build_parser()
+    for argv in (
+        ["jobs", "--proxy", "h:1", "--token", "t", "--json", "--timeout", "5", "retry", "--dead"],
+        ["jobs", "retry", "--dead", "--proxy", "h:1", "--token", "t", "--json", "--timeout", "5"],
+    ):
+        parsed = parser.parse_args(argv)
+        assert (parsed.proxy, parsed.token, parsed.json, parsed.timeout, parsed.dead) == (
+            "h:1",
+            "t",
+            True,
+            5.0,
+            True,
+        )
+    parsed = parser.parse_args(["jobs", "retry", "3"])
+    assert (parsed.proxy, parsed.token, parsed.json, parsed.timeout, parsed.ids) == (
+        None,
+        None,
+        False,
+        30.0,
+        [3],
+    )
