@@ -288,7 +288,7 @@ def test_failover_while_a_client_pushes_keeps_every_acknowledged_push(op: Operat
         assert not missing, f"acknowledged pushes missing through {proxy}: {missing}"
 
 
-def test_failover_refusals(op: Operator, tmp_path: Path) -> None:
+def test_failover_refusals_and_accept_dataloss_on_a_healthy_repository(op: Operator, tmp_path: Path) -> None:
     path, _ = new_repository(op.cluster, tmp_path / "w")
     (repo,) = op.json("repos", path)["repositories"]
     assert "holds no replica" in op.refused("failover", path, "--to", "node-x")
@@ -298,6 +298,16 @@ def test_failover_refusals(op: Operator, tmp_path: Path) -> None:
     text = op.ok("failover", path, "--to", repo["primary"])  # already there: a no-op
     assert text.strip() == f"{path}: primary {repo['primary']} -> {repo['primary']}"
     assert "holds no replica" in op.refused("accept-dataloss", path, "--authoritative-storage", "node-x")
+    # Accepting a replica of a healthy repository: it becomes the newest, the others follow.
+    other = next(r["storage"] for r in repo["replicas"] if r["storage"] != repo["primary"])
+    lines = op.ok("accept-dataloss", path, "--authoritative-storage", other).splitlines()
+    assert lines[0] == f"{path}: {other} is authoritative at generation {repo['generation'] + 1}"
+    assert lines[1] == "overwritten from it: " + ", ".join(
+        sorted(r["storage"] for r in repo["replicas"] if r["storage"] != other)
+    )
+    assert lines[2].split()[:2] == ["REPOSITORY", "PRIMARY"]
+    converged = op.cluster.wait_converged(path)
+    assert converged.generation == repo["generation"] + 1
 
 
 def test_symptoms_a_node_down_and_a_proxy_out_of_quorum(op: Operator) -> None:
