@@ -6,7 +6,8 @@ any failed:
     raft peers       every other proxy is connected to the answering proxy's Raft member
     node NODE        the proxy reaches NODE with the node token
     storage NODE     NODE wrote, synced and removed a probe file in its storage
-    proxy ADDR       every other known proxy answers (with this token)
+    proxy ADDR       every other known proxy answers (with this token) and has a quorum;
+                     the checks that fail as that proxy sees them are listed too
     clock skew       the proxies' clocks agree within --max-skew seconds (measured from
                      here, so it needs two proxy addresses: cluster.json lists all,
                      --proxy takes a comma-separated list)
@@ -69,6 +70,12 @@ def other_proxies(client: base.Client, args: argparse.Namespace) -> tuple[list[d
         ok = raft is not None and raft.ok
         detail = f"{answer.answered_by} answers; raft: {raft.detail if raft else 'not reported'}"
         results.append({"name": f"proxy {address}", "ok": ok, "detail": detail})
+        # What that proxy sees failing (e.g. a node token wrong in its config).
+        results += [
+            {"name": f"{c.name} (from {answer.answered_by})", "ok": False, "detail": c.detail}
+            for c in answer.checks
+            if not c.ok and c.name != "raft"
+        ]
     return results, offsets
 
 
