@@ -40,11 +40,12 @@ def register(subparsers: Any) -> None:
 def timed_check(
     stub: Any, token: str, timeout: float, address: str
 ) -> tuple[cluster_pb2.CheckClusterResponse, float]:
-    """CheckCluster and the offset of the proxy's clock from ours (at the call's midpoint)."""
-    sent = time.time()
+    """CheckCluster and the offset of the proxy's clock from ours. The proxy reads its
+    clock once its checks are done, just before answering, so the offset is measured
+    against our clock on receipt (its error is the answer's one-way delay, not the
+    checks' duration)."""
     answer = base.call(stub, "CheckCluster", cluster_pb2.CheckClusterRequest(), token, timeout, address)
-    received = time.time()
-    return answer, answer.proxy_time - (sent + received) / 2
+    return answer, answer.proxy_time - time.time()
 
 
 def other_proxies(client: base.Client, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float]]:
