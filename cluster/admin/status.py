@@ -5,7 +5,8 @@ their Raft address, whether they are connected, and which one leads; names from 
 config's `peer_names`). A node's `health_by_proxy` is every proxy's vote as recorded in
 Raft (`MetadataStore.health_votes`; a proxy that stopped voting shows its last vote),
 plus this proxy's local view for a node it has not voted on yet. `free_bytes` comes from
-the node itself (ServerInfo, bounded by NODE_TIMEOUT; -1 when it does not answer).
+the node itself (ServerInfo, bounded by NODE_TIMEOUT; -1 when it does not answer or is
+unhealthy for the cluster).
 The counts of unavailable repositories, open write intents and dead jobs let a reader
 decide at once whether data is at risk.
 """
@@ -20,8 +21,9 @@ from cluster.nodes import NodePool
 from cluster.placement import counts
 from gitraft.v1 import cluster_pb2, server_pb2, server_pb2_grpc
 
-# Seconds a node has to answer ServerInfo for the status.
-NODE_TIMEOUT = 1.0
+# Seconds a node has to answer ServerInfo for the status (nodes unhealthy for the
+# cluster are not asked: the status must stay quick when nodes are down).
+NODE_TIMEOUT = 0.5
 
 
 async def free_bytes(nodes: NodePool | None, storage: str) -> int:
@@ -90,7 +92,7 @@ async def cluster_status(
     repos = await store.list_repositories()
     replicas, primaries = counts(repos)
     storages = await store.storages()
-    free = await asyncio.gather(*(free_bytes(nodes, s.name) for s in storages))
+    free = await asyncio.gather(*(free_bytes(nodes if s.name in healthy else None, s.name) for s in storages))
     node_list = []
     for s, free_here in zip(storages, free, strict=True):
         by_proxy = {proxy: v[s.name].healthy for proxy, v in votes.items() if s.name in v}

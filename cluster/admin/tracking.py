@@ -5,7 +5,10 @@
 that node. `track` adopts one: the node must confirm the repository exists
 (RepositoryExists), then one Raft command (`track_repository`) records it with that
 node as primary at generation 0 and schedules the other replicas' creation from it.
-The on-disk path stays where it is and is also the client-facing path.
+The on-disk path stays where it is (on every replica) and is also the client-facing
+path, with `.git` appended when it lacks it (the git gateway names repositories
+`<path>.git`). A repository at the same path on the other nodes' disks is overwritten
+by the replication that creates their replicas.
 """
 
 from __future__ import annotations
@@ -79,11 +82,12 @@ async def track(
     path = validate_relative_path(request.relative_path)
     if path.split("/")[0] == REPLICA_PREFIX:
         raise InvalidArgumentError(f"paths under {REPLICA_PREFIX + '/'!r} belong to the cluster: {path!r}")
+    client_path = path if path.endswith(".git") else f"{path}.git"
     storage = request.authoritative_storage
     await store.barrier()
     await known_storage(store, storage)
-    if await lookup(store, path) is not None:
-        raise AlreadyExistsError(f"repository already tracked: {path!r}")
+    if await lookup(store, client_path) is not None:
+        raise AlreadyExistsError(f"repository already tracked: {client_path!r}")
     healthy = await store.healthy_storages(now)
     if storage not in healthy:
         raise FailedPreconditionError(f"storage {storage!r} is unhealthy; it cannot confirm {path!r}")
@@ -100,7 +104,7 @@ async def track(
         others = tuple(sorted(rest)[: wanted - 1])
     storages = [storage, *others]
     repo = await store.track_repository(
-        new_repository_id(), path, path, storages, storage, len(storages), now
+        new_repository_id(), client_path, path, storages, storage, len(storages), now
     )
     return cluster_pb2.TrackRepositoryResponse(repository=cluster_repository(repo, healthy))
 

@@ -39,5 +39,10 @@ def accept(client: base.Client, args: argparse.Namespace) -> int:
     )
     if answer.overwritten:
         print(f"overwritten from it: {', '.join(answer.overwritten)}")
+    if not any(r.healthy for r in repo.replicas if r.storage == args.authoritative_storage):
+        print(
+            f"note: {args.authoritative_storage} is unhealthy:"
+            f" {repo.relative_path} stays unavailable until it returns"
+        )
     print(base.table(base.REPOSITORY_HEADERS, list(base.repository_rows([repo]))))
     return base.EXIT_OK

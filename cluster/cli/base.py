@@ -4,7 +4,9 @@ errors and exit codes, tables and JSON.
 The cluster is found from, in order: `--proxy ADDR[,ADDR...]`, `$GITRAFT_PROXY`, or the
 `cluster.json` a running `gitraft dev` wrote in `./.gitraft/` (or `$GITRAFT_CLUSTER_FILE`).
 The token from `--token`, `$GITRAFT_TOKEN`, or that cluster.json. The first proxy whose
-channel connects within CONNECT_TIMEOUT answers.
+channel connects within CONNECT_TIMEOUT answers; a read it cannot answer (no Raft
+quorum on its side, a timeout) is asked of the next one. A change is never sent twice:
+its outcome is unknown after such an error.
 
 Exit codes (every subcommand):
 
@@ -49,6 +51,17 @@ DEFAULT_CLUSTER_FILE = Path(".gitraft") / "cluster.json"
 CONNECT_TIMEOUT = 3.0
 DEFAULT_TIMEOUT = 30.0
 
+# Methods that change nothing: safe to ask another proxy after "unavailable".
+READ_ONLY = frozenset(
+    {
+        "ClusterStatus",
+        "ListClusterRepositories",
+        "DatalossCheck",
+        "ListReplicationJobs",
+        "ListUntrackedRepositories",
+        "CheckCluster",
+    }
+)
 _UNREACHABLE_CODES = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
@@ -99,13 +112,15 @@ def add_connection_options(parser: argparse.ArgumentParser, inherit: bool = Fals
         help="proxy gRPC address(es) (default: $GITRAFT_PROXY, else ./.gitraft/cluster.json)",
         **keep,
     )
-    group.add_argument("--token", help="client token (default: $GITRAFT_TOKEN, else cluster.json)")
-    group.add_argument("--json", action="store_true", help="print JSON (stable field names; see README)")
+    group.add_argument("--token", help="client token (default: $GITRAFT_TOKEN, else cluster.json)", **keep)
+    group.add_argument(
+        "--json", action="store_true", help="print JSON (stable field names; see README)", **keep
+    )
     group.add_argument(
         "--timeout",
         type=float,
-        default=DEFAULT_TIMEOUT,
         help=f"seconds per call (default {DEFAULT_TIMEOUT:g})",
+        **(keep or {"default": DEFAULT_TIMEOUT}),
     )
 
 
@@ -171,22 +186,50 @@ class Client:
         self._channel: grpc.Channel | None = None
         self._stub: Any = None
 
-    def connect(self) -> Client:
+    def connect(self, skip: frozenset[str] = frozenset()) -> Client:
+        """Connect to the first proxy (not in `skip`) whose channel connects."""
+        self.close()
         tried = []
         for address in self.target.proxies:
+            if address in skip:
+                continue
             channel = open_channel(address)
             if channel is not None:
                 self.address, self._channel = address, channel
                 self._stub = cluster_pb2_grpc.ClusterServiceStub(channel)
                 return self
             tried.append(address)
-        raise Unreachable(f"cluster unreachable: no proxy answered at {', '.join(tried)}")
+        raise Unreachable(f"cluster unreachable: no proxy answered at {', '.join(tried) or 'no address'}")
 
-    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
-        """`ClusterService.<method>(request)` with the token; raises CliError."""
+    @property
+    def stub(self) -> Any:
+        """The ClusterService stub of the connected proxy (connects on first use)."""
         if self._stub is None:
             self.connect()
-        return call(self._stub, method, request, self.target.token, timeout or self.timeout, self.address)
+        return self._stub
+
+    def call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        """`ClusterService.<method>(request)` with the token; raises CliError. A read
+        (READ_ONLY) that finds its proxy unable to answer (no quorum there, a timeout)
+        is asked of the next proxy: a minority proxy does not hide a working cluster."""
+        tried: set[str] = set()
+        while True:
+            try:
+                return call(
+                    self.stub, method, request, self.target.token, timeout or self.timeout, self.address
+                )
+            except Unreachable:
+                tried.add(self.address)
+                if method not in READ_ONLY or not self._connect_other(tried):
+                    raise
+
+    def _connect_other(self, tried: set[str]) -> bool:
+        """Connect to a proxy not in `tried`; False when none connects."""
+        try:
+            self.connect(skip=frozenset(tried))
+        except Unreachable:
+            return False
+        return True
 
     def close(self) -> None:
         if self._channel is not None:

@@ -6,7 +6,8 @@ any failed:
     raft peers       every other proxy is connected to the answering proxy's Raft member
     node NODE        the proxy reaches NODE with the node token
     storage NODE     NODE wrote, synced and removed a probe file in its storage
-    proxy ADDR       every other known proxy answers (with this token)
+    proxy ADDR       every other known proxy answers (with this token) and has a quorum;
+                     the checks that fail as that proxy sees them are listed too
     clock skew       the proxies' clocks agree within --max-skew seconds (measured from
                      here, so it needs two proxy addresses: cluster.json lists all,
                      --proxy takes a comma-separated list)
@@ -39,11 +40,12 @@ def register(subparsers: Any) -> None:
 def timed_check(
     stub: Any, token: str, timeout: float, address: str
 ) -> tuple[cluster_pb2.CheckClusterResponse, float]:
-    """CheckCluster and the offset of the proxy's clock from ours (at the call's midpoint)."""
-    sent = time.time()
+    """CheckCluster and the offset of the proxy's clock from ours. The proxy reads its
+    clock once its checks are done, just before answering, so the offset is measured
+    against our clock on receipt (its error is the answer's one-way delay, not the
+    checks' duration)."""
     answer = base.call(stub, "CheckCluster", cluster_pb2.CheckClusterRequest(), token, timeout, address)
-    received = time.time()
-    return answer, answer.proxy_time - (sent + received) / 2
+    return answer, answer.proxy_time - time.time()
 
 
 def other_proxies(client: base.Client, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[float]]:
@@ -69,12 +71,17 @@ def other_proxies(client: base.Client, args: argparse.Namespace) -> tuple[list[d
         ok = raft is not None and raft.ok
         detail = f"{answer.answered_by} answers; raft: {raft.detail if raft else 'not reported'}"
         results.append({"name": f"proxy {address}", "ok": ok, "detail": detail})
+        # What that proxy sees failing (e.g. a node token wrong in its config).
+        results += [
+            {"name": f"{c.name} (from {answer.answered_by})", "ok": False, "detail": c.detail}
+            for c in answer.checks
+            if not c.ok and c.name != "raft"
+        ]
     return results, offsets
 
 
 def check(client: base.Client, args: argparse.Namespace) -> int:
-    stub = cluster_pb2_grpc.ClusterServiceStub(base.open_channel(client.address) or _fail(client.address))
-    first, offset = timed_check(stub, client.target.token, args.timeout, client.address)
+    first, offset = timed_check(client.stub, client.target.token, args.timeout, client.address)
     results: list[dict[str, Any]] = [
         {"name": "client token", "ok": True, "detail": f"accepted by {first.answered_by} at {client.address}"}
     ]
@@ -106,7 +113,3 @@ def check(client: base.Client, args: argparse.Namespace) -> int:
             )
         )
     return base.EXIT_ATTENTION if failed else base.EXIT_OK
-
-
-def _fail(address: str) -> Any:
-    raise base.Unreachable(f"cluster unreachable: {address} stopped answering")

@@ -1,8 +1,9 @@
 """`gitraft failover PATH --to NODE [--force]`: move a repository's primary to NODE.
 
 Refused unless NODE holds a replica, is healthy and is up to date. With `--force` an
-outdated NODE is accepted: it first becomes the authoritative replica, and the writes
-that only the replicas ahead of it hold are LOST (a warning names those replicas)."""
+outdated NODE is accepted (it must still be healthy): it first becomes the
+authoritative replica, and the writes that only the replicas ahead of it hold are LOST
+(a warning names those replicas)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """`gitraft track-repository PATH --authoritative-storage NODE`: adopt a bare
 repository that exists on NODE's disk at PATH (relative to its storage) but that the
 cluster does not know, e.g. one copied there by hand. NODE must confirm it exists; it
-becomes the primary, and the other replicas are created from it by replication. PATH
-is then also its client-facing path: clone it through any proxy."""
+becomes the primary, and the other replicas are created from it by replication (at the
+same path: a repository already there is overwritten). PATH is then also its
+client-facing path (with `.git` appended when it lacks it): clone it through any proxy."""
 
 from __future__ import annotations
 

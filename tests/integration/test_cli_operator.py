@@ -205,6 +205,13 @@ def test_track_repository_adopts_a_bare_repository_copied_onto_a_node(op: Operat
     listed = op.json("list-untracked-repositories")["repositories"]
     assert not [r for r in listed if r["relative_path"] == "imported/project.git"]
 
+    # A directory without `.git`: its client path gets one (the git gateway's naming).
+    run_git("clone", "-q", "--bare", str(work), str(storage / "imported" / "plain"), cwd=tmp_path)
+    tracked = op.json("track-repository", "imported/plain", "--authoritative-storage", "node-b")["repository"]
+    assert (tracked["relative_path"], tracked["replica_path"]) == ("imported/plain.git", "imported/plain")
+    cluster.wait_converged("imported/plain.git")
+    assert remote_refs(cluster.git_url("proxy-3", "imported/plain"), tmp_path)["refs/heads/main"] == head
+
 
 class PushLoop:
     """Pushes a new commit to a new branch through proxy-1, one after another, until
@@ -239,14 +246,16 @@ class PushLoop:
 
 def failover(op: Operator, path: str, to: str, as_json: bool, timeout: float = 60.0) -> str:
     """Run `gitraft failover` until it moves the primary to `to`; only a refusal for an
-    outdated target (replication lagging behind the pushes) is retried. Returns stdout."""
+    outdated target (replication lagging behind the pushes) and "cluster unavailable"
+    (exit 3: e.g. a Raft command timed out on a loaded machine) are retried, as an
+    operator would. Returns stdout."""
     deadline = time.monotonic() + timeout
     args = ("failover", path, "--to", to, *(("--json",) if as_json else ()))
     while True:
         done = op.run(*args)
         if done.returncode == 0:
             return done.stdout
-        assert done.returncode == 4 and "is outdated" in done.stderr, done.stderr
+        assert done.returncode == 3 or (done.returncode == 4 and "is outdated" in done.stderr), done.stderr
         assert time.monotonic() < deadline, f"failover to {to} kept being refused: {done.stderr}"
         time.sleep(0.1)
 
@@ -280,7 +289,7 @@ def test_failover_while_a_client_pushes_keeps_every_acknowledged_push(op: Operat
         assert not missing, f"acknowledged pushes missing through {proxy}: {missing}"
 
 
-def test_failover_refusals(op: Operator, tmp_path: Path) -> None:
+def test_failover_refusals_and_accept_dataloss_on_a_healthy_repository(op: Operator, tmp_path: Path) -> None:
     path, _ = new_repository(op.cluster, tmp_path / "w")
     (repo,) = op.json("repos", path)["repositories"]
     assert "holds no replica" in op.refused("failover", path, "--to", "node-x")
@@ -290,6 +299,16 @@ def test_failover_refusals(op: Operator, tmp_path: Path) -> None:
     text = op.ok("failover", path, "--to", repo["primary"])  # already there: a no-op
     assert text.strip() == f"{path}: primary {repo['primary']} -> {repo['primary']}"
     assert "holds no replica" in op.refused("accept-dataloss", path, "--authoritative-storage", "node-x")
+    # Accepting a replica of a healthy repository: it becomes the newest, the others follow.
+    other = next(r["storage"] for r in repo["replicas"] if r["storage"] != repo["primary"])
+    lines = op.ok("accept-dataloss", path, "--authoritative-storage", other).splitlines()
+    assert lines[0] == f"{path}: {other} is authoritative at generation {repo['generation'] + 1}"
+    assert lines[1] == "overwritten from it: " + ", ".join(
+        sorted(r["storage"] for r in repo["replicas"] if r["storage"] != other)
+    )
+    assert lines[2].split()[:2] == ["REPOSITORY", "PRIMARY"]
+    converged = op.cluster.wait_converged(path)
+    assert converged.generation == repo["generation"] + 1
 
 
 def test_symptoms_a_node_down_and_a_proxy_out_of_quorum(op: Operator) -> None:

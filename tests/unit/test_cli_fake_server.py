@@ -2,7 +2,8 @@
 subprocess) against an in-process ClusterService that answers from fixed messages: the
 CLI's side of the contract (requests sent, tables and JSON printed, exit codes). The
 server side is tested where it is implemented. Also: a ClusterService method no server
-implements is refused UNIMPLEMENTED, with no exception class name in the message."""
+implements is refused UNIMPLEMENTED, with no exception class name in the message; and a
+read that a minority proxy cannot answer goes to the next proxy, a change does not."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from common.auth import TokenAuthInterceptor
+from common.errors import UnavailableError
 from common.interceptors import ErrorInterceptor
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc
 
@@ -156,3 +158,58 @@ async def test_unimplemented_method_is_refused_unimplemented_without_class_names
     done = await gitraft(address, "check")
     assert done.returncode == 4
     assert "does not serve CheckCluster" in done.stderr
+
+
+class Minority(cluster_pb2_grpc.ClusterServiceServicer):
+    """A proxy cut off from the Raft majority: every answer needs a quorum it lacks."""
+
+    async def ClusterStatus(self, request: Any, context: Any) -> cluster_pb2.ClusterStatusResponse:
+        raise UnavailableError("no quorum: 'noop' not committed within 5s")
+
+    async def SetPrimary(self, request: Any, context: Any) -> cluster_pb2.SetPrimaryResponse:
+        raise UnavailableError("no quorum: 'set_primary' not committed within 5s (outcome unknown)")
+
+
+class Majority(cluster_pb2_grpc.ClusterServiceServicer):
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def ClusterStatus(self, request: Any, context: Any) -> cluster_pb2.ClusterStatusResponse:
+        self.calls.append("ClusterStatus")
+        return cluster_pb2.ClusterStatusResponse(
+            answered_by="proxy-2",
+            proxies=[cluster_pb2.ProxyStatus(name="proxy-2", raft_role="leader", reachable=True)],
+        )
+
+    async def SetPrimary(self, request: Any, context: Any) -> cluster_pb2.SetPrimaryResponse:
+        self.calls.append("SetPrimary")
+        return cluster_pb2.SetPrimaryResponse()
+
+
+async def serve(servicer: cluster_pb2_grpc.ClusterServiceServicer) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server(interceptors=[TokenAuthInterceptor(TOKEN), ErrorInterceptor()])
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_a_read_goes_to_the_next_proxy_when_the_first_has_no_quorum_a_change_does_not() -> None:
+    majority = Majority()
+    first, minority_address = await serve(Minority())
+    second, majority_address = await serve(majority)
+    try:
+        both = f"{minority_address},{majority_address}"
+        done = await gitraft(both, "status")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[1] == "(answered by proxy-2)"
+        done = await gitraft(both, "failover", "g/r.git", "--to", "node-b")
+        assert done.returncode == 3
+        assert done.stderr.strip() == (
+            f"gitraft failover: cluster unavailable at {minority_address}:"
+            " no quorum: 'set_primary' not committed within 5s (outcome unknown)"
+        )
+        assert majority.calls == ["ClusterStatus"]
+    finally:
+        await first.stop(0)
+        await second.stop(0)
