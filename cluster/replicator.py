@@ -26,8 +26,9 @@ ones, however many wait for it. Up to `workers` jobs run at once; each:
 - any other job whose repository no longer exists completes without work.
 
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
-makes a job dead after its maximum. Leases of long jobs are renewed every third of the
-lease. `wake()` starts a round at once (called when this proxy scheduled jobs).
+makes a job dead after its maximum. The leases of every job running here are renewed
+together, in one command every third of the lease. `wake()` starts a round at once
+(called when this proxy scheduled jobs).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import grpc
 from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
-from common.errors import GitraftError
+from common.errors import FailedPreconditionError, GitraftError
 from common.logs import correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -113,6 +114,7 @@ class Replicator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lease and run jobs until `stop` is set; then cancel jobs still running."""
+        renewer = asyncio.get_running_loop().create_task(self._renew_loop(stop))
         try:
             while not stop.is_set():
                 try:
@@ -125,6 +127,7 @@ class Replicator:
                     await asyncio.wait_for(self._wake.wait(), POLL_INTERVAL)
                 self._wake.clear()
         finally:
+            renewer.cancel()
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -160,7 +163,6 @@ class Replicator:
     async def _run_job(self, job: Job) -> None:
         correlation_id.set(f"job-{job.id}-{job.attempts}")  # this task's context only
         started = time.monotonic()
-        renew = asyncio.get_running_loop().create_task(self._renew(job))
         outcome = "ok"
         try:
             await self.execute(job)
@@ -173,7 +175,6 @@ class Replicator:
             outcome = "error"
             await self._fail(job, exc)
         finally:
-            renew.cancel()
             self.metrics.replication_jobs.labels(change=str(job.change), outcome=outcome).inc()
             self.metrics.replication_duration.labels(change=str(job.change)).observe(
                 time.monotonic() - started
@@ -269,13 +270,27 @@ class Replicator:
         except GitraftError as err:
             log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
 
-    async def _renew(self, job: Job) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+    async def renew(self) -> list[int]:
+        """Renew the leases of every job running here in one command; returns the ids
+        whose lease was lost (another owner may run them now)."""
+        ids = sorted(self._running)
+        if not ids:
+            return []
+        try:
+            await self.store.renew_leases(self.owner, ids, self.clock(), self.lease_seconds)
+        except FailedPreconditionError as exc:
+            log.info("leases lost", extra={"error": str(exc)})
+            return ids  # the store names them; the jobs' own complete/fail will refuse
+        return []
+
+    async def _renew_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease_seconds / 3)
             try:
-                await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+                await self.renew()
             except GitraftError as exc:
-                log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
+                log.info("lease renewal failed", extra={"error": str(exc)})
 
 
 def _replica(repo: Repository, storage: str) -> shared_pb2.Repository:

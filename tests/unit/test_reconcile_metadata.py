@@ -179,3 +179,39 @@ async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
         ]
         assert (unavailable, partial) == (want_unavailable, want_partial)
         assert want_unavailable and want_partial
+
+
+class _Blocked(Replicator):
+    """A replicator whose jobs run until `release` is set."""
+
+    release = asyncio.Event()
+
+    async def execute(self, job: object) -> None:
+        await self.release.wait()
+
+
+async def test_one_command_renews_every_running_lease(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        for i in range(3):
+            await written(store, f"r{i}", ["a", "b"])
+        clock = [NOW]
+        replicator = _Blocked(
+            owner="p1",
+            store=store,
+            nodes=NodePool("t"),
+            metrics=ProxyMetrics(),
+            workers=2,
+            lease_seconds=30,
+            clock=lambda: clock[0],
+        )
+        replicator.release = asyncio.Event()
+        leased = await replicator.round()
+        assert len(leased) == 2
+        clock[0] = NOW + 20
+        assert await replicator.renew() == []
+        running = await store.list_jobs([JobState.IN_PROGRESS], 10)
+        assert sorted(j.lease_expires_at for j in running) == [NOW + 50, NOW + 50]
+        clock[0] = NOW + 100  # expired: lost, and another owner may take them
+        assert await replicator.renew() == [j.id for j in leased]
+        replicator.release.set()
+        await asyncio.gather(*replicator._running.values())
