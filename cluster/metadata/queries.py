@@ -322,9 +322,10 @@ async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit
         ids.update((r[0], None) for r in rows)
     if len(ids) < limit:
         rows = await db.execute_fetchall(
-            "SELECT r.repository_id FROM outdated_replicas o JOIN repositories r"
+            # CROSS JOIN: SQLite keeps this order, so the (small) index drives the join.
+            "SELECT r.repository_id FROM outdated_replicas o CROSS JOIN repositories r"
             f' ON r.repository_id = o.repository_id AND r."primary" = o.storage WHERE {movable}'
-            " ORDER BY r.repository_id LIMIT ?",
+            " ORDER BY o.repository_id LIMIT ?",
             (names, limit - len(ids)),
         )
         ids.update((r[0], None) for r in rows)

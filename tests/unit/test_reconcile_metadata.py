@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from cluster.metadata.api import ChangeType, JobState, RepairItem
 from cluster.metrics import ProxyMetrics
@@ -215,3 +216,51 @@ async def test_one_command_renews_every_running_lease(tmp_path: Path) -> None:
         assert await replicator.renew() == [j.id for j in leased]
         replicator.release.set()
         await asyncio.gather(*replicator._running.values())
+
+
+def test_paged_lease_picks_what_a_full_scan_picks(monkeypatch: Any) -> None:
+    """lease_jobs reads candidates a page per state; with tiny pages it still leases
+    exactly the jobs the rule names (oldest leasable first, healthy, one per target)."""
+    import random
+    import sqlite3
+
+    from cluster.metadata import jobs, schema
+
+    monkeypatch.setattr(jobs, "LEASE_PAGE", 3)
+    rng = random.Random(3)
+    for trial in range(30):
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        schema.create(conn)
+        rows = []
+        for i in range(1, 60):
+            state = rng.choice(["ready", "failed", "in_progress", "completed", "dead"])
+            rows.append(
+                (i, f"r{rng.randint(0, 15)}", rng.choice(["update", "delete_replica"]), rng.choice("abc"),
+                 rng.choice("abc"), 1, state, rng.randint(0, 2), "x", rng.choice([NOW - 1, NOW + 1]),
+                 rng.choice([NOW - 1, NOW + 1]), 0.0, 0.0)
+            )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO replication_jobs (id, repository_id, change, source, target, source_generation,"
+            " state, attempts, lease_owner, lease_expires_at, retry_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        healthy = sorted(rng.sample("abc", rng.randint(1, 3)))
+        limit = rng.randint(1, 20)
+        busy = {(r[1], r[4]) for r in rows if r[6] == "in_progress" and r[9] > NOW}
+        want: list[int] = []
+        for r in rows:
+            leasable = r[6] == "ready" or (r[6] == "failed" and r[10] <= NOW)
+            expired = r[6] == "in_progress" and r[9] <= NOW
+            needs = {r[3], r[4]} if r[2] == "update" else {r[4]}
+            if len(want) >= limit:
+                break
+            if not (leasable or expired) or not needs <= set(healthy) or (r[1], r[4]) in busy:
+                continue
+            if expired and r[7] + 1 >= 5:
+                continue
+            want.append(r[0])
+            busy.add((r[1], r[4]))
+        args = {"owner": "w", "now": NOW, "lease_seconds": 30, "limit": limit, "healthy": healthy}
+        got = [j["id"] for j in jobs.lease_jobs(conn, args)]
+        assert got == want, (trial, healthy, limit)
