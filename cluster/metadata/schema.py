@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS write_intents (
     result        TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_open ON write_intents (deadline) WHERE result IS NULL;
+CREATE INDEX IF NOT EXISTS intents_closed ON write_intents (deadline) WHERE result IS NOT NULL;
 CREATE TABLE IF NOT EXISTS health_votes (
     proxy      TEXT NOT NULL,
     storage    TEXT NOT NULL,
