@@ -383,3 +383,13 @@ async def replicas_on(db: aiosqlite.Connection, storage: str, limit: int) -> lis
         " ORDER BY repository_id LIMIT ?) ORDER BY repository_id",
         (storage, limit),
     )
+
+
+async def dead_deletions(db: aiosqlite.Connection, healthy: set[str], before: float, limit: int) -> list[int]:
+    """Ids of `delete_replica` jobs that died before `before` on a storage in `healthy`."""
+    rows = await db.execute_fetchall(
+        "SELECT id, target FROM replication_jobs WHERE state = ? AND updated_at < ? AND change = ?"
+        " ORDER BY updated_at",
+        (JobState.DEAD, before, ChangeType.DELETE_REPLICA),
+    )
+    return [int(i) for i, t in rows if t in healthy][:limit]

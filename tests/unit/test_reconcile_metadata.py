@@ -264,3 +264,59 @@ def test_paged_lease_picks_what_a_full_scan_picks(monkeypatch: Any) -> None:
         args = {"owner": "w", "now": NOW, "lease_seconds": 30, "limit": limit, "healthy": healthy}
         got = [j["id"] for j in jobs.lease_jobs(conn, args)]
         assert got == want, (trial, healthy, limit)
+
+
+async def test_reconciler_schedules_outdated_replicas_at_a_bounded_rate(tmp_path: Path) -> None:
+    from cluster.reconciler import Reconciler
+
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        for i in range(25):
+            await written(store, f"r{i:02d}", ["a", "b"])
+        for job in await store.lease_jobs("w", NOW, 30, 100):
+            await store.fail_job(job.id, "w", "target broken", NOW, NOW)  # every job dies
+        clock = [NOW + 1]
+        reconciler = Reconciler(
+            store=store,
+            nodes=NodePool("t"),
+            metrics=ProxyMetrics(),
+            batch=10,
+            exists_batch=0,
+            dead_retry_after=30,
+            clock=lambda: clock[0],
+        )
+        assert (await reconciler.round()).scheduled == []  # died 1 s ago: cooling down
+        clock[0] = NOW + 31
+        first = await reconciler.round()
+        assert len(first.scheduled) == 10 and {s for _, s in first.scheduled} == {"b"}
+        second = await reconciler.round()
+        assert len(second.scheduled) == 10 and not set(first.scheduled) & set(second.scheduled)
+        assert len((await reconciler.round()).scheduled) == 5
+        assert (await reconciler.round()).scheduled == []  # every replica has a job now
+        counts = await store.job_counts()
+        assert counts == {"dead": 25, "ready": 25}
+        store.leader = False
+        assert (await reconciler.round()).scheduled == []
+
+
+async def test_reconciler_retries_a_dead_deletion_once_its_node_is_back(tmp_path: Path) -> None:
+    from cluster.reconciler import Reconciler
+
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        await written(store, "r1", ["a", "b"])
+        for job in await store.lease_jobs("w", NOW, 30, 10):
+            await store.complete_job(job.id, "w", NOW)
+        await store.set_replication_factor("r1", [], ["b"], NOW)
+        (delete,) = await store.lease_jobs("w", NOW, 30, 10)
+        assert delete.change is ChangeType.DELETE_REPLICA
+        await store.fail_job(delete.id, "w", "node gone", NOW, NOW)
+        clock = [NOW + 10]
+        reconciler = Reconciler(
+            store=store, nodes=NodePool("t"), metrics=ProxyMetrics(), exists_batch=0, clock=lambda: clock[0]
+        )
+        assert (await reconciler.round()).retried == []  # died 10 s ago
+        clock[0] = NOW + 31
+        assert (await reconciler.round()).retried == [delete.id]
+        (again,) = await store.list_jobs([JobState.READY], 10)
+        assert again.id == delete.id and again.attempts == 0
