@@ -31,8 +31,12 @@ Allowed job transitions (`JobState`):
                                     the target
     in_progress -> completed        remove_repository (not `delete_replica`; last_error
                                     'repository removed', no owner any more)
-Completed jobs are pruned by a later complete_job once an hour (command time) old; dead
-jobs are kept.
+    dead, failed -> ready           retry_jobs (attempts reset; RetryReplicationJobs, or the
+                                    reconciler for a dead `delete_replica`)
+Completed jobs are pruned by a later complete_job once an hour (command time) old, and
+by the reconciler's prune_jobs; dead jobs are kept with their last error until
+superseded (their target holds their generation, is unassigned, or the repository is
+gone), then prune_jobs deletes them.
 """
 
 from __future__ import annotations
