@@ -12,7 +12,10 @@ Every `interval` seconds, after a barrier, one round:
    of them a round; every replica that should hold data (generation >= 0) on a
    healthy storage other than the primary is asked `RepositoryExists`. A missing
    one is reset and repaired from the primary (`schedule_repairs` with `reset`).
-3. **Pruning**: completed jobs older than `completed_retention` and superseded
+3. **Replicas no longer assigned**: unassigning queues a `delete_replica` job; one that
+   died (its node was down long) is made ready again once its node is healthy and
+   `dead_retry_after` has passed, so the data of an unassigned replica is removed.
+   **Pruning**: completed jobs older than `completed_retention` and superseded
    dead/failed jobs, `batch` at a time.
 4. **Re-assignment** (off unless `reassign_after` > 0): a repository with an assigned
    replica on a storage unhealthy for longer than `reassign_after` seconds gets a
@@ -55,6 +58,8 @@ class ReconcileReport:
     missing: list[tuple[str, str]] = field(default_factory=list)
     reassigned: list[tuple[str, str, str]] = field(default_factory=list)
     pruned: int = 0
+    # Dead `delete_replica` jobs made ready again.
+    retried: list[int] = field(default_factory=list)
 
 
 async def replica_exists(nodes: NodePool, storage: str, repo: Repository) -> bool:
@@ -111,11 +116,14 @@ class Reconciler:
         healthy = await self.store.healthy_storages(now)
         await self._outdated(sorted(healthy), now, report)
         await self._missing(healthy, now, report)
+        deletions = await self.store.dead_deletions(healthy, now - self.dead_retry_after, self.batch)
+        if deletions:
+            report.retried = await self.store.retry_jobs(deletions, False, now)
         pruned = await self.store.prune_jobs(now - self.completed_retention, self.batch)
         report.pruned = sum(pruned.values())
         if self.reassign_after > 0:
             await self._reassign(healthy, now, report)
-        if report.scheduled or report.reassigned:
+        if report.scheduled or report.reassigned or report.retried:
             self.on_jobs_scheduled()
         return report
 

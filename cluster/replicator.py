@@ -26,17 +26,18 @@ ones, however many wait for it. Up to `workers` jobs run at once; each:
 - any other job whose repository no longer exists completes without work.
 
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
-makes a job dead after its maximum. Leases of long jobs are renewed every third of the
-lease; a job whose lease is lost is cancelled, and the lease is confirmed right before
-the ReplicateRepository call, so a worker paused past its lease does not copy over a
-newer owner's work (one paused between that confirmation and the call still can: the
-node does not know leases). `wake()` starts a round at once (called when this proxy
-scheduled jobs).
+makes a job dead after its maximum. The leases of every job running here are renewed
+together, in one command every third of the lease; a job whose lease is lost is
+cancelled, and the lease is confirmed right before the ReplicateRepository call, so a
+worker paused past its lease does not copy over a newer owner's work (one paused
+between that confirmation and the call still can: the node does not know leases).
+`wake()` starts a round at once (called when this proxy scheduled jobs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -117,9 +118,11 @@ class Replicator:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lease and run jobs until `stop` is set; then cancel jobs still running."""
+        renewer = asyncio.get_running_loop().create_task(self._renew_loop(stop))
         try:
             await run_periodically("replication", self.round, stop, POLL_INTERVAL, wake=self._wake)
         finally:
+            renewer.cancel()
             for task in self._running.values():
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -156,8 +159,6 @@ class Replicator:
         correlation_id.set(str(job.params.get("correlation_id") or f"job-{job.id}-{job.attempts}"))
         bind_fields(job_id=job.id, repository_id=job.repository_id, storage=job.target)
         started = time.monotonic()
-        current = asyncio.current_task()
-        renew = asyncio.get_running_loop().create_task(self._renew(job, current))
         outcome = "ok"
         try:
             await self.execute(job)
@@ -170,7 +171,6 @@ class Replicator:
             outcome = "error"
             await self._fail(job, exc)
         finally:
-            renew.cancel()
             self.metrics.replication_jobs.labels(change=str(job.change), outcome=outcome).inc()
             self.metrics.replication_duration.labels(change=str(job.change)).observe(
                 time.monotonic() - started
@@ -269,20 +269,40 @@ class Replicator:
         except GitraftError as err:
             log.info("could not record a failed job", extra={"job_id": job.id, "error": str(err)})
 
-    async def _renew(self, job: Job, work: asyncio.Task[Any] | None) -> None:
-        """Renew the job's lease every third of it; cancel `work` once the lease is lost
-        (another owner has the job: this copy must stop)."""
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+    async def renew(self) -> list[int]:
+        """Renew the leases of every job running here in one command; cancel the jobs
+        whose lease was lost (another owner may run them now: this copy must stop) and
+        return their ids."""
+        ids = sorted(self._running)
+        if not ids:
+            return []
+        now = self.clock()
+        try:
+            await self.store.renew_leases(self.owner, ids, now, self.lease_seconds)
+            return []
+        except FailedPreconditionError:
+            pass
+        lost: list[int] = []
+        for job_id in ids:  # rare: find which ones, one by one
             try:
-                await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
-            except FailedPreconditionError as exc:
-                log.warning("lease lost; job cancelled", extra={"job_id": job.id, "error": str(exc)})
-                if work is not None:
-                    work.cancel()
-                return
+                await self.store.renew_leases(self.owner, [job_id], now, self.lease_seconds)
+            except FailedPreconditionError:
+                lost.append(job_id)
+        for job_id in lost:
+            task = self._running.get(job_id)
+            if task is not None:
+                log.warning("lease lost; job cancelled", extra={"job_id": job_id})
+                task.cancel()
+        return lost
+
+    async def _renew_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.lease_seconds / 3)
+            try:
+                await self.renew()
             except GitraftError as exc:
-                log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
+                log.info("lease renewal failed", extra={"error": str(exc)})
 
 
 def _replica(repo: Repository, storage: str) -> shared_pb2.Repository:

@@ -62,6 +62,8 @@ class Verification:
     primary: str
     replicas: list[ReplicaReport] = field(default_factory=list)
     repairs_scheduled: list[str] = field(default_factory=list)
+    # Whether the primary could be read at the repository's latest generation.
+    comparable: bool = False
 
     @property
     def mismatches(self) -> int:
@@ -153,6 +155,7 @@ class Verifier:
                 primary.matches = not (primary.error or primary.missing)
             return result
         primary.matches = True
+        result.comparable = True
         items: list[RepairItem] = []
         for r in result.replicas:
             if r is primary or r.error:
@@ -196,7 +199,7 @@ class Verifier:
             return [await self.verify(r) for r in repos]
         out: list[Verification] = []
         after = ""
-        while page := await self.store.repositories_after(after, 200):
+        while page := await self.store.repositories_after(after, 50):
             out += await asyncio.gather(*(self.verify(r) for r in page))
             after = page[-1].repository_id
         return out
@@ -219,13 +222,16 @@ class Verifier:
         flagged = await self.store.needs_verify()
         done: list[Verification] = []
         seen: set[str] = set()
+        compared: set[str] = set()
         for rid in dict.fromkeys(r for r, _ in flagged[: self.max_per_round]):
             repo = await self.store.get_repository_by_id(rid)
             if repo is not None:
                 done.append(await self.verify(repo))
                 seen.add(rid)
-        if flagged:
-            await self.store.clear_needs_verify([(r, s) for r, s in flagged if r in seen], self.clock())
+                if done[-1].comparable:
+                    compared.add(rid)
+        if compared:  # a flag stays until its repository could be compared
+            await self.store.clear_needs_verify([(r, s) for r, s in flagged if r in compared], self.clock())
         count = await self.store.repository_count()
         self._credit = min(self.max_per_round, self._credit + count * self.tick / max(self.interval, 1e-9))
         take = min(math.floor(self._credit), self.max_per_round - len(done))

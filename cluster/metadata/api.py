@@ -33,8 +33,12 @@ Allowed job transitions (`JobState`):
                                     'repository removed', no owner any more)
     in_progress -> failed           finish_write refusing a write (fenced) on the job's
                                     target: no owner, retry at once, no attempt counted
-Completed jobs are pruned by a later complete_job once an hour (command time) old; dead
-jobs are kept.
+    dead, failed -> ready           retry_jobs (attempts reset; RetryReplicationJobs, or the
+                                    reconciler for a dead `delete_replica`)
+Completed jobs are pruned by a later complete_job once an hour (command time) old, and
+by the reconciler's prune_jobs; dead jobs are kept with their last error until
+superseded (their target holds their generation, is unassigned, or the repository is
+gone), then prune_jobs deletes them.
 """
 
 from __future__ import annotations
@@ -425,6 +429,10 @@ class MetadataStore(Protocol):
         ...
 
     async def repository_count(self) -> int: ...
+    async def dead_deletions(self, healthy: set[str], before: float, limit: int) -> list[int]:
+        """Ids of dead `delete_replica` jobs, died before `before`, on healthy storages."""
+        ...
+
     async def replicas_on(self, storage: str, limit: int) -> list[Repository]:
         """Up to `limit` repositories with a replica on `storage`."""
         ...

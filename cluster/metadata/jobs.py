@@ -109,20 +109,10 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
     ):
         busy.add((r, t))
         running[t] = running.get(t, 0) + 1
-    where = "(state = ? OR (state = ? AND retry_at <= ?) OR (state = ? AND lease_expires_at <= ?))"
-    params: list[Any] = [JobState.READY, JobState.FAILED, now, JobState.IN_PROGRESS, now]
-    if healthy is not None:
-        marks = ",".join("?" * len(healthy))
-        where += f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks}))"
-        params += [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
     leased: list[int] = []
-    after = -1
-    while len(leased) < limit:
-        page = conn.execute(
-            "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
-            f" WHERE {where} AND id > ? ORDER BY id LIMIT ?",
-            (*params, after, LEASE_PAGE),
-        ).fetchall()
+    after: int | None = -1
+    while after is not None and len(leased) < limit:
+        page, after = _candidates(conn, now, healthy, after)
         for job_id, rid, _change, _source, target, state, tries in page:
             if len(leased) >= limit:
                 break
@@ -148,10 +138,43 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
             busy.add((rid, target))
             running[target] = running.get(target, 0) + 1
             leased.append(job_id)
-        if len(page) < LEASE_PAGE:
-            break
-        after = page[-1][0]
     return [_load(conn, job_id) for job_id in leased]
+
+
+def _candidates(
+    conn: sqlite3.Connection, now: float, healthy: list[str] | None, after: int
+) -> tuple[list[tuple[Any, ...]], int | None]:
+    """The next leasable jobs with an id above `after`, in id order, and the id to
+    continue after (None when there are no more).
+
+    One indexed range per state ((state, id) index; a single query with OR would
+    collect and sort every leasable job), LEASE_PAGE rows each, merged; rows past the
+    first full branch's last id wait for the next page, so none is skipped."""
+    branches: list[tuple[str, list[Any]]] = [
+        ("state = ?", [JobState.READY]),
+        ("state = ? AND retry_at <= ?", [JobState.FAILED, now]),
+        ("state = ? AND lease_expires_at <= ?", [JobState.IN_PROGRESS, now]),
+    ]
+    extra, extra_params = "", list[Any]()
+    if healthy is not None:
+        marks = ",".join("?" * len(healthy))
+        extra = f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks}))"
+        extra_params = [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
+    rows: list[tuple[Any, ...]] = []
+    cutoff: int | None = None
+    for cond, params in branches:
+        got = conn.execute(
+            "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
+            f" WHERE {cond} AND id > ?{extra} ORDER BY id LIMIT ?",
+            (*params, after, *extra_params, LEASE_PAGE),
+        ).fetchall()
+        rows += got
+        if len(got) == LEASE_PAGE:
+            cutoff = got[-1][0] if cutoff is None else min(cutoff, got[-1][0])
+    rows.sort(key=lambda r: int(r[0]))
+    if cutoff is not None:
+        rows = [r for r in rows if r[0] <= cutoff]
+    return rows, cutoff
 
 
 def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:

@@ -331,9 +331,10 @@ async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit
         ids.update((r[0], None) for r in rows)
     if len(ids) < limit:
         rows = await db.execute_fetchall(
-            "SELECT r.repository_id FROM outdated_replicas o JOIN repositories r"
+            # CROSS JOIN: SQLite keeps this order, so the (small) index drives the join.
+            "SELECT r.repository_id FROM outdated_replicas o CROSS JOIN repositories r"
             f' ON r.repository_id = o.repository_id AND r."primary" = o.storage WHERE {movable}'
-            " ORDER BY r.repository_id LIMIT ?",
+            " ORDER BY o.repository_id LIMIT ?",
             (names, limit - len(ids)),
         )
         ids.update((r[0], None) for r in rows)
@@ -391,3 +392,13 @@ async def replicas_on(db: aiosqlite.Connection, storage: str, limit: int) -> lis
         " ORDER BY repository_id LIMIT ?) ORDER BY repository_id",
         (storage, limit),
     )
+
+
+async def dead_deletions(db: aiosqlite.Connection, healthy: set[str], before: float, limit: int) -> list[int]:
+    """Ids of `delete_replica` jobs that died before `before` on a storage in `healthy`."""
+    rows = await db.execute_fetchall(
+        "SELECT id, target FROM replication_jobs WHERE state = ? AND updated_at < ? AND change = ?"
+        " ORDER BY updated_at",
+        (JobState.DEAD, before, ChangeType.DELETE_REPLICA),
+    )
+    return [int(i) for i, t in rows if t in healthy][:limit]

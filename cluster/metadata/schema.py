@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS write_intents (
     fence         TEXT
 );
 CREATE INDEX IF NOT EXISTS intents_open ON write_intents (deadline) WHERE result IS NULL;
+CREATE INDEX IF NOT EXISTS intents_closed ON write_intents (deadline) WHERE result IS NOT NULL;
 CREATE TABLE IF NOT EXISTS health_votes (
     proxy      TEXT NOT NULL,
     storage    TEXT NOT NULL,
@@ -87,7 +88,8 @@ CREATE TABLE IF NOT EXISTS outdated_replicas (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS replicas_by_storage ON replicas (storage, repository_id);
 CREATE INDEX IF NOT EXISTS replicas_needs_verify ON replicas (repository_id, storage) WHERE needs_verify = 1;
-CREATE INDEX IF NOT EXISTS repositories_by_primary ON repositories ("primary");
+CREATE INDEX IF NOT EXISTS outdated_by_storage ON outdated_replicas (storage, repository_id);
+CREATE INDEX IF NOT EXISTS repositories_by_primary ON repositories ("primary", repository_id);
 CREATE INDEX IF NOT EXISTS jobs_by_state_updated ON replication_jobs (state, updated_at);
 -- Command ids already applied, with their result: a retried command applies once.
 CREATE TABLE IF NOT EXISTS applied_commands (

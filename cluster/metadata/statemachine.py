@@ -21,12 +21,14 @@ A command's meaning never changes for entries already logged: the journal is rep
 at every start, so a member replaying old entries with newer code must reach the state
 its peers reached. A new rule comes with a new argument that the new code sends
 (`set_primary.require_up_to_date`, `remove_repository.end_running_jobs`,
-`complete_job.removed_is_noop`, `lease_jobs.healthy`, `begin_write.fence`,
-`accept_dataloss.fence`, `finish_write.repair`); entries without it apply as they
-always did; fencing rules elsewhere act only on intents begun with `fence`. Members of
-one cluster must still run code that knows the arguments in use: an older member
-ignores an argument it does not know (and diverges), so a rolling upgrade that adds
-one needs every member upgraded before a proxy sends it.
+`complete_job.removed_is_noop`, `lease_jobs.healthy`, `lease_jobs.max_per_target`,
+`begin_write.fence`, `accept_dataloss.fence`, `finish_write.repair`); entries without it
+apply as they always did; fencing rules elsewhere act only on intents begun with
+`fence`. Members of one cluster must still run code that knows the arguments in use:
+an older member ignores an argument it does not know (and diverges), so a rolling
+upgrade that adds one needs every member upgraded before a proxy sends it. The same
+holds for new commands (`schedule_repairs`, `retry_jobs`, `prune_jobs`,
+`clear_needs_verify`): an older member refuses them.
 """
 
 from __future__ import annotations

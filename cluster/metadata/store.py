@@ -478,6 +478,9 @@ class RaftMetadataStore:
     async def repository_count(self) -> int:
         return await queries.repository_count(self.db)
 
+    async def dead_deletions(self, healthy: set[str], before: float, limit: int) -> list[int]:
+        return await queries.dead_deletions(self.db, healthy, before, limit)
+
     async def replicas_on(self, storage: str, limit: int) -> list[Repository]:
         return await queries.replicas_on(self.db, storage, limit)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from cluster.metadata.api import ChangeType, JobState, RepairItem
 from cluster.metrics import ProxyMetrics
@@ -181,3 +182,143 @@ async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
         ]
         assert (unavailable, partial) == (want_unavailable, want_partial)
         assert want_unavailable and want_partial
+
+
+class _Blocked(Replicator):
+    """A replicator whose jobs run until `release` is set."""
+
+    release = asyncio.Event()
+
+    async def execute(self, job: object) -> None:
+        await self.release.wait()
+
+
+async def test_one_command_renews_every_running_lease(tmp_path: Path) -> None:
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        for i in range(3):
+            await written(store, f"r{i}", ["a", "b"])
+        clock = [NOW]
+        replicator = _Blocked(
+            owner="p1",
+            store=store,
+            nodes=NodePool("t"),
+            metrics=ProxyMetrics(),
+            workers=2,
+            lease_seconds=30,
+            clock=lambda: clock[0],
+        )
+        replicator.release = asyncio.Event()
+        leased = await replicator.round()
+        assert len(leased) == 2
+        clock[0] = NOW + 20
+        assert await replicator.renew() == []
+        running = await store.list_jobs([JobState.IN_PROGRESS], 10)
+        assert sorted(j.lease_expires_at for j in running) == [NOW + 50, NOW + 50]
+        clock[0] = NOW + 100  # expired: lost, and another owner may take them
+        assert await replicator.renew() == [j.id for j in leased]
+        replicator.release.set()
+        await asyncio.gather(*replicator._running.values())
+
+
+def test_paged_lease_picks_what_a_full_scan_picks(monkeypatch: Any) -> None:
+    """lease_jobs reads candidates a page per state; with tiny pages it still leases
+    exactly the jobs the rule names (oldest leasable first, healthy, one per target)."""
+    import random
+    import sqlite3
+
+    from cluster.metadata import jobs, schema
+
+    monkeypatch.setattr(jobs, "LEASE_PAGE", 3)
+    rng = random.Random(3)
+    for trial in range(30):
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        schema.create(conn)
+        rows = []
+        for i in range(1, 60):
+            state = rng.choice(["ready", "failed", "in_progress", "completed", "dead"])
+            rows.append(
+                (i, f"r{rng.randint(0, 15)}", rng.choice(["update", "delete_replica"]), rng.choice("abc"),
+                 rng.choice("abc"), 1, state, rng.randint(0, 2), "x", rng.choice([NOW - 1, NOW + 1]),
+                 rng.choice([NOW - 1, NOW + 1]), 0.0, 0.0)
+            )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO replication_jobs (id, repository_id, change, source, target, source_generation,"
+            " state, attempts, lease_owner, lease_expires_at, retry_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        healthy = sorted(rng.sample("abc", rng.randint(1, 3)))
+        limit = rng.randint(1, 20)
+        busy = {(r[1], r[4]) for r in rows if r[6] == "in_progress" and r[9] > NOW}
+        want: list[int] = []
+        for r in rows:
+            leasable = r[6] == "ready" or (r[6] == "failed" and r[10] <= NOW)
+            expired = r[6] == "in_progress" and r[9] <= NOW
+            needs = {r[3], r[4]} if r[2] == "update" else {r[4]}
+            if len(want) >= limit:
+                break
+            if not (leasable or expired) or not needs <= set(healthy) or (r[1], r[4]) in busy:
+                continue
+            if expired and r[7] + 1 >= 5:
+                continue
+            want.append(r[0])
+            busy.add((r[1], r[4]))
+        args = {"owner": "w", "now": NOW, "lease_seconds": 30, "limit": limit, "healthy": healthy}
+        got = [j["id"] for j in jobs.lease_jobs(conn, args)]
+        assert got == want, (trial, healthy, limit)
+
+
+async def test_reconciler_schedules_outdated_replicas_at_a_bounded_rate(tmp_path: Path) -> None:
+    from cluster.reconciler import Reconciler
+
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        for i in range(25):
+            await written(store, f"r{i:02d}", ["a", "b"])
+        for job in await store.lease_jobs("w", NOW, 30, 100):
+            await store.fail_job(job.id, "w", "target broken", NOW, NOW)  # every job dies
+        clock = [NOW + 1]
+        reconciler = Reconciler(
+            store=store,
+            nodes=NodePool("t"),
+            metrics=ProxyMetrics(),
+            batch=10,
+            exists_batch=0,
+            dead_retry_after=30,
+            clock=lambda: clock[0],
+        )
+        assert (await reconciler.round()).scheduled == []  # died 1 s ago: cooling down
+        clock[0] = NOW + 31
+        first = await reconciler.round()
+        assert len(first.scheduled) == 10 and {s for _, s in first.scheduled} == {"b"}
+        second = await reconciler.round()
+        assert len(second.scheduled) == 10 and not set(first.scheduled) & set(second.scheduled)
+        assert len((await reconciler.round()).scheduled) == 5
+        assert (await reconciler.round()).scheduled == []  # every replica has a job now
+        counts = await store.job_counts()
+        assert counts == {"dead": 25, "ready": 25}
+        store.leader = False
+        assert (await reconciler.round()).scheduled == []
+
+
+async def test_reconciler_retries_a_dead_deletion_once_its_node_is_back(tmp_path: Path) -> None:
+    from cluster.reconciler import Reconciler
+
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        store.config.job_max_attempts = 1
+        await written(store, "r1", ["a", "b"])
+        for job in await store.lease_jobs("w", NOW, 30, 10):
+            await store.complete_job(job.id, "w", NOW)
+        await store.set_replication_factor("r1", [], ["b"], NOW)
+        (delete,) = await store.lease_jobs("w", NOW, 30, 10)
+        assert delete.change is ChangeType.DELETE_REPLICA
+        await store.fail_job(delete.id, "w", "node gone", NOW, NOW)
+        clock = [NOW + 10]
+        reconciler = Reconciler(
+            store=store, nodes=NodePool("t"), metrics=ProxyMetrics(), exists_batch=0, clock=lambda: clock[0]
+        )
+        assert (await reconciler.round()).retried == []  # died 10 s ago
+        clock[0] = NOW + 31
+        assert (await reconciler.round()).retried == [delete.id]
+        (again,) = await store.list_jobs([JobState.READY], 10)
+        assert again.id == delete.id and again.attempts == 0
