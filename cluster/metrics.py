@@ -28,6 +28,7 @@ Evaluated at each scrape from this proxy's applied Raft state (`cluster.state_me
     gitraft_replication_queue_depth{state, target}  every state but completed, no cap
     gitraft_replication_oldest_job_age_seconds{state}  ready / failed / in_progress
     gitraft_node_healthy{storage}                the cluster's verdict (majority of live proxies)
+    gitraft_health_vote{proxy, storage}          each proxy's latest vote as recorded in Raft
     gitraft_proxy_live{proxy}                    whether the cluster counts a proxy as live
 
 Plus the process collectors (`process_*`, `python_*`). Label values are bounded: RPC
@@ -204,6 +205,11 @@ class ProxyMetrics:
         )
         self.cluster_node_healthy = gauge(
             "gitraft_node_healthy", "Cluster verdict on each node (majority of live proxies)", ("storage",)
+        )
+        self.health_vote = gauge(
+            "gitraft_health_vote",
+            "Each proxy's latest health vote on each node, from Raft",
+            ("proxy", "storage"),
         )
         self.proxy_live = gauge(
             "gitraft_proxy_live", "1 while the cluster counts the proxy live (fresh votes)", ("proxy",)

@@ -121,6 +121,8 @@ class StateMetrics:
             m.cluster_node_healthy.labels(storage=storage.name).set(1 if storage.name in healthy else 0)
         window = self.store.config.health_window
         for proxy, votes in (await self.store.health_votes()).items():
+            for name, vote in votes.items():
+                m.health_vote.labels(proxy=proxy, storage=name).set(1 if vote.healthy else 0)
             newest = max((v.updated_at for v in votes.values()), default=0.0)
             m.proxy_live.labels(proxy=proxy).set(1 if newest > now - window else 0)
 

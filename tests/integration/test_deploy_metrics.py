@@ -185,6 +185,10 @@ def test_metrics_move_with_pushes_reads_failover_and_data_loss(cluster: LocalClu
         assert {lab["proxy"] for n, lab, v in samples if n == "gitraft_proxy_live" and v == 1} == set(
             cluster.proxies
         )
+        votes = {
+            (lab["proxy"], lab["storage"]) for n, lab, v in samples if n == "gitraft_health_vote" and v == 1
+        }
+        assert votes == {(p, s) for p in cluster.proxies for s in cluster.nodes}
         assert value(samples, "process_resident_memory_bytes") > 0 and "python_info" in names(samples)
     leaders = [n for n, s in scraped.items() if value(s, "gitraft_raft_leader") == 1]
     assert len(leaders) == 1
@@ -231,6 +235,7 @@ def test_metrics_move_with_pushes_reads_failover_and_data_loss(cluster: LocalClu
         lambda s: (
             value(s, "gitraft_node_healthy", storage=primary) == 0
             and value(s, "gitraft_proxy_node_healthy", storage=primary) == 0
+            and value(s, "gitraft_health_vote", storage=primary) == 0
             and value(s, "gitraft_repositories_partially_available") == 1
         ),
         f"every proxy sees {primary} down",
