@@ -14,7 +14,13 @@ source repository on another node:
    UploadPackSession on the source (node.replication_source). git's own negotiation
    sends only the missing objects; every ref is mirrored, deletions included (an empty
    source leaves no refs).
-3. HEAD is pointed at the source's target.
+3. Refs are packed when the fetch left many loose ones (LOOSE_REFS_LIMIT), and HEAD is
+   pointed at the source's target.
+
+Protocol: v0 over the tunnel. Mirroring needs every ref of the source, so protocol v2
+(whose ls-refs only saves bytes for a narrower ref prefix) would advertise the same
+refs; with 10,000 refs the advertisement is ~640 KB and costs little next to reading
+the refs on each side (bench/replication_refs.py).
 
 A missing target is created atomically: `git init --bare` in a hidden temporary sibling
 (named like RepositoryService's), fetched into, then renamed into place. Replications of
@@ -71,6 +77,10 @@ FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=fals
 # some refs updated; the caller retries, and only a successful answer means "mirrored".
 FETCH_FLAGS = ("--quiet", "--prune", "--force", "--no-tags", "--no-write-fetch-head")
 MIRROR_REFSPEC = "+refs/*:refs/*"
+# git fetch writes every new ref as a loose file; with thousands of them, every later
+# fetch (its connectivity check reads all refs) and every checksum pays one file read per
+# ref. Past this many loose refs, a replication packs them (bench/replication_refs.py).
+LOOSE_REFS_LIMIT = 256
 
 _locks: weakref.WeakValueDictionary[Path, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -228,8 +238,20 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         if (finding := fsck.rejection(result.stderr)) is not None:
             stderr += f"\nrejected by the fsck policy: {finding}".encode()
         raise GitCommandError(["fetch"], result.exit_code, stderr)
+    if await asyncio.to_thread(_loose_refs_over, repo, LOOSE_REFS_LIMIT):
+        await run_git(["pack-refs", "--all"], git_dir=repo)
     if head is not None:
         await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
+
+
+def _loose_refs_over(repo: Path, limit: int) -> bool:
+    """Whether `repo` holds more than `limit` loose ref files (stops counting there)."""
+    count = 0
+    for _root, _dirs, files in os.walk(repo / "refs"):
+        count += len(files)
+        if count > limit:
+            return True
+    return False
 
 
 def _ext_escape(arg: str) -> str:

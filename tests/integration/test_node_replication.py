@@ -223,6 +223,20 @@ def test_replication_errors(nodes: tuple[Node, Node]) -> None:
     assert not [p for p in copies.iterdir() if "gitraft-tmp" in p.name] if copies.exists() else True
 
 
+def test_many_new_refs_are_packed_on_the_target(nodes: tuple[Node, Node], work_tree: Path) -> None:
+    """Thousands of loose refs would make every later fetch and checksum read them all."""
+    a, b = nodes
+    source = a.create()
+    git_cli("push", "-q", str(a.path(source)), "main", cwd=work_tree)
+    head = git_cli("rev-parse", "main", cwd=work_tree).strip()
+    updates = "".join(f"create refs/heads/many/{n:04d} {head}\n" for n in range(300))
+    git_cli("update-ref", "--stdin", cwd=a.path(source), stdin=updates)
+    target = shared_pb2.Repository(relative_path="copies/many-refs.git")
+    replicate(b, target, a, source)
+    assert_mirrored(a, source, b, target)
+    assert not [p for p in (b.path(target) / "refs").rglob("*") if p.is_file()]
+
+
 def test_replication_checks_objects_by_the_push_policy(nodes: tuple[Node, Node], tmp_path: Path) -> None:
     """Legacy quirks replicate; a dangerous object that reached a source's disk some
     other way (not through a push) is refused by the target, with the fsck reason."""
