@@ -17,6 +17,7 @@
     health_interval = 0.5               # seconds between health checks of each node
     replication_workers = 2             # replication jobs this proxy runs at once
     write_intent_timeout = 300.0        # an intent open longer is repaired by the leader
+    read_first_response_timeout = 10.0  # a read's node silent longer: tried on another replica
     reconcile_interval = 5.0            # seconds between the leader's reconciler rounds
     verify_interval = 86400.0           # each replica's checksum compared about this often
     peer_names = {"127.0.0.1:7002" = "proxy-2", "127.0.0.1:7003" = "proxy-3"}
@@ -93,6 +94,9 @@ class ProxyConfig:
     lease_seconds: float = 30.0
     # Seconds a write intent may stay open before it counts as abandoned.
     write_intent_timeout: float = 300.0
+    # Seconds a read's node may take to start answering before the read is tried on
+    # another up-to-date replica (a paused node accepts connections and says nothing).
+    read_first_response_timeout: float = 10.0
     # Seconds between the leader's scans for abandoned intents.
     intent_repair_interval: float = 1.0
     # Seconds between the leader's elections of new primaries (cluster.elector).

@@ -57,6 +57,7 @@ from google.protobuf import message
 from cluster.barrier import SharedBarrier
 from cluster.forwarding import (
     NodeError,
+    RequestLog,
     call_timeout,
     code_of,
     first_message,
@@ -69,7 +70,6 @@ from cluster.forwarding import (
     rewrite,
     target_path,
     time_remaining,
-    tracking,
 )
 from cluster.intent_renewal import IntentKeeper
 from cluster.metadata.api import MetadataStore, Repository
@@ -139,9 +139,11 @@ class Coordinator:
         nodes: NodePool,
         metrics: ProxyMetrics,
         write_intent_timeout: float,
+        read_first_response_timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         on_jobs_scheduled: Callable[[], None] = lambda: None,
     ) -> None:
+        self.read_first_response_timeout = read_first_response_timeout
         self.proxy_name = proxy_name
         self.store = store
         self.registry = registry
@@ -229,10 +231,13 @@ class Coordinator:
         writing = await self._writing(repo)
         while True:
             storage = self._read_from(repo, healthy, tried, writing)
+            bound = self._read_bound(context) if _another_replica(repo, healthy, tried, storage) else None
             try:
-                return await self.call_unary(info, storage, rewrite(info, request, repo, storage), context)
+                return await self.call_unary(
+                    info, storage, rewrite(info, request, repo, storage), context, bound
+                )
             except NodeError as exc:
-                if not _retry_read(exc, tried, storage):
+                if not _retry_read(self._silent(exc, storage, bound), tried, storage):
                     raise
 
     async def _mutate(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
@@ -268,20 +273,31 @@ class Coordinator:
             healthy = await self.store.healthy_storages(self.clock())
             tried: list[str] = []
             writing = await self._writing(repo)
-            pulled = [False]
-            guarded = tracking(rest, pulled) if rest is not None else None
+            request_log = RequestLog(rest) if rest is not None else None
             while True:
                 storage = self._read_from(repo, healthy, tried, writing)
                 first = rewrite(info, request, repo, storage)
                 relayed = False
+                attempt = request_log.attempt() if request_log is not None else None
+                responses = self.call_stream(info, storage, first, attempt, context)
                 try:
-                    async for chunk in self.call_stream(info, storage, first, guarded, context):
-                        relayed = True
+                    bounded = _another_replica(repo, healthy, tried, storage)
+                    head = await self._first_response(responses, storage, bounded)
+                    if head is None:
+                        return
+                    relayed = True
+                    yield head
+                    async for chunk in responses:
                         yield chunk
                     return
                 except NodeError as exc:
-                    if relayed or pulled[0] or not _retry_read(exc, tried, storage):
+                    replayable = request_log is None or request_log.replayable
+                    if relayed or not replayable or not _retry_read(exc, tried, storage):
                         raise
+                finally:
+                    close = getattr(responses, "aclose", None)
+                    if close is not None:
+                        await close()
         repo, primary, intent = await self.open_write(path, info, context)
         held: bytes | None = None
         keeper = IntentKeeper(
@@ -317,6 +333,42 @@ class Coordinator:
         """Storages under an open write intent for `repo` (read after the lookup's barrier,
         so every intent begun before this read is seen)."""
         return frozenset(s for i in await self.store.open_intents(repo.repository_id) for s in i.storages)
+
+    def _read_bound(self, context: Any) -> float | None:
+        """The proxy's own bound on a unary read's node call: `read_first_response_timeout`
+        when the client allows longer (or set no deadline), else None (the client's
+        deadline binds)."""
+        remaining = time_remaining(context)
+        if remaining is not None and remaining <= self.read_first_response_timeout:
+            return None
+        return self.read_first_response_timeout
+
+    def _silent(self, exc: NodeError, storage: str, bound: float | None) -> NodeError:
+        """A node call cut off by the proxy's own read bound is UNAVAILABLE (retried on
+        another replica), not the client's DEADLINE_EXCEEDED."""
+        if bound is None or exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+            return exc
+        message = f"storage {storage!r} did not answer within {bound:g} s"
+        return NodeError(grpc.StatusCode.UNAVAILABLE, message)
+
+    async def _first_response(
+        self, responses: AsyncIterator[bytes], storage: str, bounded: bool
+    ) -> bytes | None:
+        """The first response message of a read (None: the node sent none). When
+        `bounded` (another replica could serve it), within `read_first_response_timeout`:
+        a node silent that long (paused, wedged) is UNAVAILABLE, so the read is tried on
+        another replica when nothing was consumed. The last candidate is waited for as
+        long as the client allows (an overloaded cluster is slow rather than failing)."""
+        try:
+            timeout = self.read_first_response_timeout if bounded else None
+            return await asyncio.wait_for(anext(responses), timeout)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise NodeError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"storage {storage!r} did not answer within {self.read_first_response_timeout:g} s",
+            ) from None
 
     def _read_from(
         self, repo: Repository, healthy: set[str], tried: list[str], writing: frozenset[str] = frozenset()
@@ -499,6 +551,14 @@ class Coordinator:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _another_replica(repo: Repository, healthy: set[str], tried: list[str], storage: str) -> bool:
+    """Whether a read about to run on `storage` could be retried on another healthy,
+    up-to-date replica not tried yet (within READ_ATTEMPTS)."""
+    if len(tried) + 1 >= READ_ATTEMPTS:
+        return False
+    return any(s in healthy and s != storage and s not in tried for s in repo.up_to_date())
 
 
 def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:

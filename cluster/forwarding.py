@@ -156,12 +156,39 @@ async def read_checksum(nodes: NodePool, repo: Repository, storage: str) -> str:
     return str(response.checksum)
 
 
-async def tracking(rest: AsyncIterator[bytes], pulled: list[bool]) -> AsyncIterator[bytes]:
-    """`rest`, noting in `pulled[0]` once anything asked for it: from then on a failed
-    call cannot be replayed elsewhere."""
-    pulled[0] = True
-    async for item in rest:
-        yield item
+class RequestLog:
+    """A read's client request stream (`rest`), kept so that a read whose node failed
+    before answering can be replayed on another replica.
+
+    `attempt()` gives one attempt's iterator: the first one pulls from `rest`, recording
+    each message (up to `cap` bytes in all); a later one replays the record. A replay is
+    possible (`replayable`) only when nothing was pulled yet, or when `rest` ended and
+    every message was recorded: a stream still open is never read by two attempts."""
+
+    def __init__(self, rest: AsyncIterator[bytes], cap: int = 1 << 20) -> None:
+        self._rest = rest
+        self._cap = cap
+        self._items: list[bytes] = []
+        self._size = 0
+        self._pulled = False
+        self._ended = False
+
+    @property
+    def replayable(self) -> bool:
+        return not self._pulled or (self._ended and self._size <= self._cap)
+
+    async def attempt(self) -> AsyncIterator[bytes]:
+        if self._pulled:
+            for item in self._items:
+                yield item
+            return
+        self._pulled = True
+        async for item in self._rest:
+            self._size += len(item)
+            if self._size <= self._cap:
+                self._items.append(item)
+            yield item
+        self._ended = True
 
 
 def time_remaining(context: Any) -> float | None:

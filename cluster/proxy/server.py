@@ -94,6 +94,7 @@ class ProxyServer:
             nodes=self.nodes,
             metrics=self.metrics,
             write_intent_timeout=config.write_intent_timeout,
+            read_first_response_timeout=config.read_first_response_timeout,
             on_jobs_scheduled=self.replicator.wake,
         )
         self.repositories = Repositories(self.coordinator, config.replication_factor, config.create_on_push)

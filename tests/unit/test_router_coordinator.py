@@ -475,3 +475,24 @@ async def test_the_repair_of_a_renewed_intent_is_refused(
     await coordinator.finish_write(intent.intent_id, "a")
     assert await generations(store) == {"a": 1, "b": 0, "c": 0}
     assert not await store.renew_intent(intent.intent_id, NOW + 9000, NOW + 3700)
+
+
+async def test_a_request_log_replays_only_a_complete_recorded_stream() -> None:
+    from cluster.forwarding import RequestLog
+
+    async def three() -> AsyncIterator[bytes]:
+        for item in (b"a", b"bb", b"ccc"):
+            yield item
+
+    log = RequestLog(three())
+    assert log.replayable  # nothing pulled yet
+    first = log.attempt()
+    assert await anext(first) == b"a"
+    assert not log.replayable  # the stream is still open: never read by two attempts
+    assert [i async for i in first] == [b"bb", b"ccc"]
+    assert log.replayable
+    assert [i async for i in log.attempt()] == [b"a", b"bb", b"ccc"]
+
+    capped = RequestLog(three(), cap=2)
+    assert [i async for i in capped.attempt()] == [b"a", b"bb", b"ccc"]
+    assert not capped.replayable  # more than the cap was sent: not all of it was kept
