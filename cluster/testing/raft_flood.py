@@ -43,6 +43,7 @@ class FloodResult:
     closed_by_member: int = 0
     most_sent: int = 0
     peak_rss_kib: int = 0
+    peak_rss_before_kib: int = 0
 
 
 @dataclass
@@ -58,18 +59,20 @@ class FloodReport:
     floods: list[FloodResult] = field(default_factory=list)
     flood_started: float = 0.0
     flood_ended: float = 0.0
+    writes_ended: float = 0.0
 
     def longest_gap(self) -> float:
-        """Longest time without a commit, from the flood's start to the last commit."""
-        times = [self.flood_started, *(t for t in self.commit_times if t > self.flood_started)]
-        return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
+        """Longest time without a commit, from the flood's start to the writer's end."""
+        during = [t for t in self.commit_times if self.flood_started < t < self.writes_ended]
+        times = [self.flood_started, *during, self.writes_ended]
+        return max(b - a for a, b in itertools.pairwise(times))
 
     def commits_during_flood(self) -> int:
         return sum(self.flood_started <= t <= self.flood_ended for t in self.commit_times)
 
     def summary(self) -> str:
         lines = [
-            f"longest commit gap during/after flood: {self.longest_gap() * 1000:.0f} ms",
+            f"longest commit gap (flood start to end of writes): {self.longest_gap() * 1000:.0f} ms",
             f"commits: {len(self.commit_times)} total, {self.commits_during_flood()} during the flood "
             f"({self.flood_ended - self.flood_started:.2f} s); failed commands: {len(self.failures)}",
             f"leader {self.leader_before} -> {self.leader_after}; terms before {self.terms_before} "
@@ -80,7 +83,8 @@ class FloodReport:
                 f"flood of {f.target}: {f.connections} connection(s) of {f.filler / (1 << 20):.0f} MiB each, "
                 f"{f.closed_by_member} closed by the member, "
                 f"at most {f.most_sent / (1 << 20):.1f} MiB sent on one; "
-                f"member peak RSS {f.peak_rss_kib / 1024:.0f} MiB"
+                f"member peak RSS {f.peak_rss_kib / 1024:.0f} MiB "
+                f"({f.peak_rss_before_kib / 1024:.0f} MiB before the flood)"
             )
         if self.failures:
             lines.append(f"first failures: {self.failures[:3]}")
@@ -149,6 +153,7 @@ def flood_during_writes(
     reconnecting for `duration` s; keep writing `settle` s after the floods end; return
     what was seen."""
     leader = cluster.wait_for_leader()
+    cluster.wait_converged()  # every member has heard from the leader: terms agree
     follower = next(m for m in cluster.members if m is not leader)
     targets = {"leader": leader, "follower": follower}
     report = FloodReport(
@@ -172,7 +177,10 @@ def flood_during_writes(
     writer.start()
     try:
         time.sleep(before)
-        report.floods = [FloodResult(role, size) for role, size in fillers.items()]
+        report.floods = [
+            FloodResult(role, size, peak_rss_before_kib=peak_rss_kib(targets[role]))
+            for role, size in fillers.items()
+        ]
         threads = [
             threading.Thread(target=flood, args=(targets[r.target], r, duration), name=f"flood-{r.target}")
             for r in report.floods
@@ -187,6 +195,7 @@ def flood_during_writes(
     finally:
         stop.set()
         writer.join()
+        report.writes_ended = time.monotonic()
     for r in report.floods:
         r.peak_rss_kib = peak_rss_kib(targets[r.target])
     report.terms_after = _terms(cluster)
