@@ -47,7 +47,7 @@ import grpc
 from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
-from common.errors import FailedPreconditionError, GitraftError
+from common.errors import GitraftError
 from common.logs import correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -275,13 +275,14 @@ class Replicator:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
                 await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
-            except FailedPreconditionError as exc:
+            except GitraftError as exc:
+                if exc.code != grpc.StatusCode.FAILED_PRECONDITION:  # e.g. no quorum: try again
+                    log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
+                    continue
                 log.warning("lease lost; job cancelled", extra={"job_id": job.id, "error": str(exc)})
                 if work is not None:
                     work.cancel()
                 return
-            except GitraftError as exc:
-                log.info("lease renewal failed", extra={"job_id": job.id, "error": str(exc)})
 
 
 def _replica(repo: Repository, storage: str) -> shared_pb2.Repository:
