@@ -631,3 +631,33 @@ def test_a_copy_running_into_a_replica_that_a_refused_write_then_changed_does_no
     assert again["id"] == to_b["id"] and again["attempts"] == 0
     m.ok("complete_job", job_id=again["id"], owner="w", now=6.0)
     assert m.generations("r1")["b"] == 0
+
+
+def test_a_success_reported_after_the_repair_closed_the_intent_is_fenced(m: Machine) -> None:
+    create(m)
+    write(m, "w0", ["a", "b", "c"])
+    begin(m, "A", "a", deadline=10.0)
+    # The leader finds the intent expired, compares checksums (equal), closes it.
+    repaired = m.ok("finish_write", intent_id="A", succeeded=[], failed=[], now=11.0, repair=True)
+    assert repaired == {"generation": 0, "scheduled": []}
+    # The write lands on a afterwards and its proxy reports it.
+    late = finish(m, "A", "a", now=12.0)
+    assert late["fenced"] == "the write's intent was repaired before the write ended"
+    assert m.generations("r1") == {"a": 0, "b": 1, "c": 1}
+    assert ready_jobs(m) == [("b", "a", 1)]
+    # A second repair of the same intent changes nothing.
+    again = m.ok("finish_write", intent_id="A", succeeded=["a"], failed=[], now=13.0, repair=True)
+    assert "fenced" not in again and m.generations("r1") == {"a": 0, "b": 1, "c": 1}
+
+
+def test_the_repair_of_an_intent_renewed_since_it_expired_is_refused(m: Machine) -> None:
+    create(m)
+    begin(m, "A", "a", deadline=10.0)
+    assert m.ok("renew_intent", intent_id="A", deadline=30.0, now=10.5) is True
+    assert m.error("finish_write", intent_id="A", succeeded=[], failed=[], now=11.0, repair=True) == (
+        "precondition"
+    )
+    assert m.ok("renew_intent", intent_id="A", deadline=5.0, now=12.0) is True  # never earlier
+    assert m.conn.execute("SELECT deadline FROM write_intents").fetchone() == (30.0,)
+    assert finish(m, "A", "a") == {"generation": 0, "scheduled": ["b", "c"]}
+    assert m.ok("renew_intent", intent_id="A", deadline=50.0, now=13.0) is False  # closed
