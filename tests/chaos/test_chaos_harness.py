@@ -17,6 +17,7 @@ from tests.chaos.harness.nemesis import ALL_KINDS, GROUPS
 from tests.chaos.harness.runner import RunConfig, run
 
 SHORT_SECONDS = float(os.environ.get("CHAOS_SHORT_SECONDS", "12"))
+LONG_SECONDS = float(os.environ.get("CHAOS_SECONDS", "300"))
 
 
 def _seed(default: int) -> int:
@@ -36,10 +37,9 @@ def test_short_round(group: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(LONG_SECONDS + 1200)  # the run, then healing and the checkers
 def test_long_run(tmp_path: Path) -> None:
-    config = RunConfig(
-        seed=_seed(20261202), seconds=float(os.environ.get("CHAOS_SECONDS", "300")), kinds=ALL_KINDS
-    )
+    config = RunConfig(seed=_seed(20261202), seconds=LONG_SECONDS, kinds=ALL_KINDS)
     report = run(tmp_path, config)
     print(report.summary())
     print("\n".join(report.applied))
