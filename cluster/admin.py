@@ -61,9 +61,7 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
                     storage=s.name, address=s.address, healthy=s.name in healthy, health_by_proxy=by_proxy
                 )
             )
-        depth: dict[str, int] = {}
-        for (state, _target), n in (await self.store.queue_depth()).items():
-            depth[state] = depth.get(state, 0) + n
+        depth = await self.store.job_counts()
         return cluster_pb2.ClusterStatusResponse(
             answered_by=self.proxy_name,
             proxies=self._proxies(),
@@ -111,9 +109,7 @@ class ClusterAdmin(cluster_pb2_grpc.ClusterServiceServicer):
         await self.store.barrier()
         jobs = await self.store.list_jobs(states, request.limit or 1000)
         paths = await self.store.repository_paths([j.repository_id for j in jobs])
-        depth: dict[str, int] = {}
-        for (state, _target), n in (await self.store.queue_depth()).items():
-            depth[state] = depth.get(state, 0) + n
+        depth = await self.store.job_counts()
         return cluster_pb2.ListReplicationJobsResponse(
             jobs=[
                 cluster_pb2.ReplicationJob(

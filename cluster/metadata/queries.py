@@ -287,15 +287,15 @@ async def repositories_after(db: aiosqlite.Connection, after: str, limit: int) -
 
 
 async def repository_count(db: aiosqlite.Connection) -> int:
-    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM repositories"))
+    rows = list(await db.execute_fetchall("SELECT COALESCE(SUM(primaries), 0) FROM storage_load"))
     return int(rows[0][0])
 
 
 async def storage_counts(db: aiosqlite.Connection) -> tuple[dict[str, int], dict[str, int]]:
-    """(assigned replicas per storage, primaries per storage): two GROUP BYs on indexes."""
-    replicas = await db.execute_fetchall("SELECT storage, COUNT(*) FROM replicas GROUP BY storage")
-    primaries = await db.execute_fetchall('SELECT "primary", COUNT(*) FROM repositories GROUP BY "primary"')
-    return {s: n for s, n in replicas}, {s: n for s, n in primaries}
+    """(assigned replicas per storage, primaries per storage), storages with none left
+    out: the `storage_load` counters (one row per storage)."""
+    rows = list(await db.execute_fetchall("SELECT storage, replicas, primaries FROM storage_load"))
+    return {s: r for s, r, _ in rows if r > 0}, {s: p for s, _, p in rows if p > 0}
 
 
 async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit: int) -> list[Repository]:
@@ -333,8 +333,9 @@ async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit
 
 
 async def job_counts(db: aiosqlite.Connection) -> dict[str, int]:
-    """Jobs per state (every job counted; the `jobs_by_state` index)."""
-    rows = await db.execute_fetchall("SELECT state, COUNT(*) FROM replication_jobs GROUP BY state")
+    """Jobs per state, every job counted, states with none left out (the
+    `job_state_counts` counters)."""
+    rows = await db.execute_fetchall("SELECT state, jobs FROM job_state_counts WHERE jobs > 0")
     return {s: n for s, n in rows}
 
 

@@ -154,9 +154,17 @@ async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
         for job in await store.lease_jobs("w", NOW, 30, 25, {"a", "b", "c"}):
             if rng.random() < 0.6:
                 await store.complete_job(job.id, "w", NOW)
+        await store.remove_repository("r00", NOW)
+        await store.set_replication_factor("r01", ["a", "b", "c"], [], NOW)
+        await store.set_primary("r02", "a", NOW) if "a" in (await store.up_to_date_replicas("r02")) else None
         repos = await store.list_repositories()
         healthy = await store.healthy_storages(NOW)
         assert await store.storage_counts() == counts(repos)
+        assert await store.repository_count() == len(repos) == 39
+        by_state = await store.db.execute_fetchall(
+            "SELECT state, COUNT(*) FROM replication_jobs GROUP BY state"
+        )
+        assert await store.job_counts() == {s: n for s, n in by_state}
         must_move = {
             r.repository_id
             for r in repos
