@@ -142,7 +142,7 @@ class Replicator:
         for state in JobState:
             self.metrics.queue_depth.labels(state=str(state)).set(counts.get(str(state), 0))
         healthy = await self.store.healthy_storages(now)
-        if not await self.store.runnable_job_exists(now, healthy):
+        if not await self.store.runnable_job_exists(now, healthy, self.per_target or None):
             return []
         jobs = await self.store.lease_jobs(
             self.owner, now, self.lease_seconds, free, healthy, self.per_target or None

@@ -339,28 +339,38 @@ async def job_counts(db: aiosqlite.Connection) -> dict[str, int]:
     return {s: n for s, n in rows}
 
 
-async def runnable_job_exists(db: aiosqlite.Connection, now: float, healthy: set[str]) -> bool:
-    """Whether `lease_jobs` with this `healthy` set could lease a job at `now`: one
-    leasable job (ready, failed and due, in progress with an expired lease) whose
-    storages are all healthy. Uses the state index; no per-job work in Python."""
-    if not healthy:
+async def runnable_job_exists(
+    db: aiosqlite.Connection, now: float, healthy: set[str], max_per_target: int | None = None
+) -> bool:
+    """Whether `lease_jobs` with this `healthy` set (and `max_per_target`) could lease a
+    job at `now`: one leasable job (ready, failed and due, in progress with an expired
+    lease) whose storages are all healthy and whose target is not saturated. Indexed
+    queries; no per-job work in Python."""
+    targets = set(healthy)
+    if max_per_target:
+        running = await db.execute_fetchall(
+            "SELECT target, COUNT(*) FROM replication_jobs WHERE state = ? AND lease_expires_at > ?"
+            " GROUP BY target",
+            (JobState.IN_PROGRESS, now),
+        )
+        targets -= {t for t, n in running if n >= max_per_target}
+    if not targets:
         return False
-    names = sorted(healthy)
-    marks = ",".join("?" * len(names))
+    sources = json.dumps(sorted(healthy))
     rows = await db.execute_fetchall(
         "SELECT 1 FROM replication_jobs WHERE (state = ? OR (state = ? AND retry_at <= ?)"
-        " OR (state = ? AND lease_expires_at <= ?))"
-        f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks})) LIMIT 1",
+        " OR (state = ? AND lease_expires_at <= ?)) AND target IN (SELECT value FROM json_each(?))"
+        " AND (change NOT IN (?, ?) OR source IN (SELECT value FROM json_each(?))) LIMIT 1",
         (
             JobState.READY,
             JobState.FAILED,
             now,
             JobState.IN_PROGRESS,
             now,
-            *names,
+            json.dumps(sorted(targets)),
             ChangeType.CREATE,
             ChangeType.UPDATE,
-            *names,
+            sources,
         ),
     )
     return bool(rows)

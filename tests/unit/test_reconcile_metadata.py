@@ -100,8 +100,11 @@ async def test_max_per_target_bounds_leases(tmp_path: Path) -> None:
             await written(store, f"r{i}", ["a", "b"])
         first = await store.lease_jobs("w", NOW, 30, 10, {"a", "b"}, max_per_target=2)
         assert len(first) == 2
+        assert not await store.runnable_job_exists(NOW, {"a", "b"}, 2)  # no lease command is wasted
+        assert await store.runnable_job_exists(NOW, {"a", "b"}, 3)
         assert await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2) == []
         await store.complete_job(first[0].id, "w", NOW)
+        assert await store.runnable_job_exists(NOW, {"a", "b"}, 2)
         assert len(await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2)) == 1
 
 
