@@ -343,7 +343,9 @@ def main() -> int:
     parser.add_argument("--live", default="1000", help="live-cluster repository counts ('' = none)")
     parser.add_argument("--backlog", type=int, default=300, help="jobs in the drained backlog")
     args = parser.parse_args()
-    metadata_section([int(s) for s in args.sizes.split(",") if s], args.queue)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if sizes:
+        metadata_section(sizes, args.queue)
     if args.live:
         live_section([int(s) for s in args.live.split(",") if s], args.backlog)
     return 0
