@@ -315,7 +315,8 @@ def drain_rate(cluster: LocalCluster, count: int) -> float:
 def live_section(sizes: list[int], backlog: int) -> None:
     print("live cluster (3 proxies, 3 nodes, 127.0.0.1)")
     print(
-        "repositories | create/s | push p50 ms | leader idle CPU % | restart to push s | backlog drain jobs/s"
+        "repositories | create/s | push p50 ms | leader idle CPU % | Raft term changes (create, push, idle)"
+        " | restart to push s | backlog drain jobs/s"
     )
     settings = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
     with tempfile.TemporaryDirectory(prefix="gitraft-scale-live-") as tmp:
