@@ -16,9 +16,10 @@
 2. A live cluster (3 proxies, 3 nodes, real git/gRPC/Raft on 127.0.0.1) at each size in
    --live: repositories created through CreateRepository (16 in flight, one proxy),
    then: creation rate, small-push latency (median of 10), the Raft leader's CPU while
-   idle (5 s), time from a full restart of the proxies to the first acknowledged push,
-   and the drain rate of a backlog (a node stopped during --backlog pushes to fresh
-   repositories... measured as update jobs completed per second once it returns).
+   idle (5 s), how much the Raft term moved meanwhile (elections), the time from a
+   full restart of the proxies to the first acknowledged push, and the drain rate of
+   a backlog: node-c is stopped while --backlog repositories are created (each leaves
+   a job for it), then started; jobs completed per second until none waits.
 """
 
 from __future__ import annotations
@@ -270,6 +271,12 @@ def leader_idle_cpu(cluster: LocalCluster, seconds: float = 5.0) -> float:
     return (cpu_seconds(pid) - before) / seconds * 100
 
 
+def raft_term(cluster: LocalCluster) -> int:
+    leader = cluster.wait_for_leader()
+    me = [p for p in cluster.cluster_status(leader).proxies if p.name == leader]
+    return int(me[0].raft_term)
+
+
 def restart_to_push(cluster: LocalCluster, work: Path, path: str) -> float:
     for name in cluster.proxies:
         cluster.stop(name)
@@ -308,22 +315,26 @@ def drain_rate(cluster: LocalCluster, count: int) -> float:
 def live_section(sizes: list[int], backlog: int) -> None:
     print("live cluster (3 proxies, 3 nodes, 127.0.0.1)")
     print(
-        "repositories | create/s | push p50 ms | leader idle CPU % | restart to push s | backlog drain jobs/s"
+        "repositories | create/s | push p50 ms | leader idle CPU % | Raft term changes (create, push, idle)"
+        " | restart to push s | backlog drain jobs/s"
     )
     settings = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
     with tempfile.TemporaryDirectory(prefix="gitraft-scale-live-") as tmp:
         for size in sizes:
             base = Path(tmp) / str(size)
             with LocalCluster(base / "cluster", proxies=3, nodes=3, proxy_settings=settings) as cluster:
+                term = raft_term(cluster)
                 rate = create_many(cluster, size, "fill")
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
                 run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
                 push = push_latency(cluster, work, "bench/push.git")
                 cpu = leader_idle_cpu(cluster)
+                elections = raft_term(cluster) - term
                 restart = restart_to_push(cluster, work, "bench/push.git")
                 drained = drain_rate(cluster, backlog) if backlog else 0.0
-            print(f"{size} | {rate:.1f} | {push:.0f} | {cpu:.1f} | {restart:.2f} | {drained:.1f}", flush=True)
+            cells = [f"{size}", f"{rate:.1f}", f"{push:.0f}", f"{cpu:.1f}", f"{elections}", f"{restart:.2f}"]
+            print(" | ".join([*cells, f"{drained:.1f}"]), flush=True)
 
 
 def main() -> int:
@@ -333,7 +344,9 @@ def main() -> int:
     parser.add_argument("--live", default="1000", help="live-cluster repository counts ('' = none)")
     parser.add_argument("--backlog", type=int, default=300, help="jobs in the drained backlog")
     args = parser.parse_args()
-    metadata_section([int(s) for s in args.sizes.split(",") if s], args.queue)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if sizes:
+        metadata_section(sizes, args.queue)
     if args.live:
         live_section([int(s) for s in args.live.split(",") if s], args.backlog)
     return 0

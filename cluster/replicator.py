@@ -134,7 +134,7 @@ class Replicator:
             return []
         now = self.clock()
         healthy = await self.store.healthy_storages(now)
-        if not await self.store.runnable_job_exists(now, healthy):
+        if not await self.store.runnable_job_exists(now, healthy, self.per_target or None):
             return []
         jobs = await self.store.lease_jobs(
             self.owner, now, self.lease_seconds, free, healthy, self.per_target or None

@@ -449,8 +449,11 @@ class MetadataStore(Protocol):
         """Jobs per state, every job counted."""
         ...
 
-    async def runnable_job_exists(self, now: float, healthy: set[str]) -> bool:
-        """Whether some job is leasable now with all its storages in `healthy`."""
+    async def runnable_job_exists(
+        self, now: float, healthy: set[str], max_per_target: int | None = None
+    ) -> bool:
+        """Whether some job is leasable now with all its storages in `healthy` and its
+        target below `max_per_target` unexpired leases."""
         ...
 
     async def repository_paths(self, repository_ids: list[str]) -> dict[str, str]:

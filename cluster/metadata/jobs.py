@@ -33,7 +33,7 @@ from cluster.metadata.api import ChangeType, JobState
 from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 
 COMPLETED_RETENTION = 3600.0
-# Candidates `lease_jobs` reads at a time.
+# Most candidates `lease_jobs` reads at a time per state (fewer for a small limit).
 LEASE_PAGE = 256
 
 JOB_COLUMNS = (
@@ -112,7 +112,7 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
     leased: list[int] = []
     after: int | None = -1
     while after is not None and len(leased) < limit:
-        page, after = _candidates(conn, now, healthy, after)
+        page, after = _candidates(conn, now, healthy, after, min(LEASE_PAGE, max(32, 4 * limit)))
         for job_id, rid, _change, _source, target, state, tries in page:
             if len(leased) >= limit:
                 break
@@ -142,14 +142,15 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
 
 
 def _candidates(
-    conn: sqlite3.Connection, now: float, healthy: list[str] | None, after: int
+    conn: sqlite3.Connection, now: float, healthy: list[str] | None, after: int, size: int
 ) -> tuple[list[tuple[Any, ...]], int | None]:
     """The next leasable jobs with an id above `after`, in id order, and the id to
     continue after (None when there are no more).
 
     One indexed range per state ((state, id) index; a single query with OR would
-    collect and sort every leasable job), LEASE_PAGE rows each, merged; rows past the
-    first full branch's last id wait for the next page, so none is skipped."""
+    collect and sort every leasable job), merged; rows past the
+    first full branch's last id wait for the next page, so none is skipped. `size` rows
+    per branch at most (paging never changes which jobs are leased)."""
     branches: list[tuple[str, list[Any]]] = [
         ("state = ?", [JobState.READY]),
         ("state = ? AND retry_at <= ?", [JobState.FAILED, now]),
@@ -166,10 +167,10 @@ def _candidates(
         got = conn.execute(
             "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
             f" WHERE {cond} AND id > ?{extra} ORDER BY id LIMIT ?",
-            (*params, after, *extra_params, LEASE_PAGE),
+            (*params, after, *extra_params, size),
         ).fetchall()
         rows += got
-        if len(got) == LEASE_PAGE:
+        if len(got) == size:
             cutoff = got[-1][0] if cutoff is None else min(cutoff, got[-1][0])
     rows.sort(key=lambda r: int(r[0]))
     if cutoff is not None:

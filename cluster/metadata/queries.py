@@ -296,15 +296,15 @@ async def repositories_after(db: aiosqlite.Connection, after: str, limit: int) -
 
 
 async def repository_count(db: aiosqlite.Connection) -> int:
-    rows = list(await db.execute_fetchall("SELECT COUNT(*) FROM repositories"))
+    rows = list(await db.execute_fetchall("SELECT COALESCE(SUM(primaries), 0) FROM storage_load"))
     return int(rows[0][0])
 
 
 async def storage_counts(db: aiosqlite.Connection) -> tuple[dict[str, int], dict[str, int]]:
-    """(assigned replicas per storage, primaries per storage): two GROUP BYs on indexes."""
-    replicas = await db.execute_fetchall("SELECT storage, COUNT(*) FROM replicas GROUP BY storage")
-    primaries = await db.execute_fetchall('SELECT "primary", COUNT(*) FROM repositories GROUP BY "primary"')
-    return {s: n for s, n in replicas}, {s: n for s, n in primaries}
+    """(assigned replicas per storage, primaries per storage), storages with none left
+    out: the `storage_load` counters (one row per storage)."""
+    rows = list(await db.execute_fetchall("SELECT storage, replicas, primaries FROM storage_load"))
+    return {s: r for s, r, _ in rows if r > 0}, {s: p for s, _, p in rows if p > 0}
 
 
 async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit: int) -> list[Repository]:
@@ -342,33 +342,44 @@ async def failover_candidates(db: aiosqlite.Connection, healthy: set[str], limit
 
 
 async def job_counts(db: aiosqlite.Connection) -> dict[str, int]:
-    """Jobs per state (every job counted; the `jobs_by_state` index)."""
-    rows = await db.execute_fetchall("SELECT state, COUNT(*) FROM replication_jobs GROUP BY state")
+    """Jobs per state, every job counted, states with none left out (the
+    `job_state_counts` counters)."""
+    rows = await db.execute_fetchall("SELECT state, jobs FROM job_state_counts WHERE jobs > 0")
     return {s: n for s, n in rows}
 
 
-async def runnable_job_exists(db: aiosqlite.Connection, now: float, healthy: set[str]) -> bool:
-    """Whether `lease_jobs` with this `healthy` set could lease a job at `now`: one
-    leasable job (ready, failed and due, in progress with an expired lease) whose
-    storages are all healthy. Uses the state index; no per-job work in Python."""
-    if not healthy:
+async def runnable_job_exists(
+    db: aiosqlite.Connection, now: float, healthy: set[str], max_per_target: int | None = None
+) -> bool:
+    """Whether `lease_jobs` with this `healthy` set (and `max_per_target`) could lease a
+    job at `now`: one leasable job (ready, failed and due, in progress with an expired
+    lease) whose storages are all healthy and whose target is not saturated. Indexed
+    queries; no per-job work in Python."""
+    targets = set(healthy)
+    if max_per_target:
+        running = await db.execute_fetchall(
+            "SELECT target, COUNT(*) FROM replication_jobs WHERE state = ? AND lease_expires_at > ?"
+            " GROUP BY target",
+            (JobState.IN_PROGRESS, now),
+        )
+        targets -= {t for t, n in running if n >= max_per_target}
+    if not targets:
         return False
-    names = sorted(healthy)
-    marks = ",".join("?" * len(names))
+    sources = json.dumps(sorted(healthy))
     rows = await db.execute_fetchall(
         "SELECT 1 FROM replication_jobs WHERE (state = ? OR (state = ? AND retry_at <= ?)"
-        " OR (state = ? AND lease_expires_at <= ?))"
-        f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks})) LIMIT 1",
+        " OR (state = ? AND lease_expires_at <= ?)) AND target IN (SELECT value FROM json_each(?))"
+        " AND (change NOT IN (?, ?) OR source IN (SELECT value FROM json_each(?))) LIMIT 1",
         (
             JobState.READY,
             JobState.FAILED,
             now,
             JobState.IN_PROGRESS,
             now,
-            *names,
+            json.dumps(sorted(targets)),
             ChangeType.CREATE,
             ChangeType.UPDATE,
-            *names,
+            sources,
         ),
     )
     return bool(rows)

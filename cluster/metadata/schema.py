@@ -86,6 +86,17 @@ CREATE TABLE IF NOT EXISTS outdated_replicas (
     storage       TEXT NOT NULL,
     PRIMARY KEY (repository_id, storage)
 ) WITHOUT ROWID;
+-- Derived counters, kept by triggers (below), so placement and status read a few rows
+-- instead of counting every repository and job.
+CREATE TABLE IF NOT EXISTS storage_load (
+    storage   TEXT PRIMARY KEY,
+    replicas  INTEGER NOT NULL DEFAULT 0,
+    primaries INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_state_counts (
+    state TEXT PRIMARY KEY,
+    jobs  INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS replicas_by_storage ON replicas (storage, repository_id);
 CREATE INDEX IF NOT EXISTS replicas_needs_verify ON replicas (repository_id, storage) WHERE needs_verify = 1;
 CREATE INDEX IF NOT EXISTS outdated_by_storage ON outdated_replicas (storage, repository_id);
@@ -110,6 +121,8 @@ STATE_TABLES = (
     "health_votes",
     "applied_commands",
     "outdated_replicas",
+    "storage_load",
+    "job_state_counts",
 )
 
 
@@ -132,7 +145,53 @@ CREATE TRIGGER IF NOT EXISTS replicas_outdated_delete AFTER DELETE ON replicas
 BEGIN {_refresh_outdated("OLD")} END;
 """
 
-# Rebuild of the derived table from `replicas` (a database written before it existed).
+
+def _count(table: str, key: str, column: str, value: str, delta: int) -> str:
+    return (
+        f"INSERT INTO {table} ({key}, {column}) VALUES ({value}, {delta})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {column} = {column} + ({delta});"
+    )
+
+
+COUNTER_TRIGGERS = f"""
+CREATE TRIGGER IF NOT EXISTS replicas_load_insert AFTER INSERT ON replicas
+BEGIN {_count("storage_load", "storage", "replicas", "NEW.storage", 1)} END;
+CREATE TRIGGER IF NOT EXISTS replicas_load_delete AFTER DELETE ON replicas
+BEGIN {_count("storage_load", "storage", "replicas", "OLD.storage", -1)} END;
+CREATE TRIGGER IF NOT EXISTS repositories_load_insert AFTER INSERT ON repositories
+BEGIN {_count("storage_load", "storage", "primaries", 'NEW."primary"', 1)} END;
+CREATE TRIGGER IF NOT EXISTS repositories_load_delete AFTER DELETE ON repositories
+BEGIN {_count("storage_load", "storage", "primaries", 'OLD."primary"', -1)} END;
+CREATE TRIGGER IF NOT EXISTS repositories_load_update AFTER UPDATE OF "primary" ON repositories
+BEGIN
+    {_count("storage_load", "storage", "primaries", 'OLD."primary"', -1)}
+    {_count("storage_load", "storage", "primaries", 'NEW."primary"', 1)}
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON replication_jobs
+BEGIN {_count("job_state_counts", "state", "jobs", "NEW.state", 1)} END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON replication_jobs
+BEGIN {_count("job_state_counts", "state", "jobs", "OLD.state", -1)} END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF state ON replication_jobs
+WHEN OLD.state != NEW.state
+BEGIN
+    {_count("job_state_counts", "state", "jobs", "OLD.state", -1)}
+    {_count("job_state_counts", "state", "jobs", "NEW.state", 1)}
+END;
+"""
+
+REBUILD_COUNTERS = """
+DELETE FROM storage_load;
+INSERT INTO storage_load (storage, replicas, primaries)
+    SELECT storage, SUM(replicas), SUM(primaries) FROM (
+        SELECT storage, COUNT(*) AS replicas, 0 AS primaries FROM replicas GROUP BY storage
+        UNION ALL
+        SELECT "primary", 0, COUNT(*) FROM repositories GROUP BY "primary"
+    ) GROUP BY storage;
+DELETE FROM job_state_counts;
+INSERT INTO job_state_counts (state, jobs) SELECT state, COUNT(*) FROM replication_jobs GROUP BY state;
+"""
+
+# Rebuild of the derived tables from their sources (a database written before they existed).
 REBUILD_OUTDATED = """
 DELETE FROM outdated_replicas;
 INSERT INTO outdated_replicas (repository_id, storage)
@@ -164,16 +223,18 @@ def create(conn: sqlite3.Connection) -> None:
     """Create every table, index and trigger (idempotent), add columns an older database
     lacks, and stamp the schema version.
 
-    Also rebuilds `outdated_replicas` from `replicas` (a pure function of them, so every
-    member gets the same rows whenever it runs this): call it again after restoring a
-    snapshot that may predate the table."""
+    Also rebuilds the derived tables (`outdated_replicas`, `storage_load`,
+    `job_state_counts`) from their sources (a pure function of them, so every member
+    gets the same rows whenever it runs this): call it again after restoring a snapshot
+    that may predate them."""
     conn.executescript(DDL)
     for table, column, declaration in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     conn.executescript(TRIGGERS)
-    conn.executescript(f"BEGIN; {REBUILD_OUTDATED} COMMIT;")
+    conn.executescript(COUNTER_TRIGGERS)
+    conn.executescript(f"BEGIN; {REBUILD_OUTDATED} {REBUILD_COUNTERS} COMMIT;")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
 
 

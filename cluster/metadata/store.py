@@ -493,8 +493,10 @@ class RaftMetadataStore:
     async def job_counts(self) -> dict[str, int]:
         return await queries.job_counts(self.db)
 
-    async def runnable_job_exists(self, now: float, healthy: set[str]) -> bool:
-        return await queries.runnable_job_exists(self.db, now, healthy)
+    async def runnable_job_exists(
+        self, now: float, healthy: set[str], max_per_target: int | None = None
+    ) -> bool:
+        return await queries.runnable_job_exists(self.db, now, healthy, max_per_target)
 
     async def repository_paths(self, repository_ids: list[str]) -> dict[str, str]:
         return await queries.repository_paths(self.db, repository_ids)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cluster.testing import TEST_PROXY_SETTINGS, LocalCluster, commit_file, init_work_tree, run_git
-from gitraft.v1 import cluster_pb2
+from gitraft.v1 import cluster_pb2, ref_pb2, ref_pb2_grpc, shared_pb2
 
 SETTINGS = {
     **TEST_PROXY_SETTINGS,
@@ -83,8 +83,17 @@ def test_jobs_of_a_killed_proxy_are_completed_by_another(cluster: LocalCluster, 
     pid = node.proc.pid
     os.kill(pid, signal.SIGSTOP)
     try:
-        commit_file(work, "a.txt", "two\n")
-        run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work)
+        # A gRPC mutator goes to the primary only (a git push through the gateway may
+        # also read, and a read could be routed to the stopped node and hang).
+        head = run_git("rev-parse", "HEAD", cwd=work).stdout.strip()
+        update = ref_pb2.ReferenceUpdate(ref="refs/heads/second", old_oid="0" * 40, new_oid=head)
+        ref_pb2_grpc.RefServiceStub(cluster.channel("proxy-1")).UpdateReferences(
+            ref_pb2.UpdateReferencesRequest(
+                repository=shared_pb2.Repository(relative_path=path), updates=[update]
+            ),
+            metadata=cluster.metadata("proxy-1"),
+            timeout=30,
+        )
 
         def held() -> cluster_pb2.ReplicationJob | None:
             for job in cluster.jobs(states=["in_progress"]):

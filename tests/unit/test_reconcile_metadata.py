@@ -100,8 +100,11 @@ async def test_max_per_target_bounds_leases(tmp_path: Path) -> None:
             await written(store, f"r{i}", ["a", "b"])
         first = await store.lease_jobs("w", NOW, 30, 10, {"a", "b"}, max_per_target=2)
         assert len(first) == 2
+        assert not await store.runnable_job_exists(NOW, {"a", "b"}, 2)  # no lease command is wasted
+        assert await store.runnable_job_exists(NOW, {"a", "b"}, 3)
         assert await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2) == []
         await store.complete_job(first[0].id, "w", NOW)
+        assert await store.runnable_job_exists(NOW, {"a", "b"}, 2)
         assert len(await store.lease_jobs("w2", NOW, 30, 10, {"a", "b"}, max_per_target=2)) == 1
 
 
@@ -156,9 +159,17 @@ async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
         for job in await store.lease_jobs("w", NOW, 30, 25, {"a", "b", "c"}):
             if rng.random() < 0.6:
                 await store.complete_job(job.id, "w", NOW)
+        await store.remove_repository("r00", NOW)
+        await store.set_replication_factor("r01", ["a", "b", "c"], [], NOW)
+        await store.set_primary("r02", "a", NOW) if "a" in (await store.up_to_date_replicas("r02")) else None
         repos = await store.list_repositories()
         healthy = await store.healthy_storages(NOW)
         assert await store.storage_counts() == counts(repos)
+        assert await store.repository_count() == len(repos) == 39
+        by_state = await store.db.execute_fetchall(
+            "SELECT state, COUNT(*) FROM replication_jobs GROUP BY state"
+        )
+        assert await store.job_counts() == {s: n for s, n in by_state}
         must_move = {
             r.repository_id
             for r in repos
