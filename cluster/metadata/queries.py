@@ -212,3 +212,20 @@ async def needs_verify(db: aiosqlite.Connection) -> list[tuple[str, str]]:
         "SELECT repository_id, storage FROM replicas WHERE needs_verify = 1 ORDER BY 1, 2"
     )
     return [(r, s) for r, s in rows]
+
+
+async def oldest_jobs(db: aiosqlite.Connection) -> dict[str, float]:
+    """State -> creation time of its oldest job (metrics: replication lag)."""
+    rows = await db.execute_fetchall("SELECT state, MIN(created_at) FROM replication_jobs GROUP BY state")
+    return {state: float(created) for state, created in rows}
+
+
+async def open_intent_summary(db: aiosqlite.Connection, now: float) -> tuple[int, int, float | None]:
+    """(open intents, those past their deadline at `now`, the earliest open deadline)."""
+    rows = await db.execute_fetchall(
+        "SELECT COUNT(*), COALESCE(SUM(deadline < ?), 0), MIN(deadline) FROM write_intents"
+        " WHERE result IS NULL",
+        (now,),
+    )
+    count, expired, first = next(iter(rows), (0, 0, None))
+    return int(count), int(expired), None if first is None else float(first)
