@@ -140,3 +140,48 @@ async def test_intent_and_job_age_queries(tmp_path: Path) -> None:
         assert await queries.open_intent_summary(db, now=30.0) == (2, 1, 20.0)
         assert await queries.oldest_jobs(db) == {"ready": 2.0}
     m.conn.close()
+
+
+class _QueueStore:
+    """What StateMetrics._queue reads, over a real applied database."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        return await queries.queue_depth(self.db)
+
+    async def storages(self) -> list[Any]:
+        return await queries.storages(self.db)
+
+
+async def test_queue_depth_counts_every_job_by_state_and_target_dead_included_uncapped(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "state.db")
+    m = Machine()
+    m.conn.close()
+    m.conn = schema.connect(path)
+    schema.create(m.conn)
+    for name in "abc":
+        m.ok("register_storage", name=name, address=f"127.0.0.1:{ord(name)}")
+    for i in range(520):  # 1,040 update jobs: 520 for b, 520 for c
+        create(m, rid=f"r{i}", path=f"g/p{i}.git")
+        write(m, f"i{i}", ["a"], rid=f"r{i}")
+    m.conn.execute(
+        "UPDATE replication_jobs SET state = 'dead' WHERE id IN (SELECT MIN(id) FROM replication_jobs)"
+    )
+    metrics = ProxyMetrics()
+    async with aiosqlite.connect(path) as db:
+        await StateMetrics(_QueueStore(db), metrics)._queue(now=10.0)  # type: ignore[arg-type]
+    depth = {
+        (s.labels["state"], s.labels["target"]): s.value
+        for fam in metrics.registry.collect()
+        for s in fam.samples
+        if s.name == "gitraft_replication_queue_depth"
+    }
+    assert depth[("ready", "b")] + depth[("ready", "c")] == 1039
+    assert depth[("dead", "b")] + depth[("dead", "c")] == 1
+    assert depth[("ready", "a")] == 0 and depth[("failed", "c")] == 0 and depth[("in_progress", "b")] == 0
+    assert len(depth) == 12  # 4 states x 3 targets, completed omitted
+    m.conn.close()
