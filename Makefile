@@ -28,13 +28,14 @@ test: $(STAMP) deploy-tools
 # The deploy tests need promtool + prometheus (Debian's `prometheus` package) and
 # docker-compose (Debian's 1.29, which validates a compose file without an engine).
 # Installed when missing (needs root and Debian's mirror, as in CI); never skipped.
+# RUNLEVEL=1: the package's init script must not start a Prometheus daemon here.
 deploy-tools:
 	@missing=""; \
 	command -v promtool >/dev/null && command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt-get)"; \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+		apt-get update -qq && RUNLEVEL=1 apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
 test-fast: $(STAMP)

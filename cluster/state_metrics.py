@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from cluster.metadata import queries
 from cluster.metadata.api import JobState
 from cluster.metrics import ProxyMetrics
 
@@ -134,30 +135,21 @@ class StateMetrics:
         for state in _QUEUE_STATES:
             for target in sorted(targets):
                 m.queue_depth.labels(state=str(state), target=target).set(depth.get((str(state), target), 0))
-        rows = await self.store.db.execute_fetchall(
-            "SELECT state, MIN(created_at) FROM replication_jobs GROUP BY state"
-        )
-        oldest = {state: created for state, created in rows}
+        oldest = await queries.oldest_jobs(self.store.db)
         for state in _AGE_STATES:
             created = oldest.get(str(state))
-            m.oldest_job_age.labels(state=str(state)).set(max(0.0, now - created) if created else 0)
+            m.oldest_job_age.labels(state=str(state)).set(
+                max(0.0, now - created) if created is not None else 0
+            )
 
     async def _intents(self, now: float) -> None:
         m = self.metrics
-        rows = await self.store.db.execute_fetchall(
-            "SELECT COUNT(*), COALESCE(SUM(deadline < ?), 0) FROM write_intents WHERE result IS NULL",
-            (now,),
-        )
-        count, expired = next(iter(rows), (0, 0))
+        count, expired, first = await queries.open_intent_summary(self.store.db, now)
         m.intents_open.set(count)
         m.intents_expired.set(expired)
         # An intent's start is not stored: its deadline minus this proxy's configured
         # timeout stands for it (exact while every proxy uses the same timeout).
-        rows = await self.store.db.execute_fetchall(
-            "SELECT MIN(deadline) FROM write_intents WHERE result IS NULL"
-        )
-        first = next(iter(rows), (None,))[0]
-        age = now - (float(first) - self.write_intent_timeout) if first is not None else 0.0
+        age = now - (first - self.write_intent_timeout) if first is not None else 0.0
         m.intent_oldest_age.set(max(0.0, age))
 
 

@@ -108,7 +108,9 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
         DURATION.labels(self._component, method).observe(elapsed)
         if not method.startswith(_QUIET_PREFIX):  # one access-log line per RPC
             extra = {"method": method, "code": code, "duration_ms": round(elapsed * 1000, 1)}
-            log.info("rpc finished", extra={**extra, "correlation_id": _correlation_of(context)})
+            if cid := _correlation_of(context):
+                extra["correlation_id"] = cid
+            log.info("rpc finished", extra=extra)
 
     def _wrap(self, handler: Any, method: str) -> Any:
         kwargs = {

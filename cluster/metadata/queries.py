@@ -413,3 +413,20 @@ async def dead_deletions(db: aiosqlite.Connection, healthy: set[str], before: fl
         (JobState.DEAD, before, ChangeType.DELETE_REPLICA),
     )
     return [int(i) for i, t in rows if t in healthy][:limit]
+
+
+async def oldest_jobs(db: aiosqlite.Connection) -> dict[str, float]:
+    """State -> creation time of its oldest job (metrics: replication lag)."""
+    rows = await db.execute_fetchall("SELECT state, MIN(created_at) FROM replication_jobs GROUP BY state")
+    return {state: float(created) for state, created in rows}
+
+
+async def open_intent_summary(db: aiosqlite.Connection, now: float) -> tuple[int, int, float | None]:
+    """(open intents, those past their deadline at `now`, the earliest open deadline)."""
+    rows = await db.execute_fetchall(
+        "SELECT COUNT(*), COALESCE(SUM(deadline < ?), 0), MIN(deadline) FROM write_intents"
+        " WHERE result IS NULL",
+        (now,),
+    )
+    count, expired, first = next(iter(rows), (0, 0, None))
+    return int(count), int(expired), None if first is None else float(first)

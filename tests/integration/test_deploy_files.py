@@ -204,3 +204,10 @@ def test_prometheus_scrapes_every_gitraft_service_on_its_metrics_port() -> None:
     assert {k: sorted(v) for k, v in jobs.items() if k in expected} == expected
     selected = set(re.findall(r'job=~?"([^"]+)"', RULES.read_text()))
     assert selected and all(set(s.split("|")) <= set(expected) for s in selected)
+
+
+def test_the_readme_alert_table_lists_every_alert() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme[readme.index("### Alerts") : readme.index("## Deployment")]
+    listed = set(re.findall(r"`(Gitraft[A-Za-z]+)`", table))
+    assert listed == alert_names()

@@ -17,7 +17,10 @@ def test_node_down_alert_fires_through_a_real_prometheus(tmp_path: Path) -> None
         nodes = [n.metrics_addr for n in cluster.nodes.values()]
         assert all(proxies) and all(nodes)
         port = free_port()
-        with LocalPrometheus(tmp_path / "prometheus", proxies=proxies, nodes=nodes, port=port) as prom:
+        # 2 s: a scrape (which evaluates the state gauges) has 2 s even on a loaded machine
+        with LocalPrometheus(
+            tmp_path / "prometheus", proxies=proxies, nodes=nodes, port=port, interval=2.0
+        ) as prom:
             prom.wait_ready()
             cluster.wait_until(
                 lambda: len(prom.query("max by (storage) (gitraft_node_healthy) == 1")) == 3,
