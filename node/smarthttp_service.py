@@ -5,6 +5,8 @@ repository and passes bytes through unchanged, in chunks (node.pipes.GitPipe: bo
 memory, stdin always closed, the child killed when the caller goes away).
 
 - InfoRefs*: `--advertise-refs`; no `# service=` preamble (the gateway writes it for v0).
+  A protocol v2 upload-pack advertisement (capabilities, no refs) is answered from
+  node.advertisement's cache after the first time.
 - Post*: request chunks go to git's stdin while its stdout streams back.
 - `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
   `-c key=value`, only for the exact keys node.git_config allows. Then the node's own
@@ -28,6 +30,7 @@ import grpc
 from common.errors import InvalidArgumentError
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from node import fsck, git_config
+from node.advertisement import AdvertisementCache
 from node.git import GitCommandError
 from node.pipes import GitPipe
 from node.storage import Storage
@@ -90,6 +93,7 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
+        self.advertisements = AdvertisementCache()
 
     async def InfoRefsUploadPack(
         self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
@@ -123,10 +127,18 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         path = self.storage.existing_path_of(request.repository)
         args = [*config_args(request.git_config_options, service), service]
         args += ["--stateless-rpc", "--advertise-refs", str(path)]
+        key = self.advertisements.key(service, request.git_protocol, args, path)
+        if key is not None and (cached := self.advertisements.get(key)) is not None:
+            yield cached  # protocol v2: capabilities only (node.advertisement)
+            return
+        written: list[bytes] = []
         async with GitPipe(args, cwd=path, env=protocol_env(request.git_protocol)) as pipe:
             async for chunk in pipe.stdout_chunks():
+                written.append(chunk)
                 yield chunk
             await pipe.check()
+        if key is not None:
+            self.advertisements.put(key, b"".join(written))
 
     async def _post(
         self,
