@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from cluster.metadata.api import MetadataStore
 from cluster.nodes import NodePool
-from cluster.placement import counts
 from gitraft.v1 import cluster_pb2, server_pb2, server_pb2_grpc
 
 # Seconds a node has to answer ServerInfo for the status (nodes unhealthy for the
@@ -89,8 +88,7 @@ async def cluster_status(
     healthy = await store.healthy_storages(now)
     votes = await store.health_votes()
     local = local_health()
-    repos = await store.list_repositories()
-    replicas, primaries = counts(repos)
+    replicas, primaries = await store.storage_counts()  # indexed: no scan of every repository
     storages = await store.storages()
     free = await asyncio.gather(*(free_bytes(nodes if s.name in healthy else None, s.name) for s in storages))
     node_list = []
@@ -115,7 +113,7 @@ async def cluster_status(
         answered_by=proxy_name,
         proxies=proxies(store, proxy_name, peer_names),
         nodes=node_list,
-        repository_count=len(repos),
+        repository_count=await store.repository_count(),
         queue_depth=depth,
         unavailable_repositories=len(unavailable),
         partially_available_repositories=len(partial),
