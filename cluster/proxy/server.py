@@ -192,7 +192,6 @@ class ProxyServer:
         await self.store.start()
         self._observe_store()
         await self._wait_ready()
-        await self._register_nodes()
         await self.health_checker.round()
         self._loops = [
             asyncio.create_task(self.health_checker.run(self._stop), name="health"),
@@ -256,11 +255,16 @@ class ProxyServer:
         self.metrics.on_scrape(state.refresh)
 
     async def _wait_ready(self) -> None:
+        """Wait for a Raft leader and record this proxy's nodes in Raft (idempotent);
+        UnavailableError after `ready_timeout`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.ready_timeout
         while True:
             try:
+                # Both retried until ready_timeout: a leader lost between the barrier and
+                # the first command (an election under load) must not stop the proxy.
                 await self.store.barrier()
+                await self._register_nodes()
                 return
             except UnavailableError as exc:
                 if loop.time() >= deadline:
