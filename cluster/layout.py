@@ -84,6 +84,7 @@ def node_toml(
             log_level=log_level,
         ),
         omit=("tokens",),  # `token` alone; `tokens` is derived from it at load
+        skip_defaults=True,  # callers (tests) may append their own settings
     )
 
 

@@ -123,17 +123,35 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     return value
 
 
-def to_toml(config: Any, omit: tuple[str, ...] = ()) -> str:
+def to_toml(config: Any, omit: tuple[str, ...] = (), skip_defaults: bool = False) -> str:
     """Serialise a config dataclass as TOML that `load_config` reads back unchanged
-    (top-level keys in `omit` left out: ones derived from others at load).
+    (top-level keys in `omit` left out: ones derived from others at load; with
+    `skip_defaults`, also every top-level key whose value is its field's default, so a
+    caller may append its own settings for those keys).
 
     Scalars and lists of scalars are written as `key = value`; a nested dataclass or a
     mapping becomes a `[table]` (recursively); a list of dataclasses or mappings becomes
     an `[[array of tables]]`. `None` values are left out."""
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"{config!r} is not a dataclass instance")
-    data = {k: v for k, v in dataclasses.asdict(config).items() if k not in omit}
+    defaults = _defaults(type(config)) if skip_defaults else {}
+    data = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in omit and not (k in defaults and defaults[k] == getattr(config, k))
+    }
     return "\n".join(_table_lines(data, prefix="")).lstrip("\n") + "\n"
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """Field name -> default value, for the fields of `cls` that have one."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def _is_section(value: Any) -> bool:

@@ -105,3 +105,13 @@ def test_a_secret_file_that_is_missing_or_doubled_is_a_clear_error(tmp_path: Pat
     path.write_text(f'token = "y"\ntoken_file = "{tmp_path / "t"}"\n')
     with pytest.raises(ConfigError, match="not both"):
         load_config(path, NodeConfig)
+
+
+def test_node_toml_writes_only_what_differs_from_the_defaults_so_settings_can_be_appended(
+    tmp_path: Path,
+) -> None:
+    text = node_toml("node-q", "127.0.0.1:1234", tmp_path / "s", "tok")
+    assert "replication_timeout" not in text and "concurrency" not in text and "tokens" not in text
+    p = tmp_path / "n.toml"
+    p.write_text(text + "replication_timeout = 2.0\n")
+    assert load_node_config(p).replication_timeout == 2.0
