@@ -17,12 +17,12 @@ import pytest
 
 from cluster.testing import TEST_PROXY_SETTINGS, LocalCluster, commit_file, init_work_tree, run_git
 
-READS = 12  # each up-to-date replica is picked at random: (2/3)^12 < 1% that none hits the paused one
+READS = 20  # each up-to-date replica is picked at random: (2/3)^20 < 0.1% that none hits the paused one
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    settings = dict(TEST_PROXY_SETTINGS, health_failure_threshold=10_000, read_first_response_timeout=5.0)
+    settings = dict(TEST_PROXY_SETTINGS, health_failure_threshold=10_000, read_first_response_timeout=2.0)
     with LocalCluster(tmp_path_factory.mktemp("paused"), proxies=3, nodes=3, proxy_settings=settings) as c:
         yield c
 
