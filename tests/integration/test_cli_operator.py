@@ -1,7 +1,8 @@
 """The operator commands, run as the real `gitraft` executable against one real local
 cluster (3 proxies, 3 nodes) shared by this module's tests: each command with and
 without --json, discovery through ./.gitraft/cluster.json, exit codes, failover under a
-push loop, set-replication-factor, remove-repository, and track-repository adopting a
+push loop, set-replication-factor, remove-repository, verify repairing a ref changed by
+hand, and track-repository adopting a
 bare repository copied onto a node's disk.
 
 Tests that change the cluster leave it healthy; each works on its own repository.
@@ -350,3 +351,34 @@ def test_symptoms_a_node_down_and_a_proxy_out_of_quorum(op: Operator) -> None:
     finally:
         cluster.start_process("proxy-3")
     cluster.wait_until(lambda: op.run("status").returncode == 0, 60, what="status OK again")
+
+
+def test_verify_finds_a_ref_changed_by_hand_and_the_replica_is_repaired(op: Operator, tmp_path: Path) -> None:
+    cluster = op.cluster
+    path, oid = new_repository(cluster, tmp_path / "w")
+    repo = cluster.repository(path)
+    assert repo is not None
+    secondary = next(r.storage for r in repo.replicas if r.storage != repo.primary)
+    expected = cluster.replica_checksum(repo.primary, repo.replica_path)
+    git_dir = cluster.nodes[secondary].storage_path / repo.replica_path
+    run_git("update-ref", "refs/heads/rogue", oid, cwd=git_dir)
+    assert cluster.replica_checksum(secondary, repo.replica_path) != expected
+
+    done = op.run("verify", path, "--json")
+    assert done.returncode == 1, done.stderr  # a mismatch needs attention
+    report = json.loads(done.stdout)
+    (verified,) = report["repositories"]
+    assert verified["relative_path"] == path and report["mismatches"] >= 1
+    rows = {r["storage"]: r for r in verified["replicas"]}
+    assert rows[secondary]["matches"] is False and rows[repo.primary]["matches"] is True
+    assert secondary in verified["repairs_scheduled"]
+
+    cluster.wait_until(
+        lambda: cluster.replica_checksum(secondary, repo.replica_path) == expected,
+        60,
+        f"{secondary} repaired",
+    )
+    cluster.wait_converged(path)
+    text = op.ok("verify", path)  # exit 0: every replica matches again
+    assert path in text and "MISMATCH" not in text
+    assert op.json("jobs", "retry", "--dead") == {"retried": []}  # nothing dead to retry
