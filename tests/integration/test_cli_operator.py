@@ -2,8 +2,7 @@
 cluster (3 proxies, 3 nodes) shared by this module's tests: each command with and
 without --json, discovery through ./.gitraft/cluster.json, exit codes, failover under a
 push loop, set-replication-factor, remove-repository, verify repairing a ref changed by
-hand, and track-repository adopting a
-bare repository copied onto a node's disk.
+hand, and track-repository adopting a bare repository copied onto a node's disk.
 
 Tests that change the cluster leave it healthy; each works on its own repository.
 """
