@@ -104,6 +104,9 @@ CHECKSUM_TIMEOUT = 10.0
 __all__ = ["CREATE", "Coordinator", "NodeError", "OpenIntent", "replica_of", "rewrite"]
 # Attempts of a read that fails with UNAVAILABLE before anything was relayed.
 READ_ATTEMPTS = 3
+# How a node words NOT_FOUND for a repository missing at the path it was asked about
+# (node.storage.Storage.existing_path_of).
+MISSING_REPLICA = "repository not found: "
 # Seconds between the end of a mutator's node call and its intent's deadline (at most
 # a quarter of write_intent_timeout).
 INTENT_MARGIN = 5.0
@@ -563,10 +566,13 @@ def _another_replica(repo: Repository, healthy: set[str], tried: list[str], stor
 
 def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:
     """Whether a read that failed on `storage` with `exc` is tried again (on another
-    replica when there is one): only for UNAVAILABLE (nothing was served; e.g. a
-    channel still reconnecting to a restarted node), at most READ_ATTEMPTS times."""
+    replica when there is one), at most READ_ATTEMPTS times: for UNAVAILABLE (nothing
+    was served; e.g. a channel still reconnecting to a restarted node, or a silent one),
+    and for a node that has no repository at the replica's path although the metadata
+    says the replica is current (deleted on disk, not yet noticed by the reconciler)."""
     tried.append(storage)
-    if exc.code != grpc.StatusCode.UNAVAILABLE or len(tried) >= READ_ATTEMPTS:
+    missing = exc.code == grpc.StatusCode.NOT_FOUND and str(exc).startswith(MISSING_REPLICA)
+    if not (exc.code == grpc.StatusCode.UNAVAILABLE or missing) or len(tried) >= READ_ATTEMPTS:
         return False
     log.info("read retried", extra={"storage": storage, "error": str(exc)})
     return True

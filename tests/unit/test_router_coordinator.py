@@ -90,6 +90,7 @@ class FakeNodes:
         self.calls: list[tuple[str, str]] = []
         self.limits: list[float | None] = []
         self.down: set[str] = set()
+        self.missing: set[str] = set()  # storages whose replica is gone from disk
         self.connects: list[str] = []
         self.error: NodeError | None = None
         self.checksums = {"a": "1" * 40, "b": "1" * 40, "c": "1" * 40}
@@ -102,6 +103,8 @@ class FakeNodes:
         self.limits.append(limit)
         if storage in self.down:
             raise NodeError(grpc.StatusCode.UNAVAILABLE, f"failed to connect to {storage}")
+        if storage in self.missing:
+            raise NodeError(grpc.StatusCode.NOT_FOUND, "repository not found: '@cluster/x.git'")
         if self.error is not None:
             raise self.error
         return b""
@@ -399,6 +402,25 @@ async def test_a_read_that_finds_a_replica_unreachable_is_served_by_another(
     chunks = [c async for c in coordinator.stream(info(LIST_REFS), listing.SerializeToString(), None)]
     assert chunks == [b"one", b"two", b"three"]
     assert nodes.calls[-1] == ("ListRefs", "c")
+
+
+async def test_a_read_that_finds_a_replica_missing_on_disk_is_served_by_another(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    """The metadata says the replica is current but its node has no repository there
+    (deleted by hand, not yet noticed by the reconciler): another replica serves."""
+    path = await make_repo(store)
+    nodes.missing = {"a", "b"}
+    request = repository_pb2.RepositoryInfoRequest(repository=shared_pb2.Repository(relative_path=path))
+    await coordinator.unary(info(REPO_INFO), request.SerializeToString(), None)
+    assert nodes.calls[-1] == ("RepositoryInfo", "c")
+
+    nodes.missing = {"a", "b", "c"}  # gone everywhere: the client is told
+    nodes.calls.clear()
+    with pytest.raises(NodeError) as raised:
+        await coordinator.unary(info(REPO_INFO), request.SerializeToString(), None)
+    assert raised.value.code == grpc.StatusCode.NOT_FOUND
+    assert len(nodes.calls) == 3
 
 
 async def test_reads_give_up_after_a_few_attempts(
