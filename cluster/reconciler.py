@@ -29,7 +29,6 @@ fence accepts writes on, so the reconciler never races the write path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from cluster.forwarding import replica_of
 from cluster.metadata.api import MetadataStore, RepairItem, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
+from cluster.periodic import run_periodically
 from common.errors import GitraftError
 from gitraft.v1 import repository_pb2
 
@@ -215,12 +215,4 @@ class Reconciler:
                 )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.round()
-            except GitraftError as exc:
-                log.info("reconciler round failed", extra={"error": str(exc)})
-            except Exception:  # a bug must not end the loop for the life of the process
-                log.exception("reconciler round crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.interval)
+        await run_periodically("reconciler", self.round, stop, self.interval)

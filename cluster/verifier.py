@@ -20,7 +20,6 @@ have changed their refs) first; after they are compared the flags are cleared.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -34,7 +33,7 @@ from cluster.forwarding import replica_of
 from cluster.metadata.api import MetadataStore, RepairItem, Repository
 from cluster.metrics import ProxyMetrics
 from cluster.nodes import NodePool
-from common.errors import GitraftError
+from cluster.periodic import run_periodically
 from gitraft.v1 import cluster_pb2, ref_pb2, repository_pb2
 
 log = logging.getLogger(__name__)
@@ -243,15 +242,7 @@ class Verifier:
         return done
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.round()
-            except GitraftError as exc:
-                log.info("verifier round failed", extra={"error": str(exc)})
-            except Exception:  # a bug must not end the loop for the life of the process
-                log.exception("verifier round crashed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.tick)
+        await run_periodically("verifier", self.round, stop, self.tick)
 
 
 def verification_response(results: list[Verification]) -> cluster_pb2.VerifyRepositoriesResponse:
