@@ -99,11 +99,11 @@ class ProxyConfig:
     read_first_response_timeout: float = 10.0
     # Seconds between the leader's scans for abandoned intents.
     intent_repair_interval: float = 1.0
-    # Seconds between the leader's elections of new primaries (cluster.elector).
+    # Seconds between the leader's elections of new primaries (cluster.background.elector).
     failover_interval: float = 0.5
     # Replication jobs running at once per target storage, cluster-wide (0 = no bound).
     replication_per_target: int = 4
-    # Reconciler (cluster.reconciler, Raft leader only): seconds between rounds; repair
+    # Reconciler (cluster.background.reconciler, Raft leader only): seconds between rounds; repair
     # jobs per target storage a round; repositories whose replicas are checked on disk
     # a round; seconds a replica whose job died waits before it gets fresh work; seconds
     # a storage stays unhealthy before its replicas are re-assigned (0 = never).
@@ -112,7 +112,7 @@ class ProxyConfig:
     reconcile_exists_batch: int = 20
     reconcile_dead_retry_after: float = 30.0
     reassign_after: float = 0.0
-    # Verifier (cluster.verifier, leader only): every replica compared with its primary
+    # Verifier (cluster.background.verifier, leader only): every replica compared with its primary
     # about once per verify_interval seconds, in rounds every verify_tick seconds of at
     # most verify_max_per_round repositories.
     verify_interval: float = 86400.0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import grpc
 
 from cluster.metadata.api import MetadataStore
-from cluster.nodes import NodePool
+from cluster.proxy.nodes import NodePool
 from gitraft.v1 import cluster_pb2, server_pb2, server_pb2_grpc
 
 RAFT_TIMEOUT = 5.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from cluster.admin.views import cluster_repository, require
 from cluster.metadata.api import MetadataStore, Repository
-from cluster.placement import counts
+from cluster.proxy.placement import counts
 from common.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from gitraft.v1 import cluster_pb2
 

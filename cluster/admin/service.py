@@ -17,9 +17,9 @@ from typing import Any
 
 from cluster.admin import checks, operations, status, tracking
 from cluster.admin.views import cluster_repository, lookup, require
+from cluster.background.verifier import Verifier, verification_response
 from cluster.metadata.api import JobState, MetadataStore
-from cluster.nodes import NodePool
-from cluster.verifier import Verifier, verification_response
+from cluster.proxy.nodes import NodePool
 from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, transaction_pb2, transaction_pb2_grpc
 

@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 
 from cluster.metadata.api import MetadataStore
-from cluster.nodes import NodePool
+from cluster.proxy.nodes import NodePool
 from gitraft.v1 import cluster_pb2, server_pb2, server_pb2_grpc
 
 # Seconds a node has to answer ServerInfo for the status (nodes unhealthy for the

@@ -18,8 +18,8 @@ import asyncio
 from cluster.admin.operations import known_storage
 from cluster.admin.views import cluster_repository, lookup
 from cluster.metadata.api import MetadataStore
-from cluster.nodes import NodePool
-from cluster.placement import REPLICA_PREFIX, counts, new_repository_id, place
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.placement import REPLICA_PREFIX, counts, new_repository_id, place
 from common.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from common.paths import validate_relative_path
 from gitraft.v1 import (

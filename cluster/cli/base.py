@@ -162,7 +162,7 @@ def find_cluster(args: argparse.Namespace, env: dict[str, str] | None = None) ->
 
 
 def _cluster_file(path: Path, required: bool) -> dict[str, Any] | None:
-    from cluster.layout import LayoutError, read_cluster_file
+    from cluster.local.layout import LayoutError, read_cluster_file
 
     try:
         return read_cluster_file(path)

@@ -37,6 +37,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cluster.dev import run_dev
+    from cluster.local.dev import run_dev
 
     return run_dev(args.data_dir, args.proxies, args.nodes, args.base_port, prometheus=args.prometheus)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def serve(upstream: str, upstream_token: str, http_token: str, host: str, port: int, level: str) -> int:
     """Run the gateway until SIGINT/SIGTERM; returns the exit code."""
-    from cluster.gateway import Gateway
+    from cluster.gateway.server import Gateway
     from common.logs import setup_logging
 
     setup_logging("gateway", level)

@@ -1,5 +1,8 @@
-"""The routing proxy process: `python -m cluster.proxy --config proxy.toml`.
+"""The routing proxy: `python -m cluster.proxy --config proxy.toml`.
 
-`server.ProxyServer` wires the roles together (router, coordinator, replicator,
-health, intents, admin, gateway, metrics); `main.run_proxy` runs one until SIGTERM.
+The request path: `router` (gRPC services) -> `coordinator` (reads and fenced writes) ->
+`forwarding` (calls to nodes over `nodes`' channels), with `barrier` (Raft read barrier),
+`repositories` + `placement` (creation and replica choice) and `intent_renewal` (long
+writes). `server.ProxyServer` wires these with the background loops, admin API, gateway
+and metrics; `main.run_proxy` runs one until SIGTERM.
 """

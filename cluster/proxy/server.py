@@ -26,22 +26,22 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cluster.admin import ClusterAdmin, Transactions
+from cluster.background.elector import Elector
+from cluster.background.health import HealthChecker
+from cluster.background.intent_repair import IntentRepairer
+from cluster.background.reconciler import Reconciler
+from cluster.background.replicator import Replicator
+from cluster.background.verifier import Verifier
 from cluster.config import ProxyConfig, raft_config
-from cluster.coordinator import Coordinator
-from cluster.elector import Elector
-from cluster.gateway import Gateway
-from cluster.health import HealthChecker
-from cluster.intents import IntentRepairer
+from cluster.gateway.server import Gateway
 from cluster.metadata.api import MetadataStore
 from cluster.metadata.store import RaftMetadataStore
-from cluster.metrics import MetricsServer, ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.reconciler import Reconciler
-from cluster.replicator import Replicator
-from cluster.repositories import Repositories
-from cluster.router import Registry
-from cluster.state_metrics import LeaderWatch, StateMetrics
-from cluster.verifier import Verifier
+from cluster.observability.metrics import MetricsServer, ProxyMetrics
+from cluster.observability.state_metrics import LeaderWatch, StateMetrics
+from cluster.proxy.coordinator import Coordinator
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.repositories import Repositories
+from cluster.proxy.router import Registry
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
 from common.interceptors import ErrorInterceptor

@@ -6,7 +6,7 @@ work directory so a failing test can print them.
 
 - `NodeProcess`: one storage node (`python -m node --config F`).
 - `ProxyProcess`: one routing proxy (`python -m cluster.proxy --config F`).
-- `LocalCluster`: N nodes + M proxies laid out by `cluster.layout.ClusterLayout` (the
+- `LocalCluster`: N nodes + M proxies laid out by `cluster.local.layout.ClusterLayout` (the
   same code `gitraft dev` uses), with helpers to kill/restart processes by name, find the
   Raft leader, read a proxy's /metrics, call ClusterService, compare replica checksums
   and wait until a repository's replicas converge.
@@ -17,8 +17,8 @@ Every wait is bounded and raises TimeoutError (with what it saw last) when it ex
 
 from __future__ import annotations
 
-from cluster.ports import free_port, refused_address
-from cluster.processes import REPO_ROOT, ManagedProcess, child_env, wait_healthy
+from cluster.local.ports import free_port, refused_address
+from cluster.local.processes import REPO_ROOT, ManagedProcess, child_env, wait_healthy
 from cluster.testing.git import GIT_ENV, commit_file, init_work_tree, remote_refs, run_git
 from cluster.testing.local_cluster import (
     TEST_PROXY_SETTINGS,

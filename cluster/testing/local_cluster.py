@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from cluster.config import ProxyConfig
-from cluster.layout import ClusterLayout
+from cluster.local.layout import ClusterLayout
 from cluster.testing.processes import NodeProcess, ProxyProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, repository_pb2, repository_pb2_grpc, shared_pb2

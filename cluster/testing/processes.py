@@ -13,9 +13,9 @@ from typing import Self
 from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.config import ProxyConfig
-from cluster.layout import ClusterLayout, ProxySpec, node_toml, write_private
-from cluster.ports import free_port
-from cluster.processes import ManagedProcess, wait_healthy
+from cluster.local.layout import ClusterLayout, ProxySpec, node_toml, write_private
+from cluster.local.ports import free_port
+from cluster.local.processes import ManagedProcess, wait_healthy
 from common.config import to_toml
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cluster.ports import free_port
-from cluster.processes import ManagedProcess
+from cluster.local.ports import free_port
+from cluster.local.processes import ManagedProcess
 from common import errors
 
 

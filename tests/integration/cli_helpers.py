@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cluster.layout import CLUSTER_FILE, write_private
+from cluster.local.layout import CLUSTER_FILE, write_private
 from cluster.testing import LocalCluster, child_env
 
 CLI_TIMEOUT = 120.0

@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from cluster.ports import free_port
-from cluster.processes import REPO_ROOT, ManagedProcess, child_env
+from cluster.local.ports import free_port
+from cluster.local.processes import REPO_ROOT, ManagedProcess, child_env
 
 ADDRESS = re.compile(r"\b([A-Za-z0-9][A-Za-z0-9.-]*):(\d{2,5})\b")
 SECRET = re.compile(r"/run/secrets/([A-Za-z0-9_.-]+)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.ports import refused_address
+from cluster.local.ports import refused_address
 from cluster.testing import LocalCluster, commit_file, init_work_tree, remote_refs, run_git
 from tests.integration.cli_helpers import Operator
 

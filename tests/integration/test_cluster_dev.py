@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from cluster.layout import PORTS_PER_PROCESS
-from cluster.ports import free_port_block
+from cluster.local.layout import PORTS_PER_PROCESS
+from cluster.local.ports import free_port_block
 from cluster.testing import child_env, commit_file, init_work_tree, remote_refs, run_git
 
 START_TIMEOUT = 120.0
@@ -149,7 +149,7 @@ def test_gitraft_dev_serves_stops_and_comes_back(
 
 
 def test_gitraft_dev_refuses_a_data_dir_of_another_shape(tmp_path: Path) -> None:
-    from cluster.layout import ClusterLayout
+    from cluster.local.layout import ClusterLayout
 
     ClusterLayout.load_or_create(tmp_path / "data", proxies=3, nodes=3)
     argv = [sys.executable, "-m", "cluster.cli.main", "dev", "--data-dir", str(tmp_path / "data")]

@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from cluster.layout import PORTS_PER_PROCESS
-from cluster.ports import free_port_block
+from cluster.local.layout import PORTS_PER_PROCESS
+from cluster.local.ports import free_port_block
 from cluster.testing import child_env
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.ports import free_port
-from cluster.prometheus import LocalPrometheus
+from cluster.local.ports import free_port
+from cluster.local.prometheus import LocalPrometheus
 from cluster.testing import LocalCluster
 
 

@@ -20,7 +20,7 @@ import aiohttp
 import grpc
 import pytest
 
-from cluster.gateway import Gateway
+from cluster.gateway.server import Gateway
 from cluster.testing import ManagedProcess, NodeProcess, free_port, refused_address
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 from tests.integration.conftest import NewRepo, commit_file, git_cli

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.layout import node_toml
+from cluster.local.layout import node_toml
 from common.config import ConfigError, load_config, to_toml
 from node.config import NodeConfig, load_node_config
 

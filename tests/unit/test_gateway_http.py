@@ -7,7 +7,7 @@ import base64
 import grpc
 import pytest
 
-from cluster import gateway_http as gh
+from cluster.gateway import http as gh
 from common.errors import InvalidArgumentError
 
 

@@ -14,7 +14,7 @@ PACKAGES = ("cluster", "node", "common", "gitraft", "tests", "bench")
 # What `gitraft proxy` and `gitraft node` run.
 RUNTIME_ROOTS = ("cluster.proxy.main", "cluster.cli.proxy", "node.main", "cluster.cli.node")
 # Test tooling and the local-cluster launcher: shipped, never imported by the runtime.
-NOT_RUNTIME = ("cluster.testing", "cluster.dev", "cluster.layout", "cluster.processes", "tests", "bench")
+NOT_RUNTIME = ("cluster.testing", "cluster.local", "tests", "bench")
 
 
 def module_file(name: str) -> Path | None:
@@ -66,7 +66,7 @@ def reachable(roots: tuple[str, ...]) -> set[str]:
 def test_the_graph_reader_sees_lazy_imports() -> None:
     # cluster.cli.proxy imports cluster.proxy.main inside a function.
     assert "cluster.proxy.main" in imports_of("cluster.cli.proxy")
-    assert "cluster.ports" in imports_of("cluster.testing.raft_cluster")
+    assert "cluster.local.ports" in imports_of("cluster.testing.raft_cluster")
 
 
 def test_proxy_and_node_never_reach_test_tooling_or_the_launcher() -> None:

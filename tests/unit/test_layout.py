@@ -1,4 +1,4 @@
-"""cluster.layout: the ports, files and secrets `gitraft dev` and LocalCluster share."""
+"""cluster.local.layout: the ports, files and secrets `gitraft dev` and LocalCluster share."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cluster.config import load_proxy_config
-from cluster.layout import ClusterLayout, LayoutError, read_cluster_file, write_private
+from cluster.local.layout import ClusterLayout, LayoutError, read_cluster_file, write_private
 
 
 def test_base_port_gives_a_deterministic_layout(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import aiosqlite
 
 from cluster.metadata import queries, schema
-from cluster.metrics import ProxyMetrics
-from cluster.state_metrics import OTHER, UNAVAILABLE_PATHS, LeaderWatch, StateMetrics
+from cluster.observability.metrics import ProxyMetrics
+from cluster.observability.state_metrics import OTHER, UNAVAILABLE_PATHS, LeaderWatch, StateMetrics
 from common.logs import JsonFormatter, bind_fields, correlation_id, unbind_fields
 from tests.unit.test_metadata_statemachine import Machine, create, write
 

@@ -1,4 +1,4 @@
-"""cluster.periodic.run_periodically: rounds, stop, wake, the leader gate, failures."""
+"""cluster.background.periodic.run_periodically: rounds, stop, wake, the leader gate, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from cluster.periodic import run_periodically
+from cluster.background.periodic import run_periodically
 from common.errors import UnavailableError
 
 BOUND = 5.0  # seconds any expected event may take; a hang fails the test instead
@@ -39,7 +39,7 @@ async def next_round(done: asyncio.Queue[int]) -> int:
 async def test_rounds_repeat_until_stop_and_failures_do_not_end_the_loop(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, "cluster.periodic")
+    caplog.set_level(logging.INFO, "cluster.background.periodic")
     stop = asyncio.Event()
     round_, done = counting_round({1: UnavailableError("no quorum"), 2: RuntimeError("a bug")})
     task = asyncio.create_task(run_periodically("t", round_, stop, 0.001))
@@ -122,6 +122,6 @@ async def test_fixed_rate_counts_the_round_in_the_interval(
         stop.set()
         return await real_wait_for(aw, 0)
 
-    monkeypatch.setattr("cluster.periodic.asyncio.wait_for", recording_wait_for)
+    monkeypatch.setattr("cluster.background.periodic.asyncio.wait_for", recording_wait_for)
     await run_periodically("t", round_, stop, 10.0, fixed_rate=fixed_rate, clock=lambda: now[0])
     assert waits == [expected]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.metadata.api import Replica, Repository
-from cluster.placement import counts, new_repository_id, place, replica_path
+from cluster.proxy.placement import counts, new_repository_id, place, replica_path
 from common.errors import UnavailableError
 from common.paths import validate_relative_path
 

@@ -1,4 +1,4 @@
-"""cluster.ports: ports below the ephemeral range, never handed out twice, refused addresses."""
+"""cluster.local.ports: ports below the ephemeral range, never handed out twice, refused addresses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from cluster.ports import NoFreePortError, ephemeral_start, free_port, free_port_block, refused_address
+from cluster.local.ports import NoFreePortError, ephemeral_start, free_port, free_port_block, refused_address
 
 
 def test_ports_lie_below_the_ephemeral_range_and_are_never_repeated() -> None:

@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from cluster.background.replicator import Replicator
 from cluster.metadata.api import ChangeType, JobState, RepairItem
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.replicator import Replicator
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.nodes import NodePool
 from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import LocalStore
 
@@ -138,7 +138,7 @@ async def test_jobs_for_live_nodes_drain_behind_1200_for_a_stopped_one(tmp_path:
         done = await store.list_jobs([JobState.COMPLETED], 100)
         assert {j.target for j in done} == {"b"} and len(done) == 40, counts
         assert counts == {"ready": 1200, "completed": 40}
-        # What the queue-depth gauge is set from at scrape (cluster.state_metrics):
+        # What the queue-depth gauge is set from at scrape (cluster.observability.state_metrics):
         # every waiting job counted, not the first 1,000.
         depth = await store.queue_depth()
         assert sum(n for (state, _), n in depth.items() if state == "ready") == 1200
@@ -149,7 +149,7 @@ async def test_indexed_queries_agree_with_a_full_scan(tmp_path: Path) -> None:
     scan of every repository gives, on a state with every kind of replica."""
     import random
 
-    from cluster.placement import counts
+    from cluster.proxy.placement import counts
 
     rng = random.Random(7)
     async with local_store(tmp_path, healthy=lambda s: s != "c") as store:
@@ -282,7 +282,7 @@ def test_paged_lease_picks_what_a_full_scan_picks(monkeypatch: Any) -> None:
 
 
 async def test_reconciler_schedules_outdated_replicas_at_a_bounded_rate(tmp_path: Path) -> None:
-    from cluster.reconciler import Reconciler
+    from cluster.background.reconciler import Reconciler
 
     async with local_store(tmp_path, healthy=lambda s: True) as store:
         store.config.job_max_attempts = 1
@@ -315,7 +315,7 @@ async def test_reconciler_schedules_outdated_replicas_at_a_bounded_rate(tmp_path
 
 
 async def test_reconciler_retries_a_dead_deletion_once_its_node_is_back(tmp_path: Path) -> None:
-    from cluster.reconciler import Reconciler
+    from cluster.background.reconciler import Reconciler
 
     async with local_store(tmp_path, healthy=lambda s: True) as store:
         store.config.job_max_attempts = 1

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from cluster.metadata.api import Replica, Repository
-from cluster.router import (
+from cluster.proxy.router import (
     LOCAL_SERVICES,
     OpType,
     Registry,

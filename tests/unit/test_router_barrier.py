@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from cluster.barrier import SharedBarrier
+from cluster.proxy.barrier import SharedBarrier
 
 
 class FakeBarrier:

@@ -17,15 +17,15 @@ import aiosqlite
 import grpc
 import pytest
 
-from cluster.coordinator import Coordinator, NodeError
-from cluster.intents import IntentRepairer
+from cluster.background.intent_repair import IntentRepairer
 from cluster.metadata import schema, statemachine
 from cluster.metadata.api import JobState, RaftStatus, Repository
 from cluster.metadata.config import RaftConfig
 from cluster.metadata.store import RaftMetadataStore
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.router import MethodInfo, Registry
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.coordinator import Coordinator, NodeError
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.router import MethodInfo, Registry
 from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
 from gitraft.v1 import ref_pb2, repository_pb2, shared_pb2, smarthttp_pb2
 
@@ -500,7 +500,7 @@ async def test_the_repair_of_a_renewed_intent_is_refused(
 
 
 async def test_a_request_log_replays_only_a_complete_recorded_stream() -> None:
-    from cluster.forwarding import RequestLog
+    from cluster.proxy.forwarding import RequestLog
 
     async def three() -> AsyncIterator[bytes]:
         for item in (b"a", b"bb", b"ccc"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.elector import Elector, choose_primary
+from cluster.background.elector import Elector, choose_primary
 from cluster.metadata.api import Replica, Repository
 from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW, LocalStore

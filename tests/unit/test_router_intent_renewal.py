@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 
-from cluster.coordinator import Coordinator, NodeError
-from cluster.intent_renewal import IntentKeeper
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.router import MethodInfo, Registry
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.coordinator import Coordinator, NodeError
+from cluster.proxy.intent_renewal import IntentKeeper
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.router import MethodInfo, Registry
 from common.errors import DeadlineExceededError
 from gitraft.v1 import shared_pb2, smarthttp_pb2
 from tests.unit.helpers import local_store

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.nodes import NodePool
-from cluster.ports import refused_address
+from cluster.local.ports import refused_address
+from cluster.proxy.nodes import NodePool
 from common.errors import NotFoundError, UnavailableError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id
 

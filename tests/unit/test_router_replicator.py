@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from cluster.background.replicator import Replicator, backoff_seconds, leasable, runnable
 from cluster.metadata.api import ChangeType, Job, JobState
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.replicator import Replicator, backoff_seconds, leasable, runnable
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.nodes import NodePool
 from common.errors import FailedPreconditionError
 from tests.unit.helpers import local_store
 from tests.unit.test_router_coordinator import NOW as CLOCK
@@ -50,8 +50,8 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_job_older_than_its_target_is_obsolete() -> None:
+    from cluster.background.replicator import obsolete
     from cluster.metadata.api import Replica, Repository
-    from cluster.replicator import obsolete
 
     repo = Repository("r", "p", "q", "a", 3, 0.0, (Replica("a", 5), Replica("b", 4)))
     assert obsolete(job(JobState.READY), repo)  # b at 4 >= the job's generation 3

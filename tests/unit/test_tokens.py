@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from cluster import gateway_http as gh
 from cluster.config import ProxyConfig
+from cluster.gateway import http as gh
 from common.auth import bearer_metadata, token_list, token_matches
 from common.config import ConfigError, merge_tokens
 from node.config import NodeConfig

@@ -32,7 +32,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from cluster import gateway_http as gh
+from cluster.gateway import http as gh
 from common.auth import Tokens, bearer_metadata
 from common.errors import InvalidArgumentError
 from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id

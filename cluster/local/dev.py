@@ -1,6 +1,6 @@
 """`gitraft dev`: a whole local cluster in the foreground (loopback only).
 
-`run_dev` lays the cluster out under the data directory (`cluster.layout`: ports,
+`run_dev` lays the cluster out under the data directory (`cluster.local.layout`: ports,
 secrets and per-process TOML files, remembered across runs), starts every node, then
 every proxy, waits until all serve, writes `<data-dir>/cluster.json` and prints a
 ready clone URL. It then supervises: a child that exits is reported on stderr and left
@@ -9,11 +9,11 @@ failover). SIGINT, SIGTERM or SIGHUP stop the cluster: proxies first, then nodes
 SIGTERM'd, waited for, and SIGKILL'd after a grace period; cluster.json is removed.
 
 No child outlives the launcher: children die with it even when it is SIGKILLed
-(cluster.pdeathsig). Two launchers never share a data directory (an flock on
+(cluster.local.pdeathsig). Two launchers never share a data directory (an flock on
 `<data-dir>/.lock`).
 
 With `prometheus=True` (`gitraft dev --prometheus`) a real Prometheus (Debian's
-`prometheus` binary, `cluster.prometheus`) scrapes every process every second with the
+`prometheus` binary, `cluster.local.prometheus`) scrapes every process every second with the
 shipped alert rules; its URL is printed, its data lives under `<data-dir>/prometheus`,
 and it stops with the cluster.
 
@@ -39,10 +39,10 @@ from typing import IO, Any, TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from cluster.layout import CLUSTER_FILE, ClusterLayout, LayoutError, write_private
-from cluster.ports import NoFreePortError, free_port
-from cluster.processes import ManagedProcess
-from cluster.prometheus import LocalPrometheus, PrometheusError
+from cluster.local.layout import CLUSTER_FILE, ClusterLayout, LayoutError, write_private
+from cluster.local.ports import NoFreePortError, free_port
+from cluster.local.processes import ManagedProcess
+from cluster.local.prometheus import LocalPrometheus, PrometheusError
 
 LOCK_FILE = ".lock"
 # Seconds to wait for every child to serve, and for a child to stop after SIGTERM.

@@ -37,11 +37,11 @@ from typing import Any
 
 import grpc
 
-from cluster.forwarding import replica_of
+from cluster.background.periodic import run_periodically
 from cluster.metadata.api import MetadataStore, RepairItem, Repository
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.periodic import run_periodically
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.forwarding import replica_of
+from cluster.proxy.nodes import NodePool
 from common.errors import GitraftError
 from gitraft.v1 import repository_pb2
 

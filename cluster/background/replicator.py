@@ -45,10 +45,10 @@ from typing import Any
 
 import grpc
 
+from cluster.background.periodic import run_periodically
 from cluster.metadata.api import ChangeType, Job, JobState, MetadataStore, Repository
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.periodic import run_periodically
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.nodes import NodePool
 from common.errors import FailedPreconditionError, GitraftError
 from common.logs import bind_fields, correlation_id
 from gitraft.v1 import repository_pb2, shared_pb2

@@ -1,6 +1,6 @@
 """Run a command that dies with the process that started it (Linux).
 
-    python -m cluster.pdeathsig PARENT_PID SIGNAL -- COMMAND [ARGS...]
+    python -m cluster.local.pdeathsig PARENT_PID SIGNAL -- COMMAND [ARGS...]
 
 Sets PR_SET_PDEATHSIG to SIGNAL, checks that PARENT_PID is still the parent (it may have
 died before the flag was set), then execs COMMAND in place: same pid, and the flag
@@ -26,7 +26,9 @@ PR_SET_PDEATHSIG = 1
 def main(argv: list[str]) -> int:
     """Exec the command; returns (exit code 2 or 1) only on bad usage or a dead parent."""
     if len(argv) < 4 or argv[2] != "--":
-        print("usage: python -m cluster.pdeathsig PARENT_PID SIGNAL -- COMMAND [ARGS...]", file=sys.stderr)
+        print(
+            "usage: python -m cluster.local.pdeathsig PARENT_PID SIGNAL -- COMMAND [ARGS...]", file=sys.stderr
+        )
         return 2
     parent, sig, command = int(argv[0]), int(argv[1]), argv[3:]
     if sys.platform.startswith("linux"):

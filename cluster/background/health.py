@@ -25,10 +25,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cluster.background.periodic import run_periodically
 from cluster.metadata.api import MetadataStore
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.periodic import run_periodically
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.nodes import NodePool
 from common.errors import GitraftError
 
 log = logging.getLogger(__name__)

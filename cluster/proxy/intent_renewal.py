@@ -1,7 +1,7 @@
 """Keeping a streaming write's intent alive while it makes progress (long pushes).
 
 A write intent has a deadline; after it the Raft leader repairs the intent as abandoned
-(cluster.intents). A push may take longer than `write_intent_timeout`, so while the
+(cluster.background.intent_repair). A push may take longer than `write_intent_timeout`, so while the
 node call of a streaming mutator runs, `IntentKeeper`:
 
 - notes progress: every request message relayed to the node and every response message

@@ -3,7 +3,7 @@ share.
 
 `ManagedProcess` runs one child with its output in a log file, in its own session (so
 `kill()` takes its git children too), optionally dying with its parent even when the
-parent is SIGKILLed (cluster.pdeathsig). `stop()` escalates SIGTERM -> SIGKILL.
+parent is SIGKILLed (cluster.local.pdeathsig). `stop()` escalates SIGTERM -> SIGKILL.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ManagedProcess:
 
     The child runs in its own session (so kill() takes its git children too). With
     `die_with_parent` it also gets SIGTERM when the spawning thread dies, even by SIGKILL
-    (see cluster.pdeathsig): spawn such processes from the main thread.
+    (see cluster.local.pdeathsig): spawn such processes from the main thread.
     """
 
     name: str
@@ -76,7 +76,13 @@ class ManagedProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
         argv = self.argv
         if self.die_with_parent:
-            guard = [sys.executable, "-m", "cluster.pdeathsig", str(os.getpid()), str(int(signal.SIGTERM))]
+            guard = [
+                sys.executable,
+                "-m",
+                "cluster.local.pdeathsig",
+                str(os.getpid()),
+                str(int(signal.SIGTERM)),
+            ]
             argv = [*guard, "--", *argv]
         self.proc = subprocess.Popen(
             argv,

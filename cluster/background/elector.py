@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cluster.background.periodic import run_periodically
 from cluster.metadata.api import MetadataStore, Repository
-from cluster.periodic import run_periodically
 from common.errors import FailedPreconditionError
 
 log = logging.getLogger(__name__)

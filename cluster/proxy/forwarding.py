@@ -18,8 +18,8 @@ import grpc
 from google.protobuf import message
 
 from cluster.metadata.api import Repository
-from cluster.nodes import NodePool
-from cluster.router import MethodInfo
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.router import MethodInfo
 from common.errors import GitraftError, InvalidArgumentError, UnavailableError
 from common.paths import validate_relative_path
 from gitraft.v1 import repository_pb2, shared_pb2

@@ -13,7 +13,7 @@
     gitraft_raft_leader_changes_total                      leader changes seen by this member
     gitraft_raft_commit_duration_seconds                   submit -> applied here, per log entry
 
-Evaluated at each scrape from this proxy's applied Raft state (`cluster.state_metrics`):
+Evaluated at each scrape from this proxy's applied Raft state (`cluster.observability.state_metrics`):
 
     gitraft_raft_role{role} (one-hot), gitraft_raft_leader, gitraft_raft_has_leader,
     gitraft_raft_has_quorum, gitraft_raft_term, gitraft_raft_commit_index,
@@ -102,7 +102,7 @@ class ProxyMetrics:
         self.intents_repaired = Counter(
             "gitraft_proxy_intents_repaired", "Abandoned write intents repaired", ["action"], registry=r
         )
-        # Reconciler, verifier and dead jobs (cluster.reconciler, cluster.verifier).
+        # Reconciler, verifier and dead jobs (cluster.background.reconciler, cluster.background.verifier).
         self.jobs_dead = Counter(
             "gitraft_replication_jobs_dead", "Replication jobs that ended dead here", ["change"], registry=r
         )
@@ -154,7 +154,7 @@ class ProxyMetrics:
         GCCollector(registry=r)
 
     def _state_gauges(self, r: CollectorRegistry) -> None:
-        """Gauges set at scrape time by `cluster.state_metrics.StateMetrics.refresh`."""
+        """Gauges set at scrape time by `cluster.observability.state_metrics.StateMetrics.refresh`."""
 
         def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
             return Gauge(name, doc, list(labels), registry=r)

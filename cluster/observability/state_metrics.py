@@ -2,7 +2,7 @@
 
 `StateMetrics.refresh()` (registered with `ProxyMetrics.on_scrape`) reads pysyncobj's
 status, the Raft files' sizes and a few cheap SQL aggregates of the applied metadata,
-and sets the gauges declared in `cluster.metrics`. It reads local state without a
+and sets the gauges declared in `cluster.observability.metrics`. It reads local state without a
 barrier: a follower's figures lag the leader's by about one heartbeat. Every proxy
 serves them, so alert rules aggregate across proxies (`max by (...)`).
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cluster.metadata import queries
 from cluster.metadata.api import JobState
-from cluster.metrics import ProxyMetrics
+from cluster.observability.metrics import ProxyMetrics
 
 if TYPE_CHECKING:
     from cluster.metadata.store import RaftMetadataStore

@@ -27,9 +27,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from cluster.coordinator import Coordinator
+from cluster.background.periodic import run_periodically
 from cluster.metadata.api import WriteIntent
-from cluster.periodic import run_periodically
+from cluster.proxy.coordinator import Coordinator
 from common.errors import GitraftError
 
 log = logging.getLogger(__name__)

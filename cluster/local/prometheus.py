@@ -4,7 +4,7 @@
 config: job `gitraft-proxy` scrapes the proxies' /metrics, job `gitraft-node` the
 nodes', and the shipped rules (`deploy/prometheus/alerts.yml`) are evaluated. Its
 storage lives in its own directory; `stop()` (or leaving the `with` block) stops it,
-and it dies with the thread that started it (cluster.pdeathsig) even on SIGKILL.
+and it dies with the thread that started it (cluster.local.pdeathsig) even on SIGKILL.
 
     with LocalPrometheus(workdir, proxies=[...], nodes=[...], port=free_port()) as prom:
         prom.wait_ready()
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from cluster.processes import REPO_ROOT, ManagedProcess
+from cluster.local.processes import REPO_ROOT, ManagedProcess
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 

@@ -17,7 +17,7 @@ Paths (see DESIGN.md "Paths through the system"):
   up-to-date secondaries and bumps the generation unless all are equal (also when no
   secondary is up to date: a lagging one could otherwise copy the half-changed primary
   and end up at the same generation with other content). If the proxy dies
-  anywhere in between, the intent stays open and the leader repairs it (cluster.intents).
+  anywhere in between, the intent stays open and the leader repairs it (cluster.background.intent_repair).
   `finish_write` applies the fence (DESIGN.md invariant 8): a write whose primary moved,
   or that another write overtook, while it ran is answered FAILED_PRECONDITION ("write
   not acknowledged: ...; retry"), never acknowledged.
@@ -25,7 +25,7 @@ Paths (see DESIGN.md "Paths through the system"):
   while the write it repairs can still change the primary: a unary mutator takes at most
   about `write_intent_timeout` (or the client's own longer deadline); a streaming one
   (a push) renews its intent while bytes flow and is cut off only after about that long
-  without progress (cluster.intent_renewal).
+  without progress (cluster.proxy.intent_renewal).
 - accessor: shared barrier, look up, one healthy up-to-date replica at random; on
   UNAVAILABLE before anything was relayed (and, for a request stream, before more
   than its first message was sent) it is tried again on another such replica.
@@ -35,8 +35,8 @@ Paths (see DESIGN.md "Paths through the system"):
   proxy, storage_name is empty); any other server-scoped method goes to one healthy node.
 - RPCs whose request names a second repository (`additional_repository`: node-internal
   ReplicateRepository) are refused with INVALID_ARGUMENT.
-Repository creation and removal are in cluster.repositories; the bytes-level calls to
-nodes in cluster.forwarding. A mutator whose primary's channel cannot connect within
+Repository creation and removal are in cluster.proxy.repositories; the bytes-level calls to
+nodes in cluster.proxy.forwarding. A mutator whose primary's channel cannot connect within
 a second is refused (UNAVAILABLE) before its intent is written.
 """
 
@@ -54,8 +54,10 @@ from typing import Any
 import grpc
 from google.protobuf import message
 
-from cluster.barrier import SharedBarrier
-from cluster.forwarding import (
+from cluster.metadata.api import MetadataStore, Repository
+from cluster.observability.metrics import ProxyMetrics
+from cluster.proxy.barrier import SharedBarrier
+from cluster.proxy.forwarding import (
     NodeError,
     RequestLog,
     call_timeout,
@@ -71,11 +73,9 @@ from cluster.forwarding import (
     target_path,
     time_remaining,
 )
-from cluster.intent_renewal import IntentKeeper
-from cluster.metadata.api import MetadataStore, Repository
-from cluster.metrics import ProxyMetrics
-from cluster.nodes import NodePool
-from cluster.router import (
+from cluster.proxy.intent_renewal import IntentKeeper
+from cluster.proxy.nodes import NodePool
+from cluster.proxy.router import (
     MethodInfo,
     OpType,
     Registry,
@@ -100,7 +100,7 @@ log = logging.getLogger(__name__)
 PROXY_VERSION = "gitraft-proxy/0.1.0"
 # Bound on the checksum comparison after a failed mutator.
 CHECKSUM_TIMEOUT = 10.0
-# Re-exported for the modules that use the coordinator (cluster.repositories, tests).
+# Re-exported for the modules that use the coordinator (cluster.proxy.repositories, tests).
 __all__ = ["CREATE", "Coordinator", "NodeError", "OpenIntent", "replica_of", "rewrite"]
 # Attempts of a read that fails with UNAVAILABLE before anything was relayed.
 READ_ATTEMPTS = 3
@@ -156,7 +156,7 @@ class Coordinator:
         self.clock = clock
         self.on_jobs_scheduled = on_jobs_scheduled
         self.barrier = SharedBarrier(store.barrier)
-        # Set by the proxy wiring: creation/removal (cluster.repositories).
+        # Set by the proxy wiring: creation/removal (cluster.proxy.repositories).
         self.create_repository: CreateHook | None = None
         self.remove_repository: RemoveHook | None = None
 
@@ -520,7 +520,7 @@ class Coordinator:
         compared = [t for t in theirs if not isinstance(t, BaseException)]
         return bool(compared) and all(t == mine for t in compared)
 
-    # --- calls to nodes (cluster.forwarding; methods so tests can stand in for nodes) ---
+    # --- calls to nodes (cluster.proxy.forwarding; methods so tests can stand in for nodes) ---
 
     async def checksum(self, repo: Repository, storage: str) -> str:
         return await read_checksum(self.nodes, repo, storage)

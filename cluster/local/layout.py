@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from cluster.config import NodeEntry, ProxyConfig
-from cluster.ports import HOST, NoFreePortError, free_port_block, port_is_free
+from cluster.local.ports import HOST, NoFreePortError, free_port_block, port_is_free
 from common.config import to_toml
 from node.config import NodeConfig
 

@@ -2,7 +2,7 @@
 
 Creation (CreateRepository, or a push to a missing path through the gateway when
 `create_on_push` is set): barrier; refuse a path that exists (ALREADY_EXISTS); place
-`replication_factor` replicas (cluster.placement); commit the metadata in Raft (every
+`replication_factor` replicas (cluster.proxy.placement); commit the metadata in Raft (every
 replica at generation -1, paths derived from a fresh id); then create it on the
 primary like any mutator (intent, node, finish_write), which puts the primary at
 generation 0 and schedules `update` jobs that create the other replicas. When the
@@ -26,10 +26,10 @@ from typing import Any
 import grpc
 from google.protobuf import message
 
-from cluster.coordinator import CREATE, Coordinator, NodeError, replica_of, rewrite
 from cluster.metadata.api import Repository
-from cluster.placement import new_repository_id, place, replica_path
-from cluster.router import MethodInfo
+from cluster.proxy.coordinator import CREATE, Coordinator, NodeError, replica_of, rewrite
+from cluster.proxy.placement import new_repository_id, place, replica_path
+from cluster.proxy.router import MethodInfo
 from common.errors import AlreadyExistsError, GitraftError
 from common.paths import validate_relative_path
 from gitraft.v1 import repository_pb2, shared_pb2
