@@ -4,7 +4,7 @@ Creation (CreateRepository, or a push to a missing path through the gateway when
 `create_on_push` is set): barrier; refuse a path that exists (ALREADY_EXISTS); place
 `replication_factor` replicas (cluster.proxy.placement); commit the metadata in Raft (every
 replica at generation -1, paths derived from a fresh id); then create it on the
-primary like any mutator (intent, node, finish_write), which puts the primary at
+primary like any mutator (`WritePath.write_unary`: intent, node, finish_write), which puts the primary at
 generation 0 and schedules `update` jobs that create the other replicas. When the
 primary refuses, the metadata is removed again. Two proxies creating the same path
 race in Raft: one `create_repository` wins, the other gets ALREADY_EXISTS.
@@ -21,34 +21,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import message
 
 from cluster.metadata.api import Repository
-from cluster.proxy.coordinator import CREATE, Coordinator, NodeError, replica_of, rewrite
+from cluster.proxy.forwarding import NodeError, replica_of
 from cluster.proxy.placement import new_repository_id, place, replica_path
 from cluster.proxy.router import MethodInfo
 from common.errors import AlreadyExistsError, GitraftError
 from common.paths import validate_relative_path
 from gitraft.v1 import repository_pb2, shared_pb2
 
+if TYPE_CHECKING:
+    from cluster.proxy.writes import WritePath
+
 log = logging.getLogger(__name__)
+
+CREATE = "/gitraft.v1.RepositoryService/CreateRepository"
+REMOVE = "/gitraft.v1.RepositoryService/RemoveRepository"
 
 # Seconds a push waits for a repository another client is creating at the same time.
 CREATE_WAIT = 30.0
 
 
 class Repositories:
-    """Creates and removes repositories for one proxy (wired into its Coordinator)."""
+    """Creates and removes repositories for one proxy: its Coordinator's CREATE and
+    REMOVE plans, and the gateway's push-to-create hook (`on_missing_repository`)."""
 
-    def __init__(self, coordinator: Coordinator, replication_factor: int, create_on_push: bool) -> None:
+    def __init__(self, coordinator: WritePath, replication_factor: int, create_on_push: bool) -> None:
         self._c = coordinator
         self.replication_factor = replication_factor
         self.create_on_push = create_on_push
-        coordinator.create_repository = self.create
-        coordinator.remove_repository = self.remove
 
     async def create(
         self, relative_path: str, request: message.Message, info: MethodInfo, context: Any
@@ -58,13 +63,11 @@ class Repositories:
         repo = await self._create_metadata(relative_path)
         primary = repo.primary
         intent = await c.begin_write(repo, primary, context)
-        try:
-            forwarded = rewrite(info, request, repo, primary)
-            response = await c.call_unary(info, primary, forwarded, context, intent.timeout)
-        except BaseException:
+
+        async def undo(_exc: BaseException) -> None:
             await self._undo(repo, intent.intent_id, primary)
-            raise
-        await asyncio.shield(c.finish_write(intent.intent_id, primary))
+
+        response = await c.write_unary(info, request, repo, primary, intent, context, undo)
         log.info(
             "repository created",
             extra={"repository": relative_path, "repository_id": repo.repository_id, "primary": primary},

@@ -40,7 +40,6 @@ from cluster.observability.metrics import MetricsServer, ProxyMetrics
 from cluster.observability.state_metrics import LeaderWatch, StateMetrics
 from cluster.proxy.coordinator import Coordinator
 from cluster.proxy.nodes import NodePool
-from cluster.proxy.repositories import Repositories
 from cluster.proxy.router import Registry
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
@@ -96,8 +95,9 @@ class ProxyServer:
             write_intent_timeout=config.write_intent_timeout,
             read_first_response_timeout=config.read_first_response_timeout,
             on_jobs_scheduled=self.replicator.wake,
+            replication_factor=config.replication_factor,
+            create_on_push=config.create_on_push,
         )
-        self.repositories = Repositories(self.coordinator, config.replication_factor, config.create_on_push)
         self.health_checker = HealthChecker(
             proxy_name=config.name,
             store=self.store,
@@ -206,7 +206,7 @@ class ProxyServer:
                 f"127.0.0.1:{self.port}",
                 self.config.token,
                 self.config.tokens,
-                on_missing_repository=self.repositories.on_missing_repository,
+                on_missing_repository=self.coordinator.repositories.on_missing_repository,
                 **self._gateway_tls(),
             )
             self.http_port = await self.gateway.start(*split_addr(self.config.http_addr))

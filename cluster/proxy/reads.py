@@ -1,0 +1,188 @@
+"""The coordinator's read path: accessors on one replica, maintenance on every replica.
+
+- accessor: shared barrier, look up, one healthy up-to-date replica at random (one under
+  no open write intent when there is such: route_accessor). It is tried again on
+  another such replica, at most READ_ATTEMPTS times in all, when it fails with
+  UNAVAILABLE, or with NOT_FOUND for a replica missing on disk, before anything was
+  relayed (and, for a request stream, before more than its first message was sent).
+  While another replica could serve it, a node silent for `read_first_response_timeout`
+  counts as UNAVAILABLE; the last candidate is waited for as long as the client allows.
+- maintenance: every healthy assigned replica, no generation change; the first answer
+  is the client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf import message
+
+from cluster.metadata.api import Repository
+from cluster.proxy.calls import Calls
+from cluster.proxy.forwarding import NodeError, RequestLog, rewrite, time_remaining
+from cluster.proxy.router import MethodInfo, route_accessor, route_maintenance
+from common.errors import NotFoundError
+from common.logs import bind_fields
+
+log = logging.getLogger(__name__)
+
+# Attempts of a read that fails with UNAVAILABLE before anything was relayed.
+READ_ATTEMPTS = 3
+# How a node words NOT_FOUND for a repository missing at the path it was asked about
+# (node.storage.Storage.existing_path_of).
+MISSING_REPLICA = "repository not found: "
+
+
+class ReadPath(Calls):
+    """Accessor and maintenance calls (see module doc)."""
+
+    async def read_unary(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
+        """An accessor; the empty response for RepositoryExists of a missing repository."""
+        repo = await self.lookup(path, info)
+        if repo is None:
+            return info.response_class().SerializeToString()  # RepositoryExists: false
+        healthy = await self.store.healthy_storages(self.clock())
+        tried: list[str] = []
+        writing = await self._writing(repo)
+        while True:
+            storage = self._read_from(repo, healthy, tried, writing)
+            bound = self._read_bound(context) if _another_replica(repo, healthy, tried, storage) else None
+            try:
+                return await self.call_unary(
+                    info, storage, rewrite(info, request, repo, storage), context, bound
+                )
+            except NodeError as exc:
+                if not _retry_read(self._silent(exc, storage, bound), tried, storage):
+                    raise
+
+    async def read_stream(
+        self,
+        info: MethodInfo,
+        request: message.Message,
+        path: str,
+        rest: AsyncIterator[bytes] | None,
+        context: Any,
+    ) -> AsyncIterator[bytes]:
+        """A response-streaming accessor, relayed message by message."""
+        repo = await self.lookup(path, info)
+        if repo is None:
+            raise NotFoundError(f"repository not found: {path!r}")
+        healthy = await self.store.healthy_storages(self.clock())
+        tried: list[str] = []
+        writing = await self._writing(repo)
+        request_log = RequestLog(rest) if rest is not None else None
+        while True:
+            storage = self._read_from(repo, healthy, tried, writing)
+            first = rewrite(info, request, repo, storage)
+            relayed = False
+            attempt = request_log.attempt() if request_log is not None else None
+            responses = self.call_stream(info, storage, first, attempt, context)
+            try:
+                bounded = _another_replica(repo, healthy, tried, storage)
+                head = await self._first_response(responses, storage, bounded)
+                if head is None:
+                    return
+                relayed = True
+                yield head
+                async for chunk in responses:
+                    yield chunk
+                return
+            except NodeError as exc:
+                replayable = request_log is None or request_log.replayable
+                if relayed or not replayable or not _retry_read(exc, tried, storage):
+                    raise
+            finally:
+                close = getattr(responses, "aclose", None)
+                if close is not None:
+                    await close()
+
+    async def maintain(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
+        """A unary maintenance call on every healthy assigned replica; the first answer."""
+        repo = await self.lookup(path, info)
+        if repo is None:
+            return info.response_class().SerializeToString()
+        healthy = await self.store.healthy_storages(self.clock())
+        storages = route_maintenance(repo, healthy).storages
+        answers = await asyncio.gather(
+            *(self.call_unary(info, s, rewrite(info, request, repo, s), context) for s in storages)
+        )
+        return answers[0]
+
+    async def _writing(self, repo: Repository) -> frozenset[str]:
+        """Storages under an open write intent for `repo` (read after the lookup's barrier,
+        so every intent begun before this read is seen)."""
+        return frozenset(s for i in await self.store.open_intents(repo.repository_id) for s in i.storages)
+
+    def _read_bound(self, context: Any) -> float | None:
+        """The proxy's own bound on a unary read's node call: `read_first_response_timeout`
+        when the client allows longer (or set no deadline), else None (the client's
+        deadline binds)."""
+        remaining = time_remaining(context)
+        if remaining is not None and remaining <= self.read_first_response_timeout:
+            return None
+        return self.read_first_response_timeout
+
+    def _silent(self, exc: NodeError, storage: str, bound: float | None) -> NodeError:
+        """A node call cut off by the proxy's own read bound is UNAVAILABLE (retried on
+        another replica), not the client's DEADLINE_EXCEEDED."""
+        if bound is None or exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+            return exc
+        message = f"storage {storage!r} did not answer within {bound:g} s"
+        return NodeError(grpc.StatusCode.UNAVAILABLE, message)
+
+    async def _first_response(
+        self, responses: AsyncIterator[bytes], storage: str, bounded: bool
+    ) -> bytes | None:
+        """The first response message of a read (None: the node sent none). When
+        `bounded` (another replica could serve it), within `read_first_response_timeout`:
+        a node silent that long (paused, wedged) is UNAVAILABLE, so the read is tried on
+        another replica when nothing was consumed. The last candidate is waited for as
+        long as the client allows (an overloaded cluster is slow rather than failing)."""
+        try:
+            timeout = self.read_first_response_timeout if bounded else None
+            return await asyncio.wait_for(anext(responses), timeout)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            raise NodeError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"storage {storage!r} did not answer within {self.read_first_response_timeout:g} s",
+            ) from None
+
+    def _read_from(
+        self, repo: Repository, healthy: set[str], tried: list[str], writing: frozenset[str] = frozenset()
+    ) -> str:
+        """A replica to read from, preferring ones not yet `tried` (then any again), and
+        ones not in `writing` (see route_accessor)."""
+        untried = healthy - set(tried)
+        candidates = [s for s in repo.up_to_date() if s in untried]
+        storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
+        self.metrics.reads.labels(storage=storage).inc()
+        bind_fields(storage=storage)
+        return storage
+
+
+def _another_replica(repo: Repository, healthy: set[str], tried: list[str], storage: str) -> bool:
+    """Whether a read about to run on `storage` could be retried on another healthy,
+    up-to-date replica not tried yet (within READ_ATTEMPTS)."""
+    if len(tried) + 1 >= READ_ATTEMPTS:
+        return False
+    return any(s in healthy and s != storage and s not in tried for s in repo.up_to_date())
+
+
+def _retry_read(exc: NodeError, tried: list[str], storage: str) -> bool:
+    """Whether a read that failed on `storage` with `exc` is tried again (on another
+    replica when there is one), at most READ_ATTEMPTS times: for UNAVAILABLE (nothing
+    was served; e.g. a channel still reconnecting to a restarted node, or a silent one),
+    and for a node that has no repository at the replica's path although the metadata
+    says the replica is current (deleted on disk, not yet noticed by the reconciler)."""
+    tried.append(storage)
+    missing = exc.code == grpc.StatusCode.NOT_FOUND and str(exc).startswith(MISSING_REPLICA)
+    if not (exc.code == grpc.StatusCode.UNAVAILABLE or missing) or len(tried) >= READ_ATTEMPTS:
+        return False
+    log.info("read retried", extra={"storage": storage, "error": str(exc)})
+    return True
