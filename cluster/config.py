@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.metadata.config import RaftConfig
-from common.config import ConfigError, from_dict, load_config, merge_tokens
+from common.config import ConfigError, from_dict, load_config, required_tokens
 from common.tls import ClientTls, ServerTls
 
 
@@ -62,7 +62,7 @@ class ProxyConfig:
     http_addr: str = "127.0.0.1:8081"
     metrics_addr: str = ""
     data_dir: Path = Path(".gitraft/proxy-1")
-    # Accepted client tokens: `token` and `tokens` (see common.config.merge_tokens);
+    # Accepted client tokens: `token` and `tokens` (see common.config.required_tokens);
     # after loading, `tokens` holds them all and `token` the first (the one the proxy's
     # own gateway sends upstream).
     token: str = ""
@@ -128,10 +128,7 @@ class ProxyConfig:
     nodes: list[NodeEntry] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.tokens = merge_tokens(self.token, self.tokens)
-        if not self.tokens:
-            raise ConfigError("proxy config: 'token' (or 'tokens') is required")
-        self.token = self.tokens[0]
+        self.token, self.tokens = required_tokens("proxy config", self.token, self.tokens)
         if not self.node_token:
             raise ConfigError("proxy config: 'node_token' is required")
         if self.replication_factor < 1:

@@ -35,6 +35,15 @@ def merge_tokens(token: str, tokens: list[str]) -> list[str]:
     return merged
 
 
+def required_tokens(where: str, token: str, tokens: list[str]) -> tuple[str, list[str]]:
+    """(the token a process sends, every token it accepts) from its `token` and `tokens`
+    keys (merge_tokens); ConfigError naming `where` when there is none."""
+    merged = merge_tokens(token, tokens)
+    if not merged:
+        raise ConfigError(f"{where}: 'token' (or 'tokens') is required")
+    return merged[0], merged
+
+
 def load_config(path: str | Path, cls: type[T]) -> T:
     """Read `path` (TOML) into the dataclass `cls`."""
     p = Path(path)

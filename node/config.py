@@ -7,7 +7,7 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pool
 
-from common.config import ConfigError, load_config, merge_tokens
+from common.config import ConfigError, load_config, required_tokens
 from common.limiter import ConcurrencyLimit
 from common.tls import ClientTls, ServerTls
 from gitraft.v1 import commit_pb2, ref_pb2, repository_pb2, server_pb2, smarthttp_pb2  # noqa: F401 (descriptors)
@@ -40,7 +40,7 @@ class NodeConfig:
     # Directory of bare repositories (created when missing).
     storage_path: Path = Path(".gitraft/node-a")
     # Required: every RPC but health checks must carry one of `token` and `tokens`
-    # (several during a rotation, see common.config.merge_tokens); after loading,
+    # (several during a rotation, see common.config.required_tokens); after loading,
     # `tokens` holds them all and `token` the first. A node never sends its own token:
     # it reaches a replication source with the token the proxy's request carries.
     token: str = ""
@@ -64,10 +64,7 @@ class NodeConfig:
     tls_ca: str = ""
 
     def __post_init__(self) -> None:
-        self.tokens = merge_tokens(self.token, self.tokens)
-        if not self.tokens:
-            raise ConfigError("node config: 'token' (or 'tokens') is required")
-        self.token = self.tokens[0]
+        self.token, self.tokens = required_tokens("node config", self.token, self.tokens)
         if not self.name:
             raise ConfigError("node config: 'name' must not be empty")
         if self.replication_timeout <= 0:

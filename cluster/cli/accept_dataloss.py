@@ -32,7 +32,7 @@ def accept(client: base.Client, args: argparse.Namespace) -> int:
     answer = client.call("AcceptDataloss", request)
     repo = answer.repository
     if args.json:
-        base.print_json({"repository": base.repository_json(repo), "overwritten": list(answer.overwritten)})
+        base.print_json({"repository": base.message_json(repo), "overwritten": list(answer.overwritten)})
         return base.EXIT_OK
     print(
         f"{repo.relative_path}: {args.authoritative_storage} is authoritative at generation {repo.generation}"

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import message
 
 from common.auth import bearer_metadata
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc
@@ -331,26 +332,20 @@ def plural(n: int, word: str, many: str = "") -> str:
 # --- repositories as text and JSON ------------------------------------------------------
 
 
-def replica_json(r: cluster_pb2.ReplicaStatus) -> dict[str, Any]:
-    return {
-        "storage": r.storage,
-        "generation": r.generation,
-        "assigned": r.assigned,
-        "healthy": r.healthy,
-        "up_to_date": r.up_to_date,
-    }
-
-
-def repository_json(repo: cluster_pb2.ClusterRepository) -> dict[str, Any]:
-    return {
-        "relative_path": repo.relative_path,
-        "repository_id": repo.repository_id,
-        "replica_path": repo.replica_path,
-        "primary": repo.primary,
-        "generation": repo.generation,
-        "replication_factor": repo.replication_factor,
-        "replicas": [replica_json(r) for r in repo.replicas],
-    }
+def message_json(msg: message.Message) -> dict[str, Any]:
+    """Every field of a ClusterService message (no map fields) by its proto name, unset
+    ones included: nested messages as objects, repeated fields as lists, numbers as
+    numbers (protobuf's own JSON mapping writes 64-bit integers as strings). So the
+    `--json` field names are the proto's, stable by the proto's rules."""
+    out: dict[str, Any] = {}
+    for field in msg.DESCRIPTOR.fields:
+        value = getattr(msg, field.name)
+        if field.message_type is not None:
+            value = [message_json(v) for v in value] if field.is_repeated else message_json(value)
+        elif field.is_repeated:
+            value = list(value)
+        out[field.name] = value
+    return out
 
 
 def replicas_text(repo: cluster_pb2.ClusterRepository) -> str:

@@ -42,8 +42,8 @@ def show(client: base.Client, args: argparse.Namespace) -> int:
     if args.json:
         base.print_json(
             {
-                "unavailable": [base.repository_json(r) for r in answer.unavailable],
-                "partially_available": [base.repository_json(r) for r in answer.partially_available],
+                "unavailable": [base.message_json(r) for r in answer.unavailable],
+                "partially_available": [base.message_json(r) for r in answer.partially_available],
             }
         )
         return base.EXIT_OK

@@ -42,7 +42,7 @@ def failover(client: base.Client, args: argparse.Namespace) -> int:
     if args.json:
         base.print_json(
             {
-                "repository": base.repository_json(repo),
+                "repository": base.message_json(repo),
                 "previous_primary": answer.previous_primary,
                 "overwritten": list(answer.overwritten),
             }

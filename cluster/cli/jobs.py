@@ -41,22 +41,6 @@ def register(subparsers: Any) -> None:
     retry.set_defaults(func=lambda args: base.run(args, do_retry))
 
 
-def job_json(j: cluster_pb2.ReplicationJob) -> dict[str, Any]:
-    return {
-        "id": j.id,
-        "repository_id": j.repository_id,
-        "relative_path": j.relative_path,
-        "change": j.change,
-        "source": j.source,
-        "target": j.target,
-        "source_generation": j.source_generation,
-        "state": j.state,
-        "attempts": j.attempts,
-        "lease_owner": j.lease_owner,
-        "last_error": j.last_error,
-    }
-
-
 def show(client: base.Client, args: argparse.Namespace) -> int:
     request = cluster_pb2.ListReplicationJobsRequest(
         states=args.state or [], limit=max(1, args.limit), relative_path=args.repository or ""
@@ -65,7 +49,10 @@ def show(client: base.Client, args: argparse.Namespace) -> int:
     depth = dict(answer.depth_by_state)
     if args.json:
         base.print_json(
-            {"jobs": [job_json(j) for j in answer.jobs], "depth_by_state": dict(sorted(depth.items()))}
+            {
+                "jobs": [base.message_json(j) for j in answer.jobs],
+                "depth_by_state": dict(sorted(depth.items())),
+            }
         )
         return base.EXIT_OK
     print("queue: " + " ".join(f"{s}={depth.get(s, 0)}" for s in STATES))

@@ -29,7 +29,7 @@ def remove(client: base.Client, args: argparse.Namespace) -> int:
     answer = client.call("RemoveClusterRepository", request)
     repo = answer.repository
     if args.json:
-        base.print_json({"repository": base.repository_json(repo), "removed": answer.removed})
+        base.print_json({"repository": base.message_json(repo), "removed": answer.removed})
         return base.EXIT_OK
     storages = ", ".join(r.storage for r in repo.replicas) or "none"
     if answer.removed:

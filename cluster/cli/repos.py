@@ -38,7 +38,7 @@ def show(client: base.Client, args: argparse.Namespace) -> int:
             client.call("ListClusterRepositories", cluster_pb2.ListClusterRepositoriesRequest()).repositories
         )
     if args.json:
-        base.print_json({"repositories": [base.repository_json(r) for r in repos]})
+        base.print_json({"repositories": [base.message_json(r) for r in repos]})
     elif repos:
         print(base.table(base.REPOSITORY_HEADERS, list(base.repository_rows(repos))))
     else:

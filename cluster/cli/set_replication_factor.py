@@ -36,7 +36,7 @@ def apply(client: base.Client, args: argparse.Namespace) -> int:
     if args.json:
         base.print_json(
             {
-                "repository": base.repository_json(repo),
+                "repository": base.message_json(repo),
                 "assigned": list(answer.assigned),
                 "unassigned": list(answer.unassigned),
             }

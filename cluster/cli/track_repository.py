@@ -44,7 +44,7 @@ def track(client: base.Client, args: argparse.Namespace) -> int:
     )
     repo = client.call("TrackRepository", request).repository
     if args.json:
-        base.print_json({"repository": base.repository_json(repo)})
+        base.print_json({"repository": base.message_json(repo)})
         return base.EXIT_OK
     others = [r.storage for r in repo.replicas if r.storage != repo.primary]
     print(

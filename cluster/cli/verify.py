@@ -24,25 +24,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=lambda args: base.run(args, verify))
 
 
-def verification_json(v: cluster_pb2.RepositoryVerification) -> dict[str, Any]:
-    return {
-        "relative_path": v.relative_path,
-        "primary": v.primary,
-        "replicas": [
-            {
-                "storage": r.storage,
-                "generation": r.generation,
-                "checksum": r.checksum,
-                "default_branch": r.default_branch,
-                "matches": r.matches,
-                "error": r.error,
-            }
-            for r in v.replicas
-        ],
-        "repairs_scheduled": list(v.repairs_scheduled),
-    }
-
-
 def verify(client: base.Client, args: argparse.Namespace) -> int:
     answer = client.call(
         "VerifyRepositories", cluster_pb2.VerifyRepositoriesRequest(relative_paths=args.paths)
@@ -51,7 +32,7 @@ def verify(client: base.Client, args: argparse.Namespace) -> int:
     if args.json:
         base.print_json(
             {
-                "repositories": [verification_json(v) for v in answer.repositories],
+                "repositories": [base.message_json(v) for v in answer.repositories],
                 "mismatches": answer.mismatches,
             }
         )
