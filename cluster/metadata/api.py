@@ -14,6 +14,10 @@ Failures of the store itself raise (see common.errors):
   `InvalidArgumentError` for command results that refuse (unknown repository, wrong
   lease owner or outdated primary, path taken, malformed command).
 
+Adding a command: its apply function declared with `@command` (`cluster.metadata.commands`)
+and its typed, documented method here; the store's method is one line
+(`name = command(MetadataStore.name)`), and a unit test fails while any part is missing.
+
 *Queries* read this proxy's applied state. `barrier()` gives a linearizable read point:
 after it returns, the local state includes every command committed before it began.
 

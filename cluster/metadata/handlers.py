@@ -2,7 +2,8 @@
 
 Each handler takes the open transaction's connection and the command's `args`, changes
 rows deterministically (time and ids come from `args`), and returns a JSON-able
-result. A refusal raises `CommandError`, which `statemachine.apply` turns into an
+result; it is declared once with `@command` (`cluster.metadata.commands`: op, how the
+store's call becomes its args, how its result comes back). A refusal raises `CommandError`, which `statemachine.apply` turns into an
 error value after rolling the command back; nothing here escapes to pysyncobj.
 Job commands live in `cluster.metadata.jobs`, write intents in `cluster.metadata.writes`;
 commands that change primaries or assignments fence the writes in flight they make
@@ -15,8 +16,9 @@ import json
 import sqlite3
 from typing import Any
 
-from cluster.metadata import fencing
+from cluster.metadata import fencing, results
 from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.commands import command
 
 # `last_error` of a job ended because its repository was removed.
 REPOSITORY_REMOVED = "repository removed"
@@ -152,6 +154,7 @@ def drop_waiting_jobs(conn: sqlite3.Connection, repository_id: str, target: str 
 # --- storages and repositories --------------------------------------------------
 
 
+@command()
 def register_storage(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO storages (name, address) VALUES (?, ?)"
@@ -160,6 +163,7 @@ def register_storage(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     )
 
 
+@command(result=results.repository_from_dict)
 def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     rid, path = a["repository_id"], a["relative_path"]
     storages: list[str] = list(dict.fromkeys(a["storages"]))
@@ -181,6 +185,7 @@ def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, 
     return load_repository(conn, rid)
 
 
+@command(constants={"end_running_jobs": True})
 def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Forget the repository; every replica gets a `delete_replica` job (by replica path).
 
@@ -229,6 +234,7 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     conn.execute("DELETE FROM write_intents WHERE repository_id = ? AND result IS NULL", (rid,))
 
 
+@command()
 def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Metadata only: replica paths derive from the id and never move."""
     rid, new = a["repository_id"], a["new_relative_path"]
@@ -242,6 +248,7 @@ def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     )
 
 
+@command(result=results.repository_from_dict, constants={"require_up_to_date": True})
 def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Make `storage` the primary; refused (precondition) unless it is assigned and, with
     `require_up_to_date` (always sent by the store; entries logged before it existed lack
@@ -269,6 +276,7 @@ def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     return load_repository(conn, rid)
 
 
+@command(result=results.repository_from_dict)
 def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Assign storages (a replica at -1 plus an update job from an up-to-date replica)
     and unassign others (a `delete_replica` job; writes in flight there are fenced); the
@@ -304,6 +312,7 @@ def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[
     return load_repository(conn, rid)
 
 
+@command(result=int)
 def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
     """Raise one replica's generation (never lowers it); returns the new value."""
     rid, storage = a["repository_id"], a["storage"]
@@ -317,6 +326,13 @@ def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
     return new
 
 
+def _authoritative(a: dict[str, Any]) -> dict[str, Any]:
+    """`accept_dataloss(authoritative_storage=...)` travels as `storage`."""
+    a["storage"] = a.pop("authoritative_storage")
+    return a
+
+
+@command(result=results.repository_from_dict, send=_authoritative, constants={"fence": True})
 def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """`storage` becomes the only newest replica (max+1); every other one gets an update.
 
@@ -357,6 +373,7 @@ def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, An
 # --- health -----------------------------------------------------------------------
 
 
+@command()
 def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Upsert one proxy's view of one storage; a vote older than the stored one is ignored."""
     conn.execute(
@@ -370,6 +387,7 @@ def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
 # --- operator commands (gitraft track-repository) ---------------------------------
 
 
+@command(result=results.repository_from_dict)
 def track_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Adopt a repository that exists on `primary`'s disk at `replica_path`: the
     repository is created with `primary` at generation 0 (its data is the truth) and

@@ -25,44 +25,9 @@ from cluster.metadata.api import (
     WriteIntent,
 )
 from cluster.metadata.jobs import JOB_COLUMNS, job_dict
+from cluster.metadata.results import job_from_dict
 
 _REPO_COLUMNS = 'repository_id, relative_path, replica_path, "primary", replication_factor, created_at'
-
-
-def repository_from_dict(d: dict[str, Any]) -> Repository:
-    return Repository(
-        repository_id=d["repository_id"],
-        relative_path=d["relative_path"],
-        replica_path=d["replica_path"],
-        primary=d["primary"],
-        replication_factor=d["replication_factor"],
-        created_at=d["created_at"],
-        replicas=tuple(Replica(r["storage"], r["generation"]) for r in d["replicas"]),
-    )
-
-
-def job_from_dict(d: dict[str, Any]) -> Job:
-    return Job(
-        id=d["id"],
-        repository_id=d["repository_id"],
-        change=ChangeType(d["change"]),
-        source=d["source"],
-        target=d["target"],
-        source_generation=d["source_generation"],
-        state=JobState(d["state"]),
-        attempts=d["attempts"],
-        lease_owner=d["lease_owner"],
-        lease_expires_at=d["lease_expires_at"],
-        retry_at=d["retry_at"],
-        last_error=d["last_error"],
-        created_at=d["created_at"],
-        updated_at=d["updated_at"],
-        params=dict(d["params"]),
-    )
-
-
-def intent_from_dict(d: dict[str, Any]) -> WriteIntent:
-    return WriteIntent(d["intent_id"], d["repository_id"], d["proxy"], tuple(d["storages"]), d["deadline"])
 
 
 async def _repositories(
