@@ -3,8 +3,9 @@
 Each handler takes the open transaction's connection and the command's `args`, changes
 rows deterministically (time and ids come from `args`), and returns a JSON-able
 result; it is declared once with `@command` (`cluster.metadata.commands`: op, how the
-store's call becomes its args, how its result comes back). A refusal raises `CommandError`, which `statemachine.apply` turns into an
-error value after rolling the command back; nothing here escapes to pysyncobj.
+store's call becomes its args, how its result comes back). A refusal raises
+`CommandError`, which `statemachine.apply` turns into an error value after rolling the
+command back; nothing here escapes to pysyncobj.
 Job commands live in `cluster.metadata.jobs`, write intents in `cluster.metadata.writes`;
 commands that change primaries or assignments fence the writes in flight they make
 unsafe (`cluster.metadata.fencing`).
