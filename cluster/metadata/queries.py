@@ -159,23 +159,25 @@ async def repositories_by_ids(db: aiosqlite.Connection, repository_ids: list[str
     )
 
 
-async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
+async def _open_intents(
+    db: aiosqlite.Connection, where: str = "", params: tuple[Any, ...] = ()
+) -> list[WriteIntent]:
+    """Write intents not yet finished (and matching `where`), oldest deadline first."""
     rows = await db.execute_fetchall(
         "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL AND deadline < ? ORDER BY deadline, intent_id",
-        (now,),
+        f" WHERE result IS NULL {where} ORDER BY deadline, intent_id",
+        params,
     )
     return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+
+
+async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
+    return await _open_intents(db, "AND deadline < ?", (now,))
 
 
 async def open_intents(db: aiosqlite.Connection, repository_id: str) -> list[WriteIntent]:
     """The repository's write intents not yet finished (expired or not), oldest first."""
-    rows = await db.execute_fetchall(
-        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL AND repository_id = ? ORDER BY deadline, intent_id",
-        (repository_id,),
-    )
-    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+    return await _open_intents(db, "AND repository_id = ?", (repository_id,))
 
 
 async def queue_depth(db: aiosqlite.Connection) -> dict[tuple[str, str], int]:
@@ -207,11 +209,7 @@ async def needs_verify(db: aiosqlite.Connection, limit: int = 1000) -> list[tupl
 
 async def all_open_intents(db: aiosqlite.Connection) -> list[WriteIntent]:
     """Every write intent not yet finished (expired or not), oldest deadline first."""
-    rows = await db.execute_fetchall(
-        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL ORDER BY deadline, intent_id"
-    )
-    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+    return await _open_intents(db)
 
 
 # --- reconciler, verifier, scale (indexed: no scan of every repository) -------------

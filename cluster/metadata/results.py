@@ -5,41 +5,29 @@ Used by the command declarations (`commands.Command.result`) and by `queries`.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from cluster.metadata.api import ChangeType, Job, JobState, Replica, Repository, WriteIntent, WriteResult
 from common.errors import FailedPreconditionError
 
+T = TypeVar("T")
+
+
+def _build(cls: type[T], d: dict[str, Any], **converted: Any) -> T:
+    """`cls` from the keys of `d` that are its fields, `converted` ones replaced."""
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: v for k, v in d.items() if k in names} | converted)
+
 
 def repository_from_dict(d: dict[str, Any]) -> Repository:
-    return Repository(
-        repository_id=d["repository_id"],
-        relative_path=d["relative_path"],
-        replica_path=d["replica_path"],
-        primary=d["primary"],
-        replication_factor=d["replication_factor"],
-        created_at=d["created_at"],
-        replicas=tuple(Replica(r["storage"], r["generation"]) for r in d["replicas"]),
-    )
+    replicas = tuple(Replica(r["storage"], r["generation"]) for r in d["replicas"])
+    return _build(Repository, d, replicas=replicas)
 
 
 def job_from_dict(d: dict[str, Any]) -> Job:
-    return Job(
-        id=d["id"],
-        repository_id=d["repository_id"],
-        change=ChangeType(d["change"]),
-        source=d["source"],
-        target=d["target"],
-        source_generation=d["source_generation"],
-        state=JobState(d["state"]),
-        attempts=d["attempts"],
-        lease_owner=d["lease_owner"],
-        lease_expires_at=d["lease_expires_at"],
-        retry_at=d["retry_at"],
-        last_error=d["last_error"],
-        created_at=d["created_at"],
-        updated_at=d["updated_at"],
-        params=dict(d["params"]),
+    return _build(
+        Job, d, change=ChangeType(d["change"]), state=JobState(d["state"]), params=dict(d["params"])
     )
 
 
