@@ -90,6 +90,8 @@ class Repository:
     relative_path: str
     replica_path: str
     primary: str
+    # The replicas wanted (asked at creation or by `set_replication_factor`); `replicas`
+    # are those assigned, fewer while too few storages exist.
     replication_factor: int
     created_at: float
     replicas: tuple[Replica, ...] = ()
@@ -309,13 +311,19 @@ class MetadataStore(Protocol):
         ...
 
     async def set_replication_factor(
-        self, repository_id: str, assign: list[str], unassign: list[str], now: float
+        self,
+        repository_id: str,
+        assign: list[str],
+        unassign: list[str],
+        now: float,
+        replication_factor: int | None = None,
     ) -> Repository:
         """Assign storages (replica at -1 plus an `update` job from an up-to-date replica,
         when there is data) and unassign others (row forgotten, waiting jobs for it deleted,
-        a `delete_replica` job); replication_factor becomes the replica count.
+        a `delete_replica` job). The repository's replication_factor (the replicas wanted)
+        becomes `replication_factor`; None keeps it (a re-assignment: one in, one out).
         FailedPreconditionError to unassign the primary; InvalidArgumentError to leave
-        no replica."""
+        no replica or for a factor below 1."""
         ...
 
     async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository:

@@ -277,18 +277,33 @@ def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     return load_repository(conn, rid)
 
 
-@command(result=results.repository_from_dict)
+def _factor_or_keep(a: dict[str, Any]) -> dict[str, Any]:
+    """`replication_factor` always travels; null (None) keeps the stored one."""
+    a.setdefault("replication_factor", None)
+    return a
+
+
+@command(result=results.repository_from_dict, send=_factor_or_keep)
 def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Assign storages (a replica at -1 plus an update job from an up-to-date replica)
     and unassign others (a `delete_replica` job; writes in flight there are fenced); the
-    primary cannot be unassigned."""
+    primary cannot be unassigned.
+
+    The stored `replication_factor` is the replicas wanted: it becomes the command's
+    `replication_factor` (invalid below 1), or stays as it is when that is null (a
+    re-assignment). Entries logged before the argument existed lack it: the factor
+    becomes the replica count, as it did then."""
     rid, now = a["repository_id"], a["now"]
-    _, _, replica_path, primary, _, _ = repository_row(conn, rid)
+    _, _, replica_path, primary, stored_factor, _ = repository_row(conn, rid)
     gens = generations(conn, rid)
     unassign = [s for s in dict.fromkeys(a["unassign"]) if s in gens]
     assign = [s for s in dict.fromkeys(a["assign"]) if s not in gens and s not in unassign]
     if primary in unassign:
         raise CommandError("precondition", f"cannot unassign the primary {primary!r}")
+    if a.get("replication_factor") is not None and int(a["replication_factor"]) < 1:
+        raise CommandError(
+            "invalid", f"replication factor must be at least 1, got {a['replication_factor']!r}"
+        )
     if len(gens) - len(unassign) + len(assign) < 1:
         raise CommandError("invalid", "a repository needs at least one replica")
     latest = max(gens.values(), default=-1)
@@ -305,12 +320,20 @@ def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[
         conn.execute("INSERT INTO replicas (repository_id, storage) VALUES (?, ?)", (rid, storage))
         if latest >= 0:
             schedule_update(conn, rid, source, storage, latest, now)
-    count = conn.execute("SELECT COUNT(*) FROM replicas WHERE repository_id = ?", (rid,)).fetchone()[0]
+    factor = _wanted_factor(conn, rid, a, stored_factor)
     conn.execute(
         "UPDATE repositories SET replication_factor = ?, updated_at = ? WHERE repository_id = ?",
-        (count, now, rid),
+        (factor, now, rid),
     )
     return load_repository(conn, rid)
+
+
+def _wanted_factor(conn: sqlite3.Connection, rid: str, a: dict[str, Any], stored: int) -> int:
+    if "replication_factor" not in a:  # logged before the argument existed
+        return int(
+            conn.execute("SELECT COUNT(*) FROM replicas WHERE repository_id = ?", (rid,)).fetchone()[0]
+        )
+    return stored if a["replication_factor"] is None else int(a["replication_factor"])
 
 
 @command(result=int)

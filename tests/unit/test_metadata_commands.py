@@ -101,7 +101,8 @@ _RESULTS: dict[str, Any] = {
 for _op in ("track_repository", "set_primary", "accept_dataloss", "set_replication_factor"):
     _RESULTS[_op] = _RESULTS["create_repository"]
 
-# (method, positional args, keyword args) -> (op, args) as logged before the registry.
+# (method, positional args, keyword args) -> (op, args) as logged before the registry
+# (set_replication_factor.replication_factor is new with it: null keeps the factor).
 WIRE: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
     ("register_storage", ("a", "x"), {}, {"address": "x", "name": "a"}),
     (
@@ -220,7 +221,13 @@ WIRE: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]] = [
         "set_replication_factor",
         ("r", ["a"], ["b"], 1.0),
         {},
-        {"assign": ["a"], "now": 1.0, "repository_id": "r", "unassign": ["b"]},
+        {"assign": ["a"], "now": 1.0, "replication_factor": None, "repository_id": "r", "unassign": ["b"]},
+    ),
+    (
+        "set_replication_factor",
+        ("r", [], ["b"], 1.0, 2),
+        {},
+        {"assign": [], "now": 1.0, "replication_factor": 2, "repository_id": "r", "unassign": ["b"]},
     ),
     (
         "set_primary",
