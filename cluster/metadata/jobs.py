@@ -13,7 +13,8 @@ Rules (see `api.JobState` for the transitions):
   `handlers.remove_repository`); completing a job of a removed repository changes
   nothing.
 - `fail_job` counts an attempt; at `max_attempts` (carried in the command) the job is
-  `dead`, otherwise `failed` until the `retry_at` the caller computed (see `backoff`).
+  `dead`, otherwise `failed` until the `retry_at` the caller computed (the replicator:
+  `cluster.background.replicator.backoff_seconds`).
 - Completing an `update`/`create` job raises the target's generation to the job's
   `source_generation` in the same transaction (never lowers it; a job no newer than the
   target keeps its generation). One that raises it fences
@@ -41,11 +42,6 @@ JOB_COLUMNS = (
     "id, repository_id, change, source, target, source_generation, state, attempts, lease_owner,"
     " lease_expires_at, retry_at, last_error, created_at, updated_at, params"
 )
-
-
-def backoff(attempts: int, now: float, base: float = 1.0, cap: float = 60.0) -> float:
-    """The `retry_at` for a job that has failed `attempts` times: exponential, capped."""
-    return now + min(cap, base * (2 ** max(0, attempts - 1)))
 
 
 def job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
