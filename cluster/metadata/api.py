@@ -76,12 +76,18 @@ class Storage:
 
 @dataclass(frozen=True)
 class Replica:
+    """One assigned replica: the replica rows are the assignment (an unassigned replica
+    has no row; a `delete_replica` job removes its data)."""
+
     storage: str
     # -1 = assigned but never written (no data yet).
     generation: int
-    # Always True from this store: an unassigned replica has no row (it is forgotten,
-    # and a `delete_replica` job removes its data).
-    assigned: bool = True
+
+    @property
+    def assigned(self) -> bool:
+        """Always True (see the class doc). Kept so existing readers (the admin API's
+        `assigned` field, callers filtering on it) read unchanged; no state behind it."""
+        return True
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,9 @@ class Repository:
         return max((r.generation for r in self.replicas), default=-1)
 
     def up_to_date(self) -> tuple[str, ...]:
-        """Assigned storages whose generation equals the repository's."""
+        """Storages whose generation equals the repository's."""
         g = self.generation
-        return tuple(r.storage for r in self.replicas if r.assigned and r.generation == g)
+        return tuple(r.storage for r in self.replicas if r.generation == g)
 
 
 @dataclass(frozen=True)
