@@ -123,8 +123,8 @@ async def set_replication_factor(
     healthy = await store.healthy_storages(now)
     load, _ = counts(repos)
     assign, unassign = choose_assignment(repo, wanted, storages, healthy, load)
-    if assign or unassign:
-        repo = await store.set_replication_factor(repo.repository_id, assign, unassign, now)
+    if assign or unassign or wanted != repo.replication_factor:
+        repo = await store.set_replication_factor(repo.repository_id, assign, unassign, now, wanted)
     return cluster_pb2.SetReplicationFactorResponse(
         repository=cluster_repository(repo, healthy), assigned=assign, unassigned=unassign
     )

@@ -14,6 +14,10 @@ Failures of the store itself raise (see common.errors):
   `InvalidArgumentError` for command results that refuse (unknown repository, wrong
   lease owner or outdated primary, path taken, malformed command).
 
+Adding a command: its apply function declared with `@command` (`cluster.metadata.commands`)
+and its typed, documented method here; the store's method is one line
+(`name = command(MetadataStore.name)`), and a unit test fails while any part is missing.
+
 *Queries* read this proxy's applied state. `barrier()` gives a linearizable read point:
 after it returns, the local state includes every command committed before it began.
 
@@ -72,12 +76,18 @@ class Storage:
 
 @dataclass(frozen=True)
 class Replica:
+    """One assigned replica: the replica rows are the assignment (an unassigned replica
+    has no row; a `delete_replica` job removes its data)."""
+
     storage: str
     # -1 = assigned but never written (no data yet).
     generation: int
-    # Always True from this store: an unassigned replica has no row (it is forgotten,
-    # and a `delete_replica` job removes its data).
-    assigned: bool = True
+
+    @property
+    def assigned(self) -> bool:
+        """Always True (see the class doc). Kept so existing readers (the admin API's
+        `assigned` field, callers filtering on it) read unchanged; no state behind it."""
+        return True
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,8 @@ class Repository:
     relative_path: str
     replica_path: str
     primary: str
+    # The replicas wanted (asked at creation or by `set_replication_factor`); `replicas`
+    # are those assigned, fewer while too few storages exist.
     replication_factor: int
     created_at: float
     replicas: tuple[Replica, ...] = ()
@@ -96,9 +108,9 @@ class Repository:
         return max((r.generation for r in self.replicas), default=-1)
 
     def up_to_date(self) -> tuple[str, ...]:
-        """Assigned storages whose generation equals the repository's."""
+        """Storages whose generation equals the repository's."""
         g = self.generation
-        return tuple(r.storage for r in self.replicas if r.assigned and r.generation == g)
+        return tuple(r.storage for r in self.replicas if r.generation == g)
 
 
 @dataclass(frozen=True)
@@ -305,13 +317,19 @@ class MetadataStore(Protocol):
         ...
 
     async def set_replication_factor(
-        self, repository_id: str, assign: list[str], unassign: list[str], now: float
+        self,
+        repository_id: str,
+        assign: list[str],
+        unassign: list[str],
+        now: float,
+        replication_factor: int | None = None,
     ) -> Repository:
         """Assign storages (replica at -1 plus an `update` job from an up-to-date replica,
         when there is data) and unassign others (row forgotten, waiting jobs for it deleted,
-        a `delete_replica` job); replication_factor becomes the replica count.
+        a `delete_replica` job). The repository's replication_factor (the replicas wanted)
+        becomes `replication_factor`; None keeps it (a re-assignment: one in, one out).
         FailedPreconditionError to unassign the primary; InvalidArgumentError to leave
-        no replica."""
+        no replica or for a factor below 1."""
         ...
 
     async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository:

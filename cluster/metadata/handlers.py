@@ -2,8 +2,10 @@
 
 Each handler takes the open transaction's connection and the command's `args`, changes
 rows deterministically (time and ids come from `args`), and returns a JSON-able
-result. A refusal raises `CommandError`, which `statemachine.apply` turns into an
-error value after rolling the command back; nothing here escapes to pysyncobj.
+result; it is declared once with `@command` (`cluster.metadata.commands`: op, how the
+store's call becomes its args, how its result comes back). A refusal raises
+`CommandError`, which `statemachine.apply` turns into an error value after rolling the
+command back; nothing here escapes to pysyncobj.
 Job commands live in `cluster.metadata.jobs`, write intents in `cluster.metadata.writes`;
 commands that change primaries or assignments fence the writes in flight they make
 unsafe (`cluster.metadata.fencing`).
@@ -15,8 +17,9 @@ import json
 import sqlite3
 from typing import Any
 
-from cluster.metadata import fencing
+from cluster.metadata import fencing, results
 from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.commands import command
 
 # `last_error` of a job ended because its repository was removed.
 REPOSITORY_REMOVED = "repository removed"
@@ -152,6 +155,7 @@ def drop_waiting_jobs(conn: sqlite3.Connection, repository_id: str, target: str 
 # --- storages and repositories --------------------------------------------------
 
 
+@command()
 def register_storage(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     conn.execute(
         "INSERT INTO storages (name, address) VALUES (?, ?)"
@@ -160,6 +164,7 @@ def register_storage(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     )
 
 
+@command(result=results.repository_from_dict)
 def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     rid, path = a["repository_id"], a["relative_path"]
     storages: list[str] = list(dict.fromkeys(a["storages"]))
@@ -181,6 +186,7 @@ def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, 
     return load_repository(conn, rid)
 
 
+@command(constants={"end_running_jobs": True})
 def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Forget the repository; every replica gets a `delete_replica` job (by replica path).
 
@@ -229,6 +235,7 @@ def remove_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     conn.execute("DELETE FROM write_intents WHERE repository_id = ? AND result IS NULL", (rid,))
 
 
+@command()
 def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Metadata only: replica paths derive from the id and never move."""
     rid, new = a["repository_id"], a["new_relative_path"]
@@ -242,6 +249,7 @@ def rename_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     )
 
 
+@command(result=results.repository_from_dict, constants={"require_up_to_date": True})
 def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Make `storage` the primary; refused (precondition) unless it is assigned and, with
     `require_up_to_date` (always sent by the store; entries logged before it existed lack
@@ -269,17 +277,33 @@ def set_primary(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     return load_repository(conn, rid)
 
 
+def _factor_or_keep(a: dict[str, Any]) -> dict[str, Any]:
+    """`replication_factor` always travels; null (None) keeps the stored one."""
+    a.setdefault("replication_factor", None)
+    return a
+
+
+@command(result=results.repository_from_dict, send=_factor_or_keep)
 def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Assign storages (a replica at -1 plus an update job from an up-to-date replica)
     and unassign others (a `delete_replica` job; writes in flight there are fenced); the
-    primary cannot be unassigned."""
+    primary cannot be unassigned.
+
+    The stored `replication_factor` is the replicas wanted: it becomes the command's
+    `replication_factor` (invalid below 1), or stays as it is when that is null (a
+    re-assignment). Entries logged before the argument existed lack it: the factor
+    becomes the replica count, as it did then."""
     rid, now = a["repository_id"], a["now"]
-    _, _, replica_path, primary, _, _ = repository_row(conn, rid)
+    _, _, replica_path, primary, stored_factor, _ = repository_row(conn, rid)
     gens = generations(conn, rid)
     unassign = [s for s in dict.fromkeys(a["unassign"]) if s in gens]
     assign = [s for s in dict.fromkeys(a["assign"]) if s not in gens and s not in unassign]
     if primary in unassign:
         raise CommandError("precondition", f"cannot unassign the primary {primary!r}")
+    if a.get("replication_factor") is not None and int(a["replication_factor"]) < 1:
+        raise CommandError(
+            "invalid", f"replication factor must be at least 1, got {a['replication_factor']!r}"
+        )
     if len(gens) - len(unassign) + len(assign) < 1:
         raise CommandError("invalid", "a repository needs at least one replica")
     latest = max(gens.values(), default=-1)
@@ -296,14 +320,23 @@ def set_replication_factor(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[
         conn.execute("INSERT INTO replicas (repository_id, storage) VALUES (?, ?)", (rid, storage))
         if latest >= 0:
             schedule_update(conn, rid, source, storage, latest, now)
-    count = conn.execute("SELECT COUNT(*) FROM replicas WHERE repository_id = ?", (rid,)).fetchone()[0]
+    factor = _wanted_factor(conn, rid, a, stored_factor)
     conn.execute(
         "UPDATE repositories SET replication_factor = ?, updated_at = ? WHERE repository_id = ?",
-        (count, now, rid),
+        (factor, now, rid),
     )
     return load_repository(conn, rid)
 
 
+def _wanted_factor(conn: sqlite3.Connection, rid: str, a: dict[str, Any], stored: int) -> int:
+    if "replication_factor" not in a:  # logged before the argument existed
+        return int(
+            conn.execute("SELECT COUNT(*) FROM replicas WHERE repository_id = ?", (rid,)).fetchone()[0]
+        )
+    return stored if a["replication_factor"] is None else int(a["replication_factor"])
+
+
+@command(result=int)
 def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
     """Raise one replica's generation (never lowers it); returns the new value."""
     rid, storage = a["repository_id"], a["storage"]
@@ -317,6 +350,13 @@ def set_generation(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
     return new
 
 
+def _authoritative(a: dict[str, Any]) -> dict[str, Any]:
+    """`accept_dataloss(authoritative_storage=...)` travels as `storage`."""
+    a["storage"] = a.pop("authoritative_storage")
+    return a
+
+
+@command(result=results.repository_from_dict, send=_authoritative, constants={"fence": True})
 def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """`storage` becomes the only newest replica (max+1); every other one gets an update.
 
@@ -357,6 +397,7 @@ def accept_dataloss(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, An
 # --- health -----------------------------------------------------------------------
 
 
+@command()
 def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
     """Upsert one proxy's view of one storage; a vote older than the stored one is ignored."""
     conn.execute(
@@ -370,6 +411,7 @@ def record_health(conn: sqlite3.Connection, a: dict[str, Any]) -> None:
 # --- operator commands (gitraft track-repository) ---------------------------------
 
 
+@command(result=results.repository_from_dict)
 def track_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Adopt a repository that exists on `primary`'s disk at `replica_path`: the
     repository is created with `primary` at generation 0 (its data is the truth) and

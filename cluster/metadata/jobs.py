@@ -13,7 +13,8 @@ Rules (see `api.JobState` for the transitions):
   `handlers.remove_repository`); completing a job of a removed repository changes
   nothing.
 - `fail_job` counts an attempt; at `max_attempts` (carried in the command) the job is
-  `dead`, otherwise `failed` until the `retry_at` the caller computed (see `backoff`).
+  `dead`, otherwise `failed` until the `retry_at` the caller computed (the replicator:
+  `cluster.background.replicator.backoff_seconds`).
 - Completing an `update`/`create` job raises the target's generation to the job's
   `source_generation` in the same transaction (never lowers it; a job no newer than the
   target keeps its generation). One that raises it fences
@@ -28,8 +29,9 @@ import json
 import sqlite3
 from typing import Any
 
-from cluster.metadata import fencing
+from cluster.metadata import fencing, results
 from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.commands import command
 from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 
 COMPLETED_RETENTION = 3600.0
@@ -40,11 +42,6 @@ JOB_COLUMNS = (
     "id, repository_id, change, source, target, source_generation, state, attempts, lease_owner,"
     " lease_expires_at, retry_at, last_error, created_at, updated_at, params"
 )
-
-
-def backoff(attempts: int, now: float, base: float = 1.0, cap: float = 60.0) -> float:
-    """The `retry_at` for a job that has failed `attempts` times: exponential, capped."""
-    return now + min(cap, base * (2 ** max(0, attempts - 1)))
 
 
 def job_dict(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -83,6 +80,14 @@ def needs(change: str, source: str, target: str) -> set[str]:
     return {source, target} if change in (ChangeType.CREATE, ChangeType.UPDATE) else {target}
 
 
+def _per_target_if_set(a: dict[str, Any]) -> dict[str, Any]:
+    """`max_per_target` travels only when set (0 and None: no limit)."""
+    if not a.get("max_per_target"):
+        a.pop("max_per_target", None)
+    return a
+
+
+@command(result=results.job_list, send=_per_target_if_set, context=("max_attempts",))
 def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, Any]]:
     """Lease up to `limit` leasable jobs to `owner`, oldest first (see the module doc).
 
@@ -178,6 +183,7 @@ def _candidates(
     return rows, cutoff
 
 
+@command(result=results.lost_leases)
 def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
     """Extend the owner's unexpired leases; returns the ids it no longer holds."""
     owner, now = a["owner"], float(a["now"])
@@ -194,6 +200,7 @@ def renew_leases(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
     return lost
 
 
+@command(result=results.job_completed, constants={"removed_is_noop": True})
 def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Complete a held job (see the module doc); returns the job.
 
@@ -242,6 +249,7 @@ def complete_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     return _load(conn, job_id)
 
 
+@command(result=results.job_from_dict, context=("max_attempts",))
 def fail_job(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     job_id, owner, now = int(a["job_id"]), a["owner"], float(a["now"])
     job = _held(conn, job_id, owner)

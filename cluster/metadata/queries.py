@@ -25,44 +25,9 @@ from cluster.metadata.api import (
     WriteIntent,
 )
 from cluster.metadata.jobs import JOB_COLUMNS, job_dict
+from cluster.metadata.results import job_from_dict
 
 _REPO_COLUMNS = 'repository_id, relative_path, replica_path, "primary", replication_factor, created_at'
-
-
-def repository_from_dict(d: dict[str, Any]) -> Repository:
-    return Repository(
-        repository_id=d["repository_id"],
-        relative_path=d["relative_path"],
-        replica_path=d["replica_path"],
-        primary=d["primary"],
-        replication_factor=d["replication_factor"],
-        created_at=d["created_at"],
-        replicas=tuple(Replica(r["storage"], r["generation"]) for r in d["replicas"]),
-    )
-
-
-def job_from_dict(d: dict[str, Any]) -> Job:
-    return Job(
-        id=d["id"],
-        repository_id=d["repository_id"],
-        change=ChangeType(d["change"]),
-        source=d["source"],
-        target=d["target"],
-        source_generation=d["source_generation"],
-        state=JobState(d["state"]),
-        attempts=d["attempts"],
-        lease_owner=d["lease_owner"],
-        lease_expires_at=d["lease_expires_at"],
-        retry_at=d["retry_at"],
-        last_error=d["last_error"],
-        created_at=d["created_at"],
-        updated_at=d["updated_at"],
-        params=dict(d["params"]),
-    )
-
-
-def intent_from_dict(d: dict[str, Any]) -> WriteIntent:
-    return WriteIntent(d["intent_id"], d["repository_id"], d["proxy"], tuple(d["storages"]), d["deadline"])
 
 
 async def _repositories(
@@ -194,23 +159,25 @@ async def repositories_by_ids(db: aiosqlite.Connection, repository_ids: list[str
     )
 
 
-async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
+async def _open_intents(
+    db: aiosqlite.Connection, where: str = "", params: tuple[Any, ...] = ()
+) -> list[WriteIntent]:
+    """Write intents not yet finished (and matching `where`), oldest deadline first."""
     rows = await db.execute_fetchall(
         "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL AND deadline < ? ORDER BY deadline, intent_id",
-        (now,),
+        f" WHERE result IS NULL {where} ORDER BY deadline, intent_id",
+        params,
     )
     return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+
+
+async def expired_intents(db: aiosqlite.Connection, now: float) -> list[WriteIntent]:
+    return await _open_intents(db, "AND deadline < ?", (now,))
 
 
 async def open_intents(db: aiosqlite.Connection, repository_id: str) -> list[WriteIntent]:
     """The repository's write intents not yet finished (expired or not), oldest first."""
-    rows = await db.execute_fetchall(
-        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL AND repository_id = ? ORDER BY deadline, intent_id",
-        (repository_id,),
-    )
-    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+    return await _open_intents(db, "AND repository_id = ?", (repository_id,))
 
 
 async def queue_depth(db: aiosqlite.Connection) -> dict[tuple[str, str], int]:
@@ -242,11 +209,7 @@ async def needs_verify(db: aiosqlite.Connection, limit: int = 1000) -> list[tupl
 
 async def all_open_intents(db: aiosqlite.Connection) -> list[WriteIntent]:
     """Every write intent not yet finished (expired or not), oldest deadline first."""
-    rows = await db.execute_fetchall(
-        "SELECT intent_id, repository_id, proxy, storages, deadline FROM write_intents"
-        " WHERE result IS NULL ORDER BY deadline, intent_id"
-    )
-    return [WriteIntent(i, r, p, tuple(json.loads(s)), d) for i, r, p, s, d in rows]
+    return await _open_intents(db)
 
 
 # --- reconciler, verifier, scale (indexed: no scan of every repository) -------------

@@ -27,7 +27,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from cluster.metadata import results
 from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.commands import command
 from cluster.metadata.handlers import generations, schedule_update
 
 _LIVE = (JobState.READY, JobState.FAILED, JobState.IN_PROGRESS)
@@ -71,12 +73,14 @@ def _repair_one(conn: sqlite3.Connection, item: dict[str, Any], now: float) -> s
     return "scheduled"
 
 
+@command(result=results.strings)
 def schedule_repairs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[str]:
     """One outcome per item, in order: "scheduled" or why not (see the module doc)."""
     now = float(a["now"])
     return [_repair_one(conn, item, now) for item in a["items"]]
 
 
+@command(result=results.ints)
 def retry_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
     now = float(a["now"])
     if a.get("all_dead"):
@@ -97,6 +101,7 @@ def retry_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[int]:
     return retried
 
 
+@command(result=dict)
 def prune_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, int]:
     limit = int(a["limit"])
     completed = conn.execute(
@@ -114,6 +119,12 @@ def prune_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, int]:
     return {"completed": completed, "superseded": superseded}
 
 
+def _nothing_to_clear(a: dict[str, Any]) -> int | None:
+    """An empty `clear_needs_verify` is answered without a command."""
+    return None if a["replicas"] else 0
+
+
+@command(result=int, skip=_nothing_to_clear)
 def clear_needs_verify(conn: sqlite3.Connection, a: dict[str, Any]) -> int:
     """Clear `needs_verify` on the given [repository_id, storage] pairs; returns how many."""
     cleared = 0

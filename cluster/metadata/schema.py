@@ -3,6 +3,17 @@
 The database is *derived*: every proxy rebuilds it at start from pysyncobj's snapshot
 plus journal replay (see `cluster.metadata.raft`), so a schema change needs no
 migration of live files - only a new snapshot format if old snapshots must load.
+
+Columns a reader may wonder about:
+- `repositories.replication_factor`: the replicas wanted (set at creation, tracking and
+  by an operator's `set_replication_factor`; a re-assignment keeps it). The replica rows
+  are the replicas assigned, fewer while too few storages exist.
+- `replicas` rows *are* the assignment: an unassigned replica has no row (its data is
+  removed by a `delete_replica` job), so every `api.Replica` is assigned.
+- `replicas.needs_verify`: set by a write that failed on that replica (its refs may
+  have changed without a new generation); read by the verifier (`needs_verify` query),
+  which compares checksums and clears it (`clear_needs_verify`); cleared too when the
+  replica is overwritten (a completed update, accepted data loss, a reset).
 """
 
 from __future__ import annotations

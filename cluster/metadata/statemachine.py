@@ -22,7 +22,8 @@ at every start, so a member replaying old entries with newer code must reach the
 its peers reached. A new rule comes with a new argument that the new code sends
 (`set_primary.require_up_to_date`, `remove_repository.end_running_jobs`,
 `complete_job.removed_is_noop`, `lease_jobs.healthy`, `lease_jobs.max_per_target`,
-`begin_write.fence`, `accept_dataloss.fence`, `finish_write.repair`); entries without it
+`begin_write.fence`, `accept_dataloss.fence`, `finish_write.repair`,
+`set_replication_factor.replication_factor`); entries without it
 apply as they always did; fencing rules elsewhere act only on intents begun with
 `fence`. Members of one cluster must still run code that knows the arguments in use:
 an older member ignores an argument it does not know (and diverges), so a rolling
@@ -36,10 +37,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
-from cluster.metadata import handlers, jobs, repair, writes
+from cluster.metadata import commands, handlers, jobs, repair, writes  # noqa: F401 (they register)
+from cluster.metadata.commands import Handler
 from cluster.metadata.handlers import CommandError
 
 log = logging.getLogger(__name__)
@@ -49,34 +50,9 @@ log = logging.getLogger(__name__)
 # twice the default command_timeout). Every member must use the same value.
 DEDUP_WINDOW = 50000
 
-Handler = Callable[[sqlite3.Connection, dict[str, Any]], Any]
-
-HANDLERS: dict[str, Handler] = {
-    "noop": lambda conn, args: None,
-    "register_storage": handlers.register_storage,
-    "create_repository": handlers.create_repository,
-    "remove_repository": handlers.remove_repository,
-    "rename_repository": handlers.rename_repository,
-    "begin_write": writes.begin_write,
-    "renew_intent": writes.renew_intent,
-    "finish_write": writes.finish_write,
-    "set_generation": handlers.set_generation,
-    "set_replication_factor": handlers.set_replication_factor,
-    "set_primary": handlers.set_primary,
-    "accept_dataloss": handlers.accept_dataloss,
-    "record_health": handlers.record_health,
-    "lease_jobs": jobs.lease_jobs,
-    "renew_leases": jobs.renew_leases,
-    "complete_job": jobs.complete_job,
-    "fail_job": jobs.fail_job,
-    # operator commands (gitraft CLI)
-    "track_repository": handlers.track_repository,
-    # reconciler and verifier (cluster.metadata.repair)
-    "schedule_repairs": repair.schedule_repairs,
-    "retry_jobs": repair.retry_jobs,
-    "prune_jobs": repair.prune_jobs,
-    "clear_needs_verify": repair.clear_needs_verify,
-}
+# Every declared command (`cluster.metadata.commands`): importing the handler modules
+# registers them.
+HANDLERS: dict[str, Handler] = commands.handlers()
 
 
 def encode(command: dict[str, Any]) -> bytes:

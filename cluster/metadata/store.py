@@ -13,6 +13,10 @@ command id; when an attempt fails (no leader, leader changed, no answer within
 once. After `command_timeout` the store gives up with `UnavailableError("no quorum:
 ...")`: the outcome is then unknown (the command may still apply).
 
+Each command method is built from its declaration (`cluster.metadata.commands`) and
+typed and documented by its `api.MetadataStore` method: `lease_jobs =
+command(MetadataStore.lease_jobs)`.
+
 Concurrent commands are packed into shared log entries (`batcher`: group commit).
 
 Queries read this member's SQLite database through an aiosqlite connection (WAL: they
@@ -26,25 +30,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import aiosqlite
 from pysyncobj import FAIL_REASON
 
-from cluster.metadata import queries, statemachine
+from cluster.metadata import commands, queries, statemachine
 from cluster.metadata.api import (
     HealthVote,
     Job,
     JobState,
+    MetadataStore,
     RaftStatus,
-    RepairItem,
     Repository,
     Storage,
     WriteIntent,
-    WriteResult,
 )
 from cluster.metadata.batcher import CommandBatcher
 from cluster.metadata.config import RaftConfig
@@ -68,6 +72,25 @@ _ERRORS: dict[str, type[GitraftError]] = {
     "invalid": InvalidArgumentError,
 }
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def command(
+    declared: Callable[Concatenate[Any, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[RaftMetadataStore, P], Coroutine[Any, Any, R]]:
+    """The store method of a declared command, typed and documented by `declared` (the
+    `api.MetadataStore` method of the same name as the command's op)."""
+    op = declared.__name__
+    signature = inspect.signature(declared)
+
+    async def method(self: RaftMetadataStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return cast(R, await self.run_command(op, signature.bind(self, *args, **kwargs)))
+
+    method.__name__, method.__qualname__, method.__doc__ = op, f"RaftMetadataStore.{op}", declared.__doc__
+    return method
 
 
 class RaftMetadataStore:
@@ -232,148 +255,44 @@ class RaftMetadataStore:
         finally:
             self._barrier_running = False
 
-    # --- commands --------------------------------------------------------------
+    # --- commands (declared in `cluster.metadata.commands`) -------------------------
 
-    async def register_storage(self, name: str, address: str) -> None:
-        await self.submit("register_storage", {"name": name, "address": address})
-
-    async def create_repository(
-        self,
-        repository_id: str,
-        relative_path: str,
-        replica_path: str,
-        storages: list[str],
-        primary: str,
-        replication_factor: int,
-        now: float,
-    ) -> Repository:
-        args = {
-            "repository_id": repository_id,
-            "relative_path": relative_path,
-            "replica_path": replica_path,
-            "storages": list(storages),
-            "primary": primary,
-            "replication_factor": replication_factor,
-            "now": now,
-        }
-        return queries.repository_from_dict(await self.submit("create_repository", args))
-
-    async def remove_repository(self, repository_id: str, now: float) -> None:
-        args = {"repository_id": repository_id, "now": now, "end_running_jobs": True}
-        await self.submit("remove_repository", args)
-
-    async def rename_repository(self, repository_id: str, new_relative_path: str, now: float) -> None:
-        args = {"repository_id": repository_id, "new_relative_path": new_relative_path, "now": now}
-        await self.submit("rename_repository", args)
-
-    async def begin_write(
-        self, intent_id: str, repository_id: str, storages: list[str], proxy: str, deadline: float
-    ) -> WriteIntent:
-        args = {
-            "intent_id": intent_id,
-            "repository_id": repository_id,
-            "storages": list(storages),
-            "proxy": proxy,
-            "deadline": deadline,
-            # A write executed by one storage (every mutator today) is fenced.
-            "fence": len(storages) == 1,
-        }
-        return queries.intent_from_dict(await self.submit("begin_write", args))
-
-    async def renew_intent(self, intent_id: str, deadline: float, now: float) -> bool:
-        args = {"intent_id": intent_id, "deadline": deadline, "now": now}
-        return bool(await self.submit("renew_intent", args))
-
-    async def finish_write(
-        self, intent_id: str, succeeded: list[str], failed: list[str], now: float, *, repair: bool = False
-    ) -> WriteResult:
-        args: dict[str, Any] = {
-            "intent_id": intent_id,
-            "succeeded": list(succeeded),
-            "failed": list(failed),
-            "now": now,
-        }
-        if repair:
-            args["repair"] = True
-        if cid := correlation_id.get():  # travels into the jobs it schedules
-            args["correlation_id"] = cid
-        r = await self.submit("finish_write", args)
-        return WriteResult(
-            generation=r["generation"], scheduled=tuple(r["scheduled"]), fenced=str(r.get("fenced") or "")
-        )
-
-    async def set_generation(self, repository_id: str, storage: str, generation: int, now: float) -> int:
-        args = {"repository_id": repository_id, "storage": storage, "generation": generation, "now": now}
-        return int(await self.submit("set_generation", args))
-
-    async def lease_jobs(
-        self,
-        owner: str,
-        now: float,
-        lease_seconds: float,
-        limit: int,
-        healthy: set[str] | None = None,
-        max_per_target: int | None = None,
-    ) -> list[Job]:
-        args: dict[str, Any] = {
-            "owner": owner,
-            "now": now,
-            "lease_seconds": lease_seconds,
-            "limit": limit,
+    async def run_command(self, op: str, call: inspect.BoundArguments) -> Any:
+        """Submit the declared command `op` for a store method's bound arguments and
+        return its converted result (see `commands.Command`)."""
+        declared = commands.REGISTRY[op]
+        call.apply_defaults()
+        values = {k: v for k, v in call.arguments.items() if k != "self"}
+        context = {
             "max_attempts": self.config.job_max_attempts,
+            "correlation_id": correlation_id.get() or None,
         }
-        if healthy is not None:  # sorted: the command's bytes do not depend on set order
-            args["healthy"] = sorted(healthy)
-        if max_per_target:
-            args["max_per_target"] = max_per_target
-        return [queries.job_from_dict(j) for j in await self.submit("lease_jobs", args)]
+        args = declared.args(values, context)
+        if declared.skip is not None and (answer := declared.skip(args)) is not None:
+            return answer
+        return declared.result(await self.submit(op, args))
 
-    async def renew_leases(self, owner: str, job_ids: list[int], now: float, lease_seconds: float) -> None:
-        """Extend the leases; FailedPreconditionError naming the jobs `owner` lost (the
-        others are renewed)."""
-        args = {"owner": owner, "job_ids": list(job_ids), "now": now, "lease_seconds": lease_seconds}
-        lost = await self.submit("renew_leases", args)
-        if lost:
-            raise FailedPreconditionError(f"leases lost by {owner!r}: {lost!r}")
-
-    async def complete_job(self, job_id: int, owner: str, now: float) -> bool:
-        args = {"job_id": job_id, "owner": owner, "now": now, "removed_is_noop": True}
-        result = await self.submit("complete_job", args)
-        return not (isinstance(result, dict) and result.get("repository_removed"))
-
-    async def fail_job(self, job_id: int, owner: str, error: str, now: float, retry_at: float) -> Job:
-        args = {
-            "job_id": job_id,
-            "owner": owner,
-            "error": error,
-            "now": now,
-            "retry_at": retry_at,
-            "max_attempts": self.config.job_max_attempts,
-        }
-        return queries.job_from_dict(await self.submit("fail_job", args))
-
-    async def set_replication_factor(
-        self, repository_id: str, assign: list[str], unassign: list[str], now: float
-    ) -> Repository:
-        args = {
-            "repository_id": repository_id,
-            "assign": list(assign),
-            "unassign": list(unassign),
-            "now": now,
-        }
-        return queries.repository_from_dict(await self.submit("set_replication_factor", args))
-
-    async def set_primary(self, repository_id: str, storage: str, now: float) -> Repository:
-        args = {"repository_id": repository_id, "storage": storage, "now": now, "require_up_to_date": True}
-        return queries.repository_from_dict(await self.submit("set_primary", args))
-
-    async def accept_dataloss(self, repository_id: str, authoritative_storage: str, now: float) -> Repository:
-        args = {"repository_id": repository_id, "storage": authoritative_storage, "now": now, "fence": True}
-        return queries.repository_from_dict(await self.submit("accept_dataloss", args))
-
-    async def record_health(self, proxy: str, storage: str, healthy: bool, now: float) -> None:
-        args = {"proxy": proxy, "storage": storage, "healthy": healthy, "now": now}
-        await self.submit("record_health", args)
+    register_storage = command(MetadataStore.register_storage)
+    create_repository = command(MetadataStore.create_repository)
+    remove_repository = command(MetadataStore.remove_repository)
+    rename_repository = command(MetadataStore.rename_repository)
+    begin_write = command(MetadataStore.begin_write)
+    renew_intent = command(MetadataStore.renew_intent)
+    finish_write = command(MetadataStore.finish_write)
+    set_generation = command(MetadataStore.set_generation)
+    lease_jobs = command(MetadataStore.lease_jobs)
+    renew_leases = command(MetadataStore.renew_leases)
+    complete_job = command(MetadataStore.complete_job)
+    fail_job = command(MetadataStore.fail_job)
+    set_replication_factor = command(MetadataStore.set_replication_factor)
+    set_primary = command(MetadataStore.set_primary)
+    accept_dataloss = command(MetadataStore.accept_dataloss)
+    record_health = command(MetadataStore.record_health)
+    track_repository = command(MetadataStore.track_repository)
+    schedule_repairs = command(MetadataStore.schedule_repairs)
+    retry_jobs = command(MetadataStore.retry_jobs)
+    clear_needs_verify = command(MetadataStore.clear_needs_verify)
+    prune_jobs = command(MetadataStore.prune_jobs)
 
     # --- queries ---------------------------------------------------------------
 
@@ -418,53 +337,13 @@ class RaftMetadataStore:
 
     # --- operator commands and queries (gitraft CLI) -------------------------------
 
-    async def track_repository(
-        self,
-        repository_id: str,
-        relative_path: str,
-        replica_path: str,
-        storages: list[str],
-        primary: str,
-        replication_factor: int,
-        now: float,
-    ) -> Repository:
-        args = {
-            "repository_id": repository_id,
-            "relative_path": relative_path,
-            "replica_path": replica_path,
-            "storages": list(storages),
-            "primary": primary,
-            "replication_factor": replication_factor,
-            "now": now,
-        }
-        return queries.repository_from_dict(await self.submit("track_repository", args))
-
     async def all_open_intents(self) -> list[WriteIntent]:
         return await queries.all_open_intents(self.db)
 
     # --- reconciler and verifier (cluster.metadata.repair) -------------------------
 
-    async def schedule_repairs(self, items: list[RepairItem], now: float) -> list[str]:
-        args = {"now": now, "items": [dict(i) for i in items]}
-        return [str(r) for r in await self.submit("schedule_repairs", args)]
-
-    async def retry_jobs(self, job_ids: list[int], all_dead: bool, now: float) -> list[int]:
-        args = {"job_ids": [int(i) for i in job_ids], "all_dead": all_dead, "now": now}
-        return [int(i) for i in await self.submit("retry_jobs", args)]
-
-    async def clear_needs_verify(self, replicas: list[tuple[str, str]], now: float) -> int:
-        if not replicas:
-            return 0
-        return int(
-            await self.submit("clear_needs_verify", {"replicas": [list(r) for r in replicas], "now": now})
-        )
-
     async def needs_verify(self, limit: int = 1000) -> list[tuple[str, str]]:
         return await queries.needs_verify(self.db, limit)
-
-    async def prune_jobs(self, completed_before: float, limit: int) -> dict[str, int]:
-        args = {"completed_before": completed_before, "limit": limit}
-        return dict(await self.submit("prune_jobs", args))
 
     async def outdated_without_job(self, targets: list[str], per_target: int) -> list[tuple[str, str]]:
         return await queries.outdated_without_job(self.db, targets, per_target)

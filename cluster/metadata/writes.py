@@ -29,8 +29,9 @@ import json
 import sqlite3
 from typing import Any
 
-from cluster.metadata import fencing
+from cluster.metadata import fencing, results
 from cluster.metadata.api import ChangeType, JobState
+from cluster.metadata.commands import command
 from cluster.metadata.handlers import CommandError, generations, repository_row, schedule_update
 
 # Closed write intents are kept this long (seconds of command time) so a retried
@@ -38,6 +39,13 @@ from cluster.metadata.handlers import CommandError, generations, repository_row,
 INTENT_RETENTION = 3600.0
 
 
+def _fence_single(a: dict[str, Any]) -> dict[str, Any]:
+    """A write executed by one storage (every mutator today) is fenced."""
+    a["fence"] = len(a["storages"]) == 1
+    return a
+
+
+@command(result=results.intent_from_dict, send=_fence_single)
 def begin_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     iid, rid = a["intent_id"], a["repository_id"]
     row = conn.execute(
@@ -73,6 +81,7 @@ def begin_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@command(result=bool)
 def renew_intent(conn: sqlite3.Connection, a: dict[str, Any]) -> bool:
     """Move an open intent's deadline to `deadline` (never earlier); False when the
     intent is closed or unknown (its write can no longer be acknowledged)."""
@@ -83,6 +92,14 @@ def renew_intent(conn: sqlite3.Connection, a: dict[str, Any]) -> bool:
     return cur.rowcount == 1
 
 
+def _repair_if_set(a: dict[str, Any]) -> dict[str, Any]:
+    """`repair` travels only when true (as before the argument existed)."""
+    if not a.get("repair"):
+        a.pop("repair", None)
+    return a
+
+
+@command(result=results.write_result, send=_repair_if_set, context=("correlation_id",))
 def finish_write(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, Any]:
     """Close an intent: bump the writers, schedule the others, flag the failed ones (see
     the module doc for the fence). Idempotent on the intent: a second close returns the

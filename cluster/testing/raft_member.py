@@ -32,42 +32,22 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from cluster.metadata import schema
+from cluster.metadata import commands, schema
+from cluster.metadata.api import MetadataStore
 from cluster.metadata.config import RaftConfig
 from cluster.metadata.store import RaftMetadataStore
 from common.config import load_config
 
 log = logging.getLogger("cluster.testing.raft_member")
 
-COMMANDS = {
-    "register_storage",
-    "create_repository",
-    "remove_repository",
-    "rename_repository",
-    "begin_write",
-    "finish_write",
-    "set_generation",
-    "lease_jobs",
-    "renew_leases",
-    "complete_job",
-    "fail_job",
-    "set_replication_factor",
-    "set_primary",
-    "accept_dataloss",
-    "record_health",
-    "storages",
-    "get_repository",
-    "get_repository_by_id",
-    "list_repositories",
-    "healthy_storages",
-    "up_to_date_replicas",
-    "valid_primaries",
-    "dataloss",
-    "expired_intents",
-    "list_jobs",
-    "barrier",
-    "submit",
-}
+# Methods passed through to the store: every declared command, every query of the
+# `MetadataStore` contract (`status` and the lifecycle are handled or refused apart),
+# and the raw `submit`.
+COMMANDS = (
+    set(commands.REGISTRY)
+    | {name for name, value in vars(MetadataStore).items() if callable(value) and not name.startswith("_")}
+    | {"submit"}
+) - {"start", "stop", "status", "is_leader"}
 
 
 @dataclass

@@ -238,6 +238,20 @@ def test_replication_factor_primary_and_dataloss(m: Machine) -> None:
     assert m.ok("set_primary", repository_id="r1", storage="c", now=6.0)["primary"] == "c"
 
 
+def test_replication_factor_argument_sets_keeps_or_counts(m: Machine) -> None:
+    """A logged entry without `replication_factor` stores the replica count (as it did
+    when logged); null keeps the stored factor; a number is stored (invalid below 1)."""
+    create(m, storages=("a", "b"))
+    base = {"repository_id": "r1", "assign": [], "unassign": []}
+    assert m.ok("set_replication_factor", **base, now=2.0, replication_factor=3)["replication_factor"] == 3
+    kept = m.ok(
+        "set_replication_factor", **dict(base, assign=["c"], unassign=["b"]), now=3.0, replication_factor=None
+    )
+    assert kept["replication_factor"] == 3
+    assert m.ok("set_replication_factor", **base, now=4.0)["replication_factor"] == 2
+    assert m.error("set_replication_factor", **base, now=5.0, replication_factor=0) == "invalid"
+
+
 def test_rename_and_remove(m: Machine) -> None:
     create(m)
     create(m, rid="r2", path="other.git")

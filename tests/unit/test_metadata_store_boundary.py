@@ -63,3 +63,17 @@ async def test_health_votes_of_every_proxy(store: LocalStore) -> None:
         "p1": {"a": HealthVote(True, NOW)},
         "p2": {"a": HealthVote(False, NOW + 1)},
     }
+
+
+async def test_replication_factor_is_what_was_asked_not_the_replica_count(store: LocalStore) -> None:
+    """One truth: the stored factor is the replicas wanted. A re-assignment (the
+    reconciler: one in, one out) keeps it, even while fewer replicas exist than wanted;
+    an operator's change sets it."""
+    await store.register_storage("d", "127.0.0.1:d")
+    await store.create_repository("r2", "g/few.git", "@cluster/r2.git", ["a", "b"], "a", 3, NOW)
+    moved = await store.set_replication_factor("r2", ["c"], ["b"], NOW + 1)
+    assert [r.storage for r in moved.replicas] == ["a", "c"] and moved.replication_factor == 3
+    fewer = await store.set_replication_factor("r1", [], ["c"], NOW + 2, replication_factor=2)
+    assert len(fewer.replicas) == 2 and fewer.replication_factor == 2
+    asked = await store.set_replication_factor("r2", [], [], NOW + 3, replication_factor=2)
+    assert asked.replication_factor == 2 and len(asked.replicas) == 2

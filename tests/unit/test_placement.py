@@ -47,6 +47,6 @@ def test_no_healthy_storage_is_unavailable() -> None:
 def test_counts() -> None:
     repos = [
         Repository("1", "x", "p", "a", 2, 0.0, (Replica("a", 0), Replica("b", 0))),
-        Repository("2", "y", "q", "b", 2, 0.0, (Replica("b", 0), Replica("c", 0, assigned=False))),
+        Repository("2", "y", "q", "b", 2, 0.0, (Replica("b", 0),)),
     ]
     assert counts(repos) == ({"a": 1, "b": 2}, {"a": 1, "b": 1})
