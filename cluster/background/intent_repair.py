@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from cluster.background.periodic import run_periodically
 from cluster.metadata.api import WriteIntent
-from cluster.proxy.coordinator import Coordinator
+from cluster.proxy.writes import WritePath
 from common.errors import GitraftError
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 class IntentRepairer:
     def __init__(
-        self, coordinator: Coordinator, interval: float = 1.0, clock: Callable[[], float] = time.time
+        self, coordinator: WritePath, interval: float = 1.0, clock: Callable[[], float] = time.time
     ) -> None:
         self._c = coordinator
         self.interval = interval

@@ -8,6 +8,7 @@ coordinator's two node-call methods and of the checksum read.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,11 +24,11 @@ from cluster.metadata.api import JobState, RaftStatus, Repository
 from cluster.metadata.config import RaftConfig
 from cluster.metadata.store import RaftMetadataStore
 from cluster.observability.metrics import ProxyMetrics
-from cluster.proxy.coordinator import Coordinator, NodeError
+from cluster.proxy.coordinator import Coordinator, NodeError, Plan, PlanKind
 from cluster.proxy.nodes import NodePool
 from cluster.proxy.router import MethodInfo, Registry
 from common.errors import FailedPreconditionError, InvalidArgumentError, UnavailableError
-from gitraft.v1 import ref_pb2, repository_pb2, shared_pb2, smarthttp_pb2
+from gitraft.v1 import ref_pb2, repository_pb2, server_pb2, shared_pb2, smarthttp_pb2
 
 NOW = 1_000_000.0
 REGISTRY = Registry.from_package()
@@ -35,6 +36,11 @@ UPDATE_REFS = "/gitraft.v1.RefService/UpdateReferences"
 RECEIVE_PACK = "/gitraft.v1.SmartHTTPService/PostReceivePack"
 REPO_INFO = "/gitraft.v1.RepositoryService/RepositoryInfo"
 LIST_REFS = "/gitraft.v1.RefService/ListRefs"
+CREATE = "/gitraft.v1.RepositoryService/CreateRepository"
+REMOVE = "/gitraft.v1.RepositoryService/RemoveRepository"
+OPTIMIZE = "/gitraft.v1.RepositoryService/OptimizeRepository"
+SERVER_INFO = "/gitraft.v1.ServerService/ServerInfo"
+LIST_STORAGE = "/gitraft.v1.ServerService/ListStorageRepositories"
 
 
 class LocalStore(RaftMetadataStore):
@@ -518,3 +524,35 @@ async def test_a_request_log_replays_only_a_complete_recorded_stream() -> None:
     capped = RequestLog(three(), cap=2)
     assert [i async for i in capped.attempt()] == [b"a", b"bb", b"ccc"]
     assert not capped.replayable  # more than the cap was sent: not all of it was kept
+
+
+async def test_one_plan_per_call_for_every_routing_case(store: LocalStore, coordinator: Coordinator) -> None:
+    # Coordinator.plan is the one routing decision both streaming shapes carry out.
+    def plan_of(path: str, request: Any) -> Any:
+        return coordinator.plan(info(path), request)
+
+    repo = shared_pb2.Repository(relative_path="g/r.git")
+    cases = {
+        UPDATE_REFS: (ref_pb2.UpdateReferencesRequest(repository=repo), PlanKind.WRITE),
+        RECEIVE_PACK: (smarthttp_pb2.PostReceivePackRequest(repository=repo), PlanKind.WRITE),
+        LIST_REFS: (ref_pb2.ListRefsRequest(repository=repo), PlanKind.READ),
+        CREATE: (repository_pb2.CreateRepositoryRequest(repository=repo), PlanKind.CREATE),
+        REMOVE: (repository_pb2.RemoveRepositoryRequest(repository=repo), PlanKind.REMOVE),
+        OPTIMIZE: (repository_pb2.OptimizeRepositoryRequest(repository=repo), PlanKind.MAINTAIN),
+        SERVER_INFO: (server_pb2.ServerInfoRequest(), PlanKind.LOCAL),
+    }
+    for path, (request, kind) in cases.items():
+        assert await plan_of(path, request) == Plan(kind, path="" if kind is PlanKind.LOCAL else "g/r.git")
+    named = server_pb2.ListStorageRepositoriesRequest(storage_name="b")
+    assert await plan_of(LIST_STORAGE, named) == Plan(PlanKind.NODE, storage="b")
+    with pytest.raises(InvalidArgumentError):
+        await plan_of(UPDATE_REFS, ref_pb2.UpdateReferencesRequest(repository=shared_pb2.Repository()))
+
+
+async def test_a_streaming_maintenance_rpc_is_refused(coordinator: Coordinator) -> None:
+    maintenance = dataclasses.replace(info(OPTIMIZE), server_streaming=True)
+    request = repository_pb2.OptimizeRepositoryRequest(
+        repository=shared_pb2.Repository(relative_path="g/r.git")
+    )
+    with pytest.raises(InvalidArgumentError, match="streaming maintenance rpc is not supported"):
+        _ = [c async for c in coordinator.stream(maintenance, request.SerializeToString(), None)]
