@@ -84,6 +84,8 @@ def command(
     """The store method of a declared command, typed and documented by `declared` (the
     `api.MetadataStore` method of the same name as the command's op)."""
     op = declared.__name__
+    if op not in commands.REGISTRY:  # the handler modules register on import (statemachine)
+        raise LookupError(f"no command {op!r} is declared (cluster.metadata.commands)")
     signature = inspect.signature(declared)
 
     async def method(self: RaftMetadataStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
