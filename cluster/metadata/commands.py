@@ -33,9 +33,14 @@ Handler = Callable[[sqlite3.Connection, dict[str, Any]], Any]
 H = TypeVar("H", bound=Handler)
 
 
+_SCALARS = (str, int, float, bool)
+
+
 def plain(value: Any) -> Any:
     """`value` as JSON-like data: sets sorted, tuples as lists, None-valued keys dropped."""
-    if isinstance(value, Mapping):
+    if isinstance(value, _SCALARS) or value is None:
+        return value
+    if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items() if v is not None}
     if isinstance(value, (set, frozenset)):
         return sorted(plain(v) for v in value)

@@ -173,17 +173,27 @@ def create_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, 
         raise CommandError("exists", f"relative path {path!r} is taken by repository {owner[0]!r}")
     if conn.execute("SELECT 1 FROM repositories WHERE repository_id = ?", (rid,)).fetchone():
         return load_repository(conn, rid)
-    if not storages or a["primary"] not in storages:
-        raise CommandError("invalid", f"primary {a['primary']!r} must be one of the storages {storages!r}")
+    _insert_repository(conn, a, storages, primary_generation=-1)
+    return load_repository(conn, rid)
+
+
+def _insert_repository(
+    conn: sqlite3.Connection, a: dict[str, Any], storages: list[str], primary_generation: int
+) -> None:
+    """The repository row and one replica row per storage (-1, the primary at
+    `primary_generation`); `invalid` unless the primary is one of `storages`."""
+    rid, primary, now = a["repository_id"], a["primary"], a["now"]
+    if not storages or primary not in storages:
+        raise CommandError("invalid", f"primary {primary!r} must be one of the storages {storages!r}")
     conn.execute(
         'INSERT INTO repositories (repository_id, relative_path, replica_path, "primary",'
         " replication_factor, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (rid, path, a["replica_path"], a["primary"], int(a["replication_factor"]), a["now"], a["now"]),
+        (rid, a["relative_path"], a["replica_path"], primary, int(a["replication_factor"]), now, now),
     )
     conn.executemany(
-        "INSERT INTO replicas (repository_id, storage) VALUES (?, ?)", [(rid, s) for s in storages]
+        "INSERT INTO replicas (repository_id, storage, generation) VALUES (?, ?, ?)",
+        [(rid, s, primary_generation if s == primary else -1) for s in storages],
     )
-    return load_repository(conn, rid)
 
 
 @command(constants={"end_running_jobs": True})
@@ -430,17 +440,7 @@ def track_repository(conn: sqlite3.Connection, a: dict[str, Any]) -> dict[str, A
     if owner is not None:
         raise CommandError("exists", f"{path!r} is already tracked by repository {owner[0]!r}")
     primary, now = a["primary"], a["now"]
-    if primary not in storages:
-        raise CommandError("invalid", f"primary {primary!r} must be one of the storages {storages!r}")
-    conn.execute(
-        'INSERT INTO repositories (repository_id, relative_path, replica_path, "primary",'
-        " replication_factor, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (rid, path, replica, primary, int(a["replication_factor"]), now, now),
-    )
-    conn.executemany(
-        "INSERT INTO replicas (repository_id, storage, generation) VALUES (?, ?, ?)",
-        [(rid, s, 0 if s == primary else -1) for s in storages],
-    )
+    _insert_repository(conn, a, storages, primary_generation=0)
     for target in storages:
         if target != primary:
             insert_job(conn, rid, ChangeType.UPDATE, primary, target, 0, now)

@@ -84,10 +84,23 @@ def command(
     """The store method of a declared command, typed and documented by `declared` (the
     `api.MetadataStore` method of the same name as the command's op)."""
     op = declared.__name__
-    signature = inspect.signature(declared)
+    if op not in commands.REGISTRY:  # the handler modules register on import (statemachine)
+        raise LookupError(f"no command {op!r} is declared (cluster.metadata.commands)")
+    parameters = list(inspect.signature(declared).parameters.values())[1:]  # without self
+    names = [p.name for p in parameters]
+    positional = [p.name for p in parameters if p.kind == p.POSITIONAL_OR_KEYWORD]
+    defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
 
     async def method(self: RaftMetadataStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return cast(R, await self.run_command(op, signature.bind(self, *args, **kwargs)))
+        # inspect.Signature.bind, without its cost on every command
+        call = dict(defaults)
+        if len(args) > len(positional) or not kwargs.keys() <= set(names):
+            raise TypeError(f"{op}() got unexpected arguments: {args!r}, {sorted(kwargs)!r}")
+        call.update(zip(positional, args, strict=False))
+        call.update(kwargs)
+        if len(call) != len(names):
+            raise TypeError(f"{op}() missing arguments: {[n for n in names if n not in call]!r}")
+        return cast(R, await self.run_command(op, call))
 
     method.__name__, method.__qualname__, method.__doc__ = op, f"RaftMetadataStore.{op}", declared.__doc__
     return method
@@ -257,17 +270,15 @@ class RaftMetadataStore:
 
     # --- commands (declared in `cluster.metadata.commands`) -------------------------
 
-    async def run_command(self, op: str, call: inspect.BoundArguments) -> Any:
-        """Submit the declared command `op` for a store method's bound arguments and
+    async def run_command(self, op: str, call: dict[str, Any]) -> Any:
+        """Submit the declared command `op` for a store method's arguments (by name) and
         return its converted result (see `commands.Command`)."""
         declared = commands.REGISTRY[op]
-        call.apply_defaults()
-        values = {k: v for k, v in call.arguments.items() if k != "self"}
         context = {
             "max_attempts": self.config.job_max_attempts,
             "correlation_id": correlation_id.get() or None,
         }
-        args = declared.args(values, context)
+        args = declared.args(call, context)
         if declared.skip is not None and (answer := declared.skip(args)) is not None:
             return answer
         return declared.result(await self.submit(op, args))

@@ -333,3 +333,15 @@ def _answer(store: _Recording, value: Any) -> Any:
         return value
 
     return submit
+
+
+async def test_a_store_call_with_wrong_arguments_is_a_type_error() -> None:
+    store = _Recording()
+    with pytest.raises(TypeError, match="unexpected"):
+        await store.register_storage("a", "x", nme="b")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing"):
+        await store.register_storage("a")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected"):
+        await store.register_storage("a", "x", "y")  # type: ignore[call-arg]
+    assert await store.finish_write(intent_id="i", succeeded=[], failed=[], now=1.0, repair=False)
+    assert store.sent[-1][1] == {"intent_id": "i", "succeeded": [], "failed": [], "now": 1.0}

@@ -252,6 +252,19 @@ def test_replication_factor_argument_sets_keeps_or_counts(m: Machine) -> None:
     assert m.error("set_replication_factor", **base, now=5.0, replication_factor=0) == "invalid"
 
 
+def test_track_repository_adopts_the_primary_copy(m: Machine) -> None:
+    track = {"relative_path": "t.git", "replica_path": "t.git", "replication_factor": 2, "now": 1.0}
+    repo = m.ok("track_repository", repository_id="t1", storages=["a", "b"], primary="b", **track)
+    assert {r["storage"]: r["generation"] for r in repo["replicas"]} == {"a": -1, "b": 0}
+    jobs = m.conn.execute("SELECT change, source, target FROM replication_jobs").fetchall()
+    assert jobs == [("update", "b", "a")]
+    assert m.ok("track_repository", repository_id="t1", storages=["a"], primary="a", **track) == repo
+    assert m.error("track_repository", repository_id="t2", storages=["a"], primary="a", **track) == "exists"
+    other = dict(track, relative_path="u.git", replica_path="u.git")
+    assert m.error("track_repository", repository_id="t3", storages=["a"], primary="c", **other) == "invalid"
+    assert m.error("create_repository", repository_id="t4", storages=[], primary="a", **other) == "invalid"
+
+
 def test_rename_and_remove(m: Machine) -> None:
     create(m)
     create(m, rid="r2", path="other.git")
