@@ -21,7 +21,7 @@ from typing import IO, Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # cluster/local/processes.py -> the checkout
 
 
 def child_env() -> dict[str, str]:
