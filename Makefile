@@ -22,8 +22,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
+# Two pytest-xdist workers, one test file per worker at a time (a module's shared
+# cluster stays in one worker); each worker takes its own slice of test ports
+# (tests/conftest.py). Most tests wait on timers and child processes, so two workers
+# fit in 2 cores. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) deploy-tools
-	$(BIN)/python -m pytest -q -m 'not slow' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m 'not slow' -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The deploy tests need promtool + prometheus (Debian's `prometheus` package) and
 # docker-compose (Debian's 1.29, which validates a compose file without an engine).

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from cluster.testing.workers import use_worker_slice
+
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 # git must never read the developer's config or prompt in tests.
 os.environ["GIT_CONFIG_NOSYSTEM"] = "1"
@@ -32,3 +34,7 @@ def git_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
     yield home
+
+
+# Under pytest-xdist (`make test`), this worker picks ports in its own slice.
+use_worker_slice()

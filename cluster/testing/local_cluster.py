@@ -20,11 +20,16 @@ from cluster.testing.processes import NodeProcess, ProxyProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import cluster_pb2, cluster_pb2_grpc, repository_pb2, repository_pb2_grpc, shared_pb2
 
-# Proxy settings LocalCluster uses unless told otherwise: fast health checks, short
+# Proxy settings LocalCluster uses unless told otherwise: frequent health checks, short
 # leases and intent deadlines, so that faults are noticed and repaired within seconds.
+# A killed node refuses connections and is seen down after two rounds (~0.4 s) whatever
+# the timeout; the timeout only bounds a silent (paused, cut off) node. It is generous:
+# a check shares the node's channel and event loop with the data, and on a loaded
+# 2-core machine 0.5 s checks timed out on healthy nodes (reads refused meanwhile).
 TEST_PROXY_SETTINGS: dict[str, Any] = {
     "health_interval": 0.2,
-    "health_timeout": 0.5,
+    "health_timeout": 1.5,
+    "health_failure_threshold": 2,
     "lease_seconds": 5.0,
     "write_intent_timeout": 10.0,
     "shutdown_grace": 2.0,

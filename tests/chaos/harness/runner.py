@@ -11,6 +11,7 @@ anomalies and the history around each.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -138,17 +139,27 @@ def _seed(cluster: LocalCluster, root: Path, config: RunConfig, graph: CommitGra
     return pool
 
 
-def run(workdir: Path, config: RunConfig) -> Report:
-    """Run the workloads under the nemesis for `config.seconds`, heal, check everything."""
+def run(workdir: Path, config: RunConfig, chaos: ChaosCluster | None = None) -> Report:
+    """Run the workloads under the nemesis for `config.seconds`, heal, check everything.
+
+    Without `chaos`, the run starts its own ChaosCluster and stops it before the last
+    check (no process of the cluster left running). With a started `chaos` (shared by
+    several runs, each on its own `config.path`; `config.proxy_settings` is then
+    ignored), the run leaves it healed and running: its owner checks for leftover
+    processes once it stops it (`leaked_processes`)."""
     faults = schedule(config.seed, config.seconds, config.kinds)
     graph = CommitGraph()
     anomalies: dict[str, list[Anomaly]] = {c: [] for c in CHECKERS}
     figures: dict[str, Any] = {}
-    chaos = ChaosCluster(workdir / "cluster", seed=config.seed, proxy_settings=config.proxy_settings)
+    owned = chaos is None
+    if chaos is None:
+        chaos = ChaosCluster(workdir / "cluster", seed=config.seed, proxy_settings=config.proxy_settings)
+    else:
+        chaos.net.rng.seed(config.seed)  # the relay's random choices follow this run's seed
     root = chaos.cluster.layout.root
     history = History()
     nemesis: Nemesis | None = None
-    with chaos:
+    with chaos if owned else contextlib.nullcontext(chaos):
         cluster = chaos.cluster
         pool = _seed(cluster, workdir, config, graph)
         repo = cluster.repository(config.path)
@@ -277,7 +288,8 @@ def run(workdir: Path, config: RunConfig) -> Report:
             stop_observer.set()
             observer.join(timeout=30)
         figures["heal_to_checks_s"] = round(time.monotonic() - healed, 2)
-    anomalies["convergence"] += leaked_processes(root)
+    if owned:
+        anomalies["convergence"] += leaked_processes(root)
     ops = history.snapshot()
     anomalies["stale-read"] = stale_reads(ops, graph)
     anomalies["monotonic"] = monotonic_tips(ops, graph)
