@@ -2,6 +2,8 @@
 
 - A push through proxy-1 is cloned identically (refs and contents) through proxy-2 and
   proxy-3, and every replica reaches the same generation and checksum.
+- A push larger than git's http.postBuffer (git probes with a `0000` body first) is one
+  write: the probe opens no write intent and bumps no generation.
 - Read-your-writes across proxies: 50 rounds of push through proxy-1 and an immediate
   fetch through proxy-3; the fetch always sees the push.
 
@@ -10,6 +12,7 @@ The tests share one cluster (module scope); each works on its own repository.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +64,18 @@ def test_push_through_one_proxy_clone_through_the_others(cluster: LocalCluster, 
     assert len(converged.checksums) == 3
     # The push created the repository (generation 0), then wrote once (1).
     assert converged.generation == 1
+
+
+def test_a_probed_push_is_one_write(cluster: LocalCluster, tmp_path: Path) -> None:
+    path = "group/probed-push"
+    work = init_work_tree(tmp_path / "work")
+    commit_file(work, "big.bin", secrets.token_bytes(64 * 1024), "big")
+    url = cluster.git_url("proxy-2", path)
+    run_git("-c", "http.postBuffer=4096", "push", "-q", url, "main", cwd=work)
+    head = run_git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert remote_refs(url, tmp_path)["refs/heads/main"] == head
+    converged = cluster.wait_converged(path)
+    assert converged.generation == 1  # created (0), then the push alone (1)
 
 
 def test_read_your_writes_across_proxies(cluster: LocalCluster, tmp_path: Path) -> None:
