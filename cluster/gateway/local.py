@@ -15,6 +15,8 @@ message; measured by bench/proxy_bench.py):
   settles a write intent as a cancelled gRPC call would;
 - authentication is the gateway's (the HTTP token is one of the proxy's client tokens,
   the same set its gRPC interceptor checks), the correlation id the gateway's own.
+- a protocol v2 upload-pack advertisement (capabilities only) is served from
+  cluster.gateway.capabilities while the proxy's local metadata knows the repository.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from cluster.gateway.capabilities import CapabilityCache, is_v2
 from cluster.gateway.upstream import (
     UPLOAD_PACK,
     UpstreamCall,
@@ -32,6 +35,7 @@ from cluster.gateway.upstream import (
     info_refs_request,
     post_request,
 )
+from cluster.metadata.api import MetadataStore
 from cluster.proxy.router import MethodInfo, Registry
 from common.errors import GitraftError, client_message
 from common.logs import correlation_id
@@ -45,6 +49,7 @@ class Streaming(Protocol):
     """What LocalUpstream needs of cluster.proxy.coordinator.Coordinator."""
 
     registry: Registry
+    store: MetadataStore
 
     def stream(self, info: MethodInfo, request: Any, context: Any) -> AsyncIterator[bytes]: ...
 
@@ -54,8 +59,9 @@ class LocalUpstream:
 
     name = "in-process"
 
-    def __init__(self, coordinator: Streaming) -> None:
+    def __init__(self, coordinator: Streaming, capabilities: CapabilityCache | None = None) -> None:
         self._coordinator = coordinator
+        self.capabilities = capabilities if capabilities is not None else CapabilityCache()
         self._methods: dict[str, MethodInfo] = {}
         for name in ("InfoRefsUploadPack", "InfoRefsReceivePack", "PostUploadPack", "PostReceivePack"):
             info = coordinator.registry.get(SERVICE + name)
@@ -72,7 +78,17 @@ class LocalUpstream:
     def info_refs(self, service: str, relative_path: str, git_protocol: str) -> UpstreamCall:
         info = self._methods["InfoRefsUploadPack" if service == UPLOAD_PACK else "InfoRefsReceivePack"]
         request = info_refs_request(relative_path, git_protocol).SerializeToString()
+        if service == UPLOAD_PACK and is_v2(git_protocol):
+            return _CapabilityCall(self, relative_path, git_protocol, info, request)
         return _LocalCall(self._coordinator.stream(info, request, None), info)
+
+    def open(self, info: MethodInfo, request: bytes) -> _LocalCall:
+        return _LocalCall(self._coordinator.stream(info, request, None), info)
+
+    async def known_id(self, relative_path: str) -> str | None:
+        """The repository's id in this proxy's applied metadata (no barrier), if any."""
+        repo = await self._coordinator.store.get_repository(relative_path)
+        return None if repo is None else repo.repository_id
 
     def post(
         self, service: str, relative_path: str, git_protocol: str, body: AsyncIterator[bytes]
@@ -116,6 +132,49 @@ class _LocalCall:
         close = getattr(self._responses, "aclose", None)
         if close is not None:
             await close()
+
+
+class _CapabilityCall:
+    """A v2 upload-pack advertisement: from the cache when the repository is known here
+    under the id it was kept for, else from the coordinator (then kept)."""
+
+    def __init__(
+        self, upstream: LocalUpstream, relative_path: str, git_protocol: str, info: MethodInfo, request: bytes
+    ) -> None:
+        self._upstream = upstream
+        self._path = relative_path
+        self._protocol = git_protocol
+        self._info = info
+        self._request = request
+        self._live: _LocalCall | None = None
+        self._written: list[bytes] = []
+        self._ended = False
+
+    async def read(self) -> bytes | None:
+        if self._ended:
+            return None
+        cache = self._upstream.capabilities
+        if self._live is None:
+            known = await self._upstream.known_id(self._path)
+            cached = cache.get((known, self._protocol)) if known is not None else None
+            if cached is not None:
+                self._ended = True
+                return cached
+            self._live = self._upstream.open(self._info, self._request)
+        chunk = await self._live.read()
+        if chunk is not None:
+            self._written.append(chunk)
+            return chunk
+        self._ended = True
+        known = await self._upstream.known_id(self._path)  # applied by the call's barrier
+        if known is not None:
+            cache.put((known, self._protocol), b"".join(self._written))
+        return None
+
+    async def close(self) -> None:
+        self._ended = True
+        if self._live is not None:
+            await self._live.close()
 
 
 async def _serialised(first: bytes, cls: Any, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
