@@ -425,8 +425,9 @@ class Bench:
                     solo.stop()
                     solo = None
                     self.solo = None
-                self.node_failover()
-                self.proxy_failover()
+                if not args.overhead_only:
+                    self.node_failover()
+                    self.proxy_failover()
             finally:
                 if gateway is not None:
                     gateway.stop()
@@ -456,6 +457,9 @@ def main() -> int:
         help="proxy health/failover settings: ProxyConfig defaults or TEST_PROXY_SETTINGS (default: default)",
     )
     parser.add_argument("--no-gateway", action="store_true", help="skip the gateway-without-proxy target")
+    parser.add_argument(
+        "--overhead-only", action="store_true", help="only the overhead table and goals (no failover rounds)"
+    )
     parser.add_argument(
         "--big-mib", type=int, default=100, help="MiB of the big repository cloned (default 100; 0 skips it)"
     )

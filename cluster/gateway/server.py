@@ -1,5 +1,9 @@
 """The git smart-HTTP gateway: HTTP in front of a SmartHTTPService (a node or a proxy).
 
+Upstream is a gRPC address (the standalone `gitraft gateway`; a proxy's own gateway
+before) or an in-process Upstream (the gateway inside a proxy calls its coordinator
+directly: cluster.gateway.local); cluster.gateway.upstream states the interface.
+
     GET  /<path>.git/info/refs?service=git-upload-pack|git-receive-pack -> InfoRefs*
     POST /<path>.git/git-upload-pack                                  -> PostUploadPack
     POST /<path>.git/git-receive-pack                                 -> PostReceivePack
@@ -17,6 +21,9 @@ Contract:
   started aborts the connection without the end of the chunked body, so the client sees
   an incomplete response and fails, never a short one that looks whole.
 - When the client goes away the upstream call is cancelled, which kills git upstream.
+- git's probe before a large POST (a body of `0000` alone) is answered 200 with an empty
+  body by the gateway itself: upload-pack and receive-pack answer it with nothing and
+  change nothing, so it costs no route, no write intent and no git process.
 - `on_missing_repository(relative_path)`, when given, is asked (sync or async) once
   when a push targets a repository upstream does not have; True means "created, retry".
 """
@@ -33,38 +40,39 @@ import grpc
 from aiohttp import web
 
 from cluster.gateway import http as gh
-from common.auth import Tokens, bearer_metadata
+from cluster.gateway.upstream import GrpcUpstream, Upstream, UpstreamCall, UpstreamError
+from common.auth import Tokens
 from common.errors import InvalidArgumentError
-from common.logs import CORRELATION_METADATA_KEY, correlation_id, new_correlation_id
-from common.tls import ClientTls, aio_channel
-from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from common.logs import correlation_id, new_correlation_id
+from common.tls import ClientTls
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 MissingRepositoryHook = Callable[[str], Awaitable[bool] | bool]
+# The whole body of git's probe before a large POST (remote-curl's probe_rpc: a flush
+# packet alone, to find out whether authentication is needed). upload-pack and
+# receive-pack answer it with nothing and change nothing, so the gateway answers it
+# itself: no route, no write intent, no git process.
+PROBE = b"0000"
 
-GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.max_send_message_length", 16 * 1024 * 1024),
-]
 NO_CACHE = {
     "Cache-Control": "no-cache, max-age=0, must-revalidate",
     "Pragma": "no-cache",
     "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
 }
-_POST_REQUESTS: dict[str, Any] = {
-    gh.UPLOAD_PACK: smarthttp_pb2.PostUploadPackRequest,
-    gh.RECEIVE_PACK: smarthttp_pb2.PostReceivePackRequest,
-}
 
 
 class Gateway:
-    """An aiohttp server translating git smart HTTP into SmartHTTPService calls."""
+    """An aiohttp server translating git smart HTTP into SmartHTTPService calls.
+
+    `upstream` is a gRPC address (called with `upstream_token`, `upstream_tls` and
+    `upstream_options`) or an Upstream object (cluster.gateway.upstream; the token and
+    TLS arguments are then unused)."""
 
     def __init__(
         self,
-        upstream: str,
+        upstream: str | Upstream,
         upstream_token: str,
         http_token: Tokens,
         on_missing_repository: MissingRepositoryHook | None = None,
@@ -74,16 +82,14 @@ class Gateway:
         upstream_options: Sequence[tuple[str, Any]] = (),
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.upstream = upstream
+        if isinstance(upstream, str):
+            upstream = GrpcUpstream(upstream, upstream_token, tls=upstream_tls, options=upstream_options)
+        self._upstream: Upstream = upstream
+        self.upstream = upstream.name
         self.shutdown_grace = shutdown_grace
-        self._upstream_tls = upstream_tls
-        self._upstream_options = [*GRPC_OPTIONS, *upstream_options]
         self._ssl_context = ssl_context
-        self._upstream_token = upstream_token
         self._http_token = http_token
         self._on_missing = on_missing_repository
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: Any = None
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -97,8 +103,7 @@ class Gateway:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Connect upstream and listen on host:port; returns the bound port."""
-        self._channel = aio_channel(self.upstream, self._upstream_options, self._upstream_tls)
-        self._stub = smarthttp_pb2_grpc.SmartHTTPServiceStub(self._channel)
+        await self._upstream.start()
         self._runner = web.AppRunner(
             self.app(), handle_signals=False, access_log=None, shutdown_timeout=self.shutdown_grace
         )
@@ -114,9 +119,7 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
+        await self._upstream.stop()
 
     @web.middleware
     async def _auth_middleware(
@@ -128,7 +131,7 @@ class Gateway:
                 text="authentication required\n",
                 headers={"WWW-Authenticate": 'Basic realm="gitraft"'},
             )
-        token = correlation_id.set(new_correlation_id())  # forwarded upstream by _metadata
+        token = correlation_id.set(new_correlation_id())  # forwarded upstream
         try:
             return await handler(request)
         except InvalidArgumentError as exc:
@@ -142,56 +145,58 @@ class Gateway:
         if service not in gh.SERVICES:
             return _text(400, f"unsupported service {service!r}: only smart http is served")
         relative = gh.repository_path(request.match_info["repo"])
-        message = smarthttp_pb2.InfoRefsRequest(
-            repository=shared_pb2.Repository(relative_path=relative),
-            git_protocol=request.headers.get("Git-Protocol", ""),
-        )
-        method = (
-            self._stub.InfoRefsUploadPack if service == gh.UPLOAD_PACK else self._stub.InfoRefsReceivePack
-        )
-        response = await self._relay(request, method(message, metadata=self._metadata()), service)
+        git_protocol = request.headers.get("Git-Protocol", "")
+
+        def call() -> UpstreamCall:
+            return self._upstream.info_refs(service, relative, git_protocol)
+
+        response = await self._relay(request, call(), service)
         if (
             response is None
             and service == gh.RECEIVE_PACK
             and self._on_missing is not None
             and await _call_hook(self._on_missing, relative)
         ):
-            response = await self._relay(request, method(message, metadata=self._metadata()), service)
+            response = await self._relay(request, call(), service)
         return response or _text(404, f"repository not found: {relative!r}")
 
     async def _post_upload_pack(self, request: web.Request) -> web.StreamResponse:
-        return await self._post(request, gh.UPLOAD_PACK, self._stub.PostUploadPack)
+        return await self._post(request, gh.UPLOAD_PACK)
 
     async def _post_receive_pack(self, request: web.Request) -> web.StreamResponse:
-        return await self._post(request, gh.RECEIVE_PACK, self._stub.PostReceivePack)
+        return await self._post(request, gh.RECEIVE_PACK)
 
-    async def _post(self, request: web.Request, service: str, method: Any) -> web.StreamResponse:
+    async def _post(self, request: web.Request, service: str) -> web.StreamResponse:
         relative = gh.repository_path(request.match_info["repo"])
         if request.content_type != gh.request_type(service):
             return _text(415, f"unsupported content type {request.content_type!r}")
-        first = _POST_REQUESTS[service](
-            repository=shared_pb2.Repository(relative_path=relative),
-            git_protocol=request.headers.get("Git-Protocol", ""),
-        )
-        call = method(_body_messages(request, first), metadata=self._metadata())
+        body = _body(request)
+        if request.content_length is not None and request.content_length <= len(PROBE):
+            whole = await request.read()
+            if whole == PROBE:
+                return web.Response(status=200, headers={**NO_CACHE, "Content-Type": gh.result_type(service)})
+            body = _once(whole)
+        git_protocol = request.headers.get("Git-Protocol", "")
+        call = self._upstream.post(service, relative, git_protocol, body)
         response = await self._relay(request, call, service)
         return response or _text(404, f"repository not found: {relative!r}")
 
-    async def _relay(self, request: web.Request, call: Any, service: str) -> web.StreamResponse | None:
-        """Stream `call`'s messages as the HTTP response; None when upstream says NOT_FOUND."""
+    async def _relay(
+        self, request: web.Request, call: UpstreamCall, service: str
+    ) -> web.StreamResponse | None:
+        """Stream `call`'s answer as the HTTP response; None when upstream says NOT_FOUND."""
         try:
             try:
                 first = await call.read()
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
+            except UpstreamError as exc:
+                if exc.code == grpc.StatusCode.NOT_FOUND:
                     return None
                 return _upstream_error(exc)
             response = await self._start_response(request, service)
             await self._copy(request, call, first, response)
             return response
         finally:
-            if not call.done():
-                call.cancel()
+            await call.close()
 
     async def _start_response(self, request: web.Request, service: str) -> web.StreamResponse:
         git_protocol = request.headers.get("Git-Protocol", "")
@@ -204,19 +209,17 @@ class Gateway:
         return response
 
     async def _copy(
-        self, request: web.Request, call: Any, message: Any, response: web.StreamResponse
+        self, request: web.Request, call: UpstreamCall, chunk: bytes | None, response: web.StreamResponse
     ) -> None:
-        """Write `message` and every later one of `call`, then end the response; abort the
+        """Write `chunk` and every later one of `call`, then end the response; abort the
         connection instead when upstream fails (see the module's contract)."""
         try:
-            while message is not grpc.aio.EOF:
-                if message.data:
-                    await response.write(message.data)
-                message = await call.read()
-        except grpc.aio.AioRpcError as exc:
-            log.warning(
-                "upstream failed mid-response", extra={"code": str(exc.code()), "error": exc.details()}
-            )
+            while chunk is not None:
+                if chunk:
+                    await response.write(chunk)
+                chunk = await call.read()
+        except UpstreamError as exc:
+            log.warning("upstream failed mid-response", extra={"code": str(exc.code), "error": exc.details})
             if request.transport is not None:
                 request.transport.close()  # what was written is flushed; no terminating chunk
             return
@@ -225,19 +228,15 @@ class Gateway:
             return
         await response.write_eof()
 
-    def _metadata(self) -> tuple[tuple[str, str], ...]:
-        return (
-            *bearer_metadata(self._upstream_token),
-            (CORRELATION_METADATA_KEY, correlation_id.get() or new_correlation_id()),
-        )
 
-
-async def _body_messages(request: web.Request, first: Any) -> AsyncIterator[Any]:
-    """The request as upstream messages: `first` (no data), then one per body chunk."""
-    yield first
-    cls = type(first)
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body, CHUNK_SIZE bytes at a time."""
     async for chunk in request.content.iter_chunked(CHUNK_SIZE):
-        yield cls(data=chunk)
+        yield chunk
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _call_hook(hook: MissingRepositoryHook, relative_path: str) -> bool:
@@ -245,10 +244,10 @@ async def _call_hook(hook: MissingRepositoryHook, relative_path: str) -> bool:
     return bool(await result) if inspect.isawaitable(result) else bool(result)
 
 
-def _upstream_error(exc: grpc.aio.AioRpcError) -> web.Response:
-    status = gh.http_status_for(exc.code())
-    log.info("upstream refused", extra={"code": str(exc.code()), "status": status, "error": exc.details()})
-    return _text(status, exc.details() or str(exc.code()))
+def _upstream_error(exc: UpstreamError) -> web.Response:
+    status = gh.http_status_for(exc.code)
+    log.info("upstream refused", extra={"code": str(exc.code), "status": status, "error": exc.details})
+    return _text(status, exc.details or str(exc.code))
 
 
 def _text(status: int, message: str) -> web.Response:

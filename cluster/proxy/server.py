@@ -7,7 +7,7 @@
 3. runs one health round (so this proxy's votes are in Raft), then starts the health,
    replication, intent-repair, elector, reconciler and verifier loops (all but the
    first two act only while this proxy leads Raft) and the git HTTP gateway
-   (pointed at this proxy's own gRPC port);
+   (calling this proxy's coordinator in-process: cluster.gateway.local);
 4. reports SERVING.
 
 `stop()` reverses it: NOT_SERVING, gateway, gRPC server (RPCs in flight get
@@ -33,6 +33,7 @@ from cluster.background.reconciler import Reconciler
 from cluster.background.replicator import Replicator
 from cluster.background.verifier import Verifier
 from cluster.config import ProxyConfig, raft_config
+from cluster.gateway.local import LocalUpstream
 from cluster.gateway.server import Gateway
 from cluster.metadata.api import MetadataStore
 from cluster.metadata.store import RaftMetadataStore
@@ -44,7 +45,7 @@ from cluster.proxy.router import Registry
 from common.auth import TokenAuthInterceptor
 from common.errors import UnavailableError
 from common.interceptors import ErrorInterceptor
-from common.tls import ClientTls, add_port
+from common.tls import add_port
 from gitraft.v1 import cluster_pb2_grpc, transaction_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -168,15 +169,9 @@ class ProxyServer:
         return server
 
     def _gateway_tls(self) -> dict[str, Any]:
-        """The gateway's TLS: its own listener's, and how it dials this proxy's gRPC."""
+        """The gateway's TLS: its own listener's."""
         tls = self.config.server_tls
-        if not tls.enabled:
-            return {}
-        return {
-            "ssl_context": tls.ssl_context(),
-            "upstream_tls": ClientTls(self.config.tls_ca),
-            "upstream_options": [("grpc.ssl_target_name_override", self.config.self_server_name())],
-        }
+        return {"ssl_context": tls.ssl_context()} if tls.enabled else {}
 
     async def start(self) -> None:
         """Start everything (see module doc); returns once this proxy reports SERVING."""
@@ -203,7 +198,7 @@ class ProxyServer:
         ]
         if self.config.http_addr:
             self.gateway = Gateway(
-                f"127.0.0.1:{self.port}",
+                LocalUpstream(self.coordinator),
                 self.config.token,
                 self.config.tokens,
                 on_missing_repository=self.coordinator.repositories.on_missing_repository,

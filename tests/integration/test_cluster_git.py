@@ -2,6 +2,10 @@
 
 - A push through proxy-1 is cloned identically (refs and contents) through proxy-2 and
   proxy-3, and every replica reaches the same generation and checksum.
+- A push larger than git's http.postBuffer (git probes with a `0000` body first) is one
+  write: the probe opens no write intent and bumps no generation.
+- A proxy's gateway answers protocol v2 capability advertisements of a repository it
+  knows without a call (cluster.gateway.capabilities), and still reads fresh refs.
 - Read-your-writes across proxies: 50 rounds of push through proxy-1 and an immediate
   fetch through proxy-3; the fetch always sees the push.
 
@@ -10,6 +14,7 @@ The tests share one cluster (module scope); each works on its own repository.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,6 +66,45 @@ def test_push_through_one_proxy_clone_through_the_others(cluster: LocalCluster, 
     assert len(converged.checksums) == 3
     # The push created the repository (generation 0), then wrote once (1).
     assert converged.generation == 1
+
+
+def test_a_probed_push_is_one_write(cluster: LocalCluster, tmp_path: Path) -> None:
+    path = "group/probed-push"
+    work = init_work_tree(tmp_path / "work")
+    commit_file(work, "big.bin", secrets.token_bytes(64 * 1024), "big")
+    url = cluster.git_url("proxy-2", path)
+    run_git("-c", "http.postBuffer=4096", "push", "-q", url, "main", cwd=work)
+    head = run_git("rev-parse", "HEAD", cwd=work).stdout.strip()
+    assert remote_refs(url, tmp_path)["refs/heads/main"] == head
+    converged = cluster.wait_converged(path)
+    assert converged.generation == 1  # created (0), then the push alone (1)
+
+
+def info_refs_calls(cluster: LocalCluster, proxy: str) -> float:
+    """InfoRefsUploadPack calls the proxy's coordinator answered."""
+    return sum(
+        value
+        for name, labels, value in cluster.proxies[proxy].metrics()
+        if name == "gitraft_proxy_rpcs_total" and labels["method"].endswith("/InfoRefsUploadPack")
+    )
+
+
+def test_v2_capabilities_come_from_the_gateway_and_refs_stay_fresh(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    path = "group/capabilities"
+    work = init_work_tree(tmp_path / "work")
+    commit_file(work, "a.txt", "a\n", "first")
+    run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work)
+    url = cluster.git_url("proxy-3", path)
+    remote_refs(url, tmp_path)  # the first advertisement is fetched and kept
+    before = info_refs_calls(cluster, "proxy-3")
+    for round_ in range(3):
+        commit_file(work, "a.txt", f"round {round_}\n", f"round {round_}")
+        run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work)
+        head = run_git("rev-parse", "HEAD", cwd=work).stdout.strip()
+        assert remote_refs(url, tmp_path)["refs/heads/main"] == head
+    assert info_refs_calls(cluster, "proxy-3") == before
 
 
 def test_read_your_writes_across_proxies(cluster: LocalCluster, tmp_path: Path) -> None:

@@ -364,6 +364,26 @@ async def test_unreachable_upstream_is_503(tmp_path: Path) -> None:
             await gw.stop()
 
 
+async def test_the_probe_before_a_large_post_never_goes_upstream(tmp_path: Path) -> None:
+    """git's probe (a `0000` body alone) is answered 200, empty, by the gateway itself;
+    any other body goes upstream (here unreachable: 503)."""
+    with refused_address() as upstream:
+        gw = Gateway(upstream, "token", HTTP_TOKEN)
+        await gw.start()
+        try:
+            for service in ("git-upload-pack", "git-receive-pack"):
+                headers = {
+                    "Authorization": basic_auth("x", HTTP_TOKEN),
+                    "Content-Type": f"application/x-{service}-request",
+                }
+                line = f"POST /x.git/{service} HTTP/1.1"
+                assert await raw_http(gw.port, line, headers, b"0000") == (200, "")
+                assert (await raw_http(gw.port, line, headers, b"0001"))[0] == 503
+                assert (await raw_http(gw.port, line, headers, b"00000000"))[0] == 503
+        finally:
+            await gw.stop()
+
+
 async def test_a_client_going_away_mid_push_stops_git_on_the_node(
     gateway: Gateway, node: NodeProcess, new_repo: NewRepo, work_tree: Path
 ) -> None:

@@ -110,6 +110,7 @@ def test_node_token_rotation_keeps_the_proxy_served(tmp_path: Path) -> None:
         )
         cluster.nodes["node-a"] = rotating
         cluster.start_process("node-a")
+        cluster.wait_health({"node-a": True})  # the proxy's view, not only the node's port
         push("b.txt")
         assert server_info(rotating.address, new) == "node-a"
 
@@ -121,6 +122,7 @@ def test_node_token_rotation_keeps_the_proxy_served(tmp_path: Path) -> None:
         # 3. The node drops the old token: the proxy keeps working, the old is refused.
         rotating.token, rotating.extra_tokens = new, []
         cluster.restart("node-a")
+        cluster.wait_health({"node-a": True})
         push("d.txt")
         server_info(proxy.address, cluster.token)
         assert_refused(rotating.address, old)
