@@ -10,7 +10,8 @@
    round (`failover_candidates`), an idle reconciler round (`outdated_without_job`,
    `recently_dead`), placement (`storage_counts`), ClusterStatus (`repository_count`,
    `job_counts`), DatalossCheck (`dataloss`), the replicator's `runnable_job_exists`
-   - median of 20 each; the snapshot (SQLite backup) size and time; and, with
+   - median of 20 each, and the write fences every `finish_write` / `complete_job`
+   reads; the snapshot (SQLite backup) size and time; and, with
    --queue jobs ready (default 100k), `lease_jobs` (8 at a time) + `complete_job`
    p50/p99.
 2. A live cluster (3 proxies, 3 nodes, real git/gRPC/Raft on 127.0.0.1) at each size in
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import aiosqlite
 
 from bench import _scale_live as live
-from cluster.metadata import queries, schema, statemachine
+from cluster.metadata import fencing, queries, schema, statemachine
 from cluster.testing import TEST_PROXY_SETTINGS, LocalCluster, commit_file, init_work_tree, run_git
 
 NOW = 1_000_000.0
@@ -167,6 +168,18 @@ async def _both(a: Awaitable[Any], b: Awaitable[Any]) -> None:
     await b
 
 
+def fence_cost(machine: Machine, runs: int = 20) -> float:
+    """Median ms of reading one repository's open write fences - what every
+    `finish_write` and every `complete_job` of an update does (cluster.metadata.fencing),
+    with every repository's closed intent still retained."""
+    times = []
+    for i in range(runs):
+        began = time.perf_counter()
+        fencing.open_fences(machine.conn, f"{i:032x}")
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000
+
+
 def snapshot_cost(machine: Machine, work: Path) -> tuple[float, float]:
     """(MiB, seconds) of a SQLite backup of the state (what a snapshot writes)."""
     import sqlite3
@@ -209,6 +222,7 @@ def metadata_section(sizes: list[int], queue: int) -> None:
             machine = Machine(work / "state.db")
             rate = fill(machine, size)
             costs = asyncio.run(query_costs(machine.path))
+            costs["write fences"] = fence_cost(machine)
             mib, secs = snapshot_cost(machine, work)
             p50, p99 = lease_complete(machine, queue) if queue else (0.0, 0.0)
             rows.append((size, rate, costs, mib, secs, p50, p99))
