@@ -7,6 +7,7 @@ stock git client pushes over smart HTTP; repositories are created with CreateRep
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import os
 import sqlite3
 import statistics
@@ -16,11 +17,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from cluster.testing import LocalCluster, commit_file, run_git
 from common.auth import bearer_metadata
 from gitraft.v1 import cluster_pb2, repository_pb2, repository_pb2_grpc, shared_pb2
 
 WAITING = ["ready", "failed", "in_progress"]
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 def create_many(
@@ -33,12 +37,34 @@ def create_many(
     def one(i: int) -> None:
         repo = shared_pb2.Repository(relative_path=f"{prefix}/r{i}.git")
         request = repository_pb2.CreateRepositoryRequest(repository=repo)
-        stubs[i % len(stubs)].CreateRepository(request, metadata=md, timeout=120)
+        for attempt in range(5):  # as a client would: retry what the cluster says to retry
+            try:
+                stubs[i % len(stubs)].CreateRepository(request, metadata=md, timeout=120)
+                done = next(created)
+                if done % 1000 == 0:
+                    rate = done / (time.monotonic() - began)
+                    print(
+                        f"  {prefix}: {done} created, {rate:.1f}/s so far, {os.getloadavg()[0]:.1f} load",
+                        flush=True,
+                    )
+                return
+            except grpc.RpcError as exc:
+                if attempt and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                    return
+                if exc.code() not in RETRIED or attempt == 4:
+                    raise
+                retries.append(f"{exc.code().name}: {exc.details()}")
+                time.sleep(0.5)
 
+    retries: list[str] = []
+    created = itertools.count(1)
     began = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         list(pool.map(one, range(count)))
-    return count / (time.monotonic() - began)
+    took = time.monotonic() - began
+    if retries:
+        print(f"  ({len(retries)} creates retried, e.g. {retries[0]!r})", flush=True)
+    return count / took
 
 
 def cpu_seconds(pid: int) -> float:

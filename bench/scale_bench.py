@@ -240,7 +240,7 @@ def metadata_section(sizes: list[int], queue: int) -> None:
 # --- 2. live cluster ----------------------------------------------------------------------
 
 
-def live_section(sizes: list[int], backlog: int, workers: int) -> None:
+def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) -> None:
     print("live cluster (3 proxies, 3 nodes, 127.0.0.1)", flush=True)
     header = [
         "repositories",
@@ -253,17 +253,20 @@ def live_section(sizes: list[int], backlog: int, workers: int) -> None:
         "follower catch-up s",
         "restart to push s",
     ]
-    drains = []
+    drains: list[tuple[int, live.Drain]] = []
     print(" | ".join(header), flush=True)
     settings = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
     if workers:
         settings["replication_workers"] = workers
+    if per_target:
+        settings["replication_per_target"] = per_target
     with tempfile.TemporaryDirectory(prefix="gitraft-scale-live-") as tmp:
         for size in sizes:
             base = Path(tmp) / str(size)
             with LocalCluster(
                 base / "cluster", proxies=3, nodes=3, proxy_settings=settings, start_timeout=600
             ) as cluster:
+                cluster.wait_health({n: True for n in cluster.nodes}, timeout=120)
                 before = live.raft_term(cluster)
                 rate = live.create_many(cluster, size, "fill")
                 work = init_work_tree(base / "work")
@@ -280,6 +283,10 @@ def live_section(sizes: list[int], backlog: int, workers: int) -> None:
                 print(" | ".join(cells), flush=True)
                 if backlog:
                     drains.append((size, live.backlog_drain(cluster, work, "bench/push.git", backlog)))
+                    print_drains(drains[-1:])
+
+
+def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
     if drains:
         print("backlog drain (node-b and node-c stopped while backlog/2 repositories are created,")
         print("then started; a push every 0.5 s through proxy-1 meanwhile, its lag = from its")
@@ -298,12 +305,13 @@ def main() -> int:
     parser.add_argument("--live", default="1000", help="live-cluster repository counts ('' = none)")
     parser.add_argument("--backlog", type=int, default=10_000, help="jobs in the drained backlog (0 = none)")
     parser.add_argument("--workers", type=int, default=0, help="replication_workers per proxy (0 = default)")
+    parser.add_argument("--per-target", type=int, default=0, help="replication_per_target (0 = default)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
         metadata_section(sizes, args.queue)
     if args.live:
-        live_section([int(s) for s in args.live.split(",") if s], args.backlog, args.workers)
+        live_section([int(s) for s in args.live.split(",") if s], args.backlog, args.workers, args.per_target)
     return 0
 
 
