@@ -10,7 +10,8 @@
    round (`failover_candidates`), an idle reconciler round (`outdated_without_job`,
    `recently_dead`), placement (`storage_counts`), ClusterStatus (`repository_count`,
    `job_counts`), DatalossCheck (`dataloss`), the replicator's `runnable_job_exists`
-   - median of 20 each; the snapshot (SQLite backup) size and time; and, with
+   - median of 20 each, and the write fences every `finish_write` / `complete_job`
+   reads; the snapshot (SQLite backup) size and time; and, with
    --queue jobs ready (default 100k), `lease_jobs` (8 at a time) + `complete_job`
    p50/p99.
 2. A live cluster (3 proxies, 3 nodes, real git/gRPC/Raft on 127.0.0.1) at each size in
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
-import os
 import statistics
 import sys
 import tempfile
@@ -40,10 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiosqlite
 
-from cluster.metadata import queries, schema, statemachine
+from bench import _scale_live as live
+from cluster.metadata import fencing, queries, schema, statemachine
 from cluster.testing import TEST_PROXY_SETTINGS, LocalCluster, commit_file, init_work_tree, run_git
-from common.auth import bearer_metadata
-from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
 NOW = 1_000_000.0
 STORAGES = ["node-a", "node-b", "node-c"]
@@ -170,6 +168,18 @@ async def _both(a: Awaitable[Any], b: Awaitable[Any]) -> None:
     await b
 
 
+def fence_cost(machine: Machine, runs: int = 20) -> float:
+    """Median ms of reading one repository's open write fences - what every
+    `finish_write` and every `complete_job` of an update does (cluster.metadata.fencing),
+    with every repository's closed intent still retained."""
+    times = []
+    for i in range(runs):
+        began = time.perf_counter()
+        fencing.open_fences(machine.conn, f"{i:032x}")
+        times.append(time.perf_counter() - began)
+    return statistics.median(times) * 1000
+
+
 def snapshot_cost(machine: Machine, work: Path) -> tuple[float, float]:
     """(MiB, seconds) of a SQLite backup of the state (what a snapshot writes)."""
     import sqlite3
@@ -212,6 +222,7 @@ def metadata_section(sizes: list[int], queue: int) -> None:
             machine = Machine(work / "state.db")
             rate = fill(machine, size)
             costs = asyncio.run(query_costs(machine.path))
+            costs["write fences"] = fence_cost(machine)
             mib, secs = snapshot_cost(machine, work)
             p50, p99 = lease_complete(machine, queue) if queue else (0.0, 0.0)
             rows.append((size, rate, costs, mib, secs, p50, p99))
@@ -229,112 +240,62 @@ def metadata_section(sizes: list[int], queue: int) -> None:
 # --- 2. live cluster ----------------------------------------------------------------------
 
 
-def create_many(cluster: LocalCluster, count: int, prefix: str) -> float:
-    """Create `count` repositories through proxy-1, 16 in flight; returns creates/s."""
-    stub = repository_pb2_grpc.RepositoryServiceStub(cluster.channel("proxy-1"))
-    md = bearer_metadata(cluster.token)
-
-    def one(i: int) -> None:
-        repo = shared_pb2.Repository(relative_path=f"{prefix}/r{i}.git")
-        stub.CreateRepository(
-            repository_pb2.CreateRepositoryRequest(repository=repo), metadata=md, timeout=120
-        )
-
-    began = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, range(count)))
-    return count / (time.monotonic() - began)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def push_latency(cluster: LocalCluster, work: Path, path: str, runs: int = 10) -> float:
-    times = []
-    for i in range(runs):
-        commit_file(work, "a.txt", f"push {i}\n")
-        began = time.monotonic()
-        run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work)
-        times.append(time.monotonic() - began)
-    return statistics.median(times) * 1000
-
-
-def leader_idle_cpu(cluster: LocalCluster, seconds: float = 5.0) -> float:
-    leader = cluster.wait_for_leader()
-    process = cluster.proxies[leader].process
-    assert process is not None
-    pid = process.proc.pid
-    before = cpu_seconds(pid)
-    time.sleep(seconds)
-    return (cpu_seconds(pid) - before) / seconds * 100
-
-
-def raft_term(cluster: LocalCluster) -> int:
-    leader = cluster.wait_for_leader()
-    me = [p for p in cluster.cluster_status(leader).proxies if p.name == leader]
-    return int(me[0].raft_term)
-
-
-def restart_to_push(cluster: LocalCluster, work: Path, path: str) -> float:
-    for name in cluster.proxies:
-        cluster.stop(name)
-    began = time.monotonic()
-    for name in cluster.proxies:
-        process = cluster.proxies[name]
-        process.spawn()
-    for name in cluster.proxies:
-        cluster.proxies[name].wait_serving(300)
-    commit_file(work, "a.txt", "after restart\n")
-    while True:
-        try:
-            run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work, timeout=60)
-            return time.monotonic() - began
-        except RuntimeError:
-            time.sleep(0.1)
-
-
-def drain_rate(cluster: LocalCluster, count: int) -> float:
-    """Stop node-c, create `count` repositories (each leaves a job for node-c), start it
-    again; returns jobs completed per second until its queue is empty."""
-    cluster.stop("node-c")
-    cluster.wait_health({"node-c": False})
-    create_many(cluster, count, "backlog")
-    cluster.start_process("node-c")
-    began = time.monotonic()
-
-    def waiting() -> int:
-        return sum(1 for j in cluster.jobs(states=["ready", "failed", "in_progress"]))
-
-    while waiting():
-        time.sleep(0.2)
-    return count / (time.monotonic() - began)
-
-
-def live_section(sizes: list[int], backlog: int) -> None:
-    print("live cluster (3 proxies, 3 nodes, 127.0.0.1)")
-    print(
-        "repositories | create/s | push p50 ms | leader idle CPU % | Raft term changes (create, push, idle)"
-        " | restart to push s | backlog drain jobs/s"
-    )
+def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) -> None:
+    print("live cluster (3 proxies, 3 nodes, 127.0.0.1)", flush=True)
+    header = [
+        "repositories",
+        "create/s",
+        "push p50 ms",
+        "leader idle CPU %",
+        "Raft term before/after",
+        "snapshot MiB",
+        "snapshot s",
+        "follower catch-up s",
+        "restart to push s",
+    ]
+    drains: list[tuple[int, live.Drain]] = []
+    print(" | ".join(header), flush=True)
     settings = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
+    if workers:
+        settings["replication_workers"] = workers
+    if per_target:
+        settings["replication_per_target"] = per_target
     with tempfile.TemporaryDirectory(prefix="gitraft-scale-live-") as tmp:
         for size in sizes:
             base = Path(tmp) / str(size)
-            with LocalCluster(base / "cluster", proxies=3, nodes=3, proxy_settings=settings) as cluster:
-                term = raft_term(cluster)
-                rate = create_many(cluster, size, "fill")
+            with LocalCluster(
+                base / "cluster", proxies=3, nodes=3, proxy_settings=settings, start_timeout=600
+            ) as cluster:
+                cluster.wait_health({n: True for n in cluster.nodes}, timeout=120)
+                before = live.raft_term(cluster)
+                rate = live.create_many(cluster, size, "fill")
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
                 run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
-                push = push_latency(cluster, work, "bench/push.git")
-                cpu = leader_idle_cpu(cluster)
-                elections = raft_term(cluster) - term
-                restart = restart_to_push(cluster, work, "bench/push.git")
-                drained = drain_rate(cluster, backlog) if backlog else 0.0
-            cells = [f"{size}", f"{rate:.1f}", f"{push:.0f}", f"{cpu:.1f}", f"{elections}", f"{restart:.2f}"]
-            print(" | ".join([*cells, f"{drained:.1f}"]), flush=True)
+                push = live.push_latency(cluster, work, "bench/push.git")
+                cpu = live.leader_idle_cpu(cluster)
+                mib, secs = live.snapshot_cost(cluster)
+                catch_up = live.follower_catch_up(cluster)
+                after = live.raft_term(cluster)
+                restart = live.restart_to_push(cluster, work, "bench/push.git")
+                cells = [f"{size}", f"{rate:.1f}", f"{push:.0f}", f"{cpu:.1f}", f"{before}/{after}"]
+                cells += [f"{mib:.1f}", f"{secs:.2f}", f"{catch_up:.2f}", f"{restart:.2f}"]
+                print(" | ".join(cells), flush=True)
+                if backlog:
+                    drains.append((size, live.backlog_drain(cluster, work, "bench/push.git", backlog)))
+                    print_drains(drains[-1:])
+
+
+def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
+    if drains:
+        print("backlog drain (node-b and node-c stopped while backlog/2 repositories are created,")
+        print("then started; a push every 0.5 s through proxy-1 meanwhile, its lag = from its")
+        print("acknowledgement until every replica has its generation)")
+        print("repositories | backlog jobs | drain s | jobs/s | pushes | lag p50 s | lag max s | failed")
+        for size, d in drains:
+            cells = [f"{size}", f"{d.jobs}", f"{d.seconds:.1f}", f"{d.rate:.1f}", f"{d.pushes}"]
+            cells += [f"{d.lag_p50:.2f}", f"{d.lag_max:.2f}", f"{d.failed_pushes}"]
+            print(" | ".join(cells), flush=True)
 
 
 def main() -> int:
@@ -342,13 +303,15 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000,100000", help="metadata-only repository counts")
     parser.add_argument("--queue", type=int, default=100_000, help="jobs queued for lease+complete")
     parser.add_argument("--live", default="1000", help="live-cluster repository counts ('' = none)")
-    parser.add_argument("--backlog", type=int, default=300, help="jobs in the drained backlog")
+    parser.add_argument("--backlog", type=int, default=10_000, help="jobs in the drained backlog (0 = none)")
+    parser.add_argument("--workers", type=int, default=0, help="replication_workers per proxy (0 = default)")
+    parser.add_argument("--per-target", type=int, default=0, help="replication_per_target (0 = default)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
         metadata_section(sizes, args.queue)
     if args.live:
-        live_section([int(s) for s in args.live.split(",") if s], args.backlog)
+        live_section([int(s) for s in args.live.split(",") if s], args.backlog, args.workers, args.per_target)
     return 0
 
 

@@ -7,8 +7,10 @@ and the last message carries the exit status.
 ReplicateRepository (on the target) makes the local repository an exact copy of the
 source repository on another node:
 
-1. The source repository must exist (a unary preflight, for clean errors); HEAD's
-   symbolic target is read from it (protocol v2 ls-refs, unborn too).
+1. The source repository must exist (a unary RepositoryInfo preflight, for clean
+   errors); HEAD's symbolic target is read from it (protocol v2 ls-refs, unborn too).
+   A missing target whose source has no ref is created empty with that HEAD, without
+   a fetch (steps 2 and 3): a new repository's replicas cost two git processes.
 2. `git fetch --prune --force "ext::<python> -I node/tunnel.py <socket>"
    '+refs/*:refs/*'` runs in the target; the tunnel's socket is bridged to an
    UploadPackSession on the source (node.replication_source). git's own negotiation
@@ -161,12 +163,16 @@ async def _replicate(target: Path, relative: str, source: SourceRepository) -> b
         created = not is_bare_repository(target)
         if created and _occupied(target):
             raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
-        await source.ensure_exists()
-        head = await source.head_target()
+        info = await source.info()  # NotFoundError when the source does not exist
+        empty = created and info.ref_count == 0
+        if empty:  # HEAD of a repository without refs is symbolic: no upload-pack needed
+            head: str | None = info.default_branch if info.default_branch != "HEAD" else None
+        else:
+            head = await source.head_target()
         if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
             raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
         if created:
-            await _copy_new(target, relative, source, head)
+            await _copy_new(target, relative, None if empty else source, head)
         else:
             await _mirror(target, source, head)
     return created
@@ -206,13 +212,17 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
         yield
 
 
-async def _copy_new(target: Path, relative: str, source: SourceRepository, head: str | None) -> None:
-    """A full copy into a temporary sibling, renamed to `target` when complete."""
+async def _copy_new(target: Path, relative: str, source: SourceRepository | None, head: str | None) -> None:
+    """A full copy into a temporary sibling, renamed to `target` when complete; without
+    `source` (it has no refs) only HEAD is set: nothing to fetch."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(target, "replicate")
     try:
         await run_git(["init", "--bare", "--quiet", str(temp)])
-        await _mirror(temp, source, head)
+        if source is not None:
+            await _mirror(temp, source, head)
+        elif head is not None:
+            await run_git(["symbolic-ref", "HEAD", head], git_dir=temp)
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it

@@ -91,6 +91,19 @@ class SourceRepository:
             path = self.repository.relative_path
             raise NotFoundError(f"source {self.address}: repository not found: {quoted(path)}")
 
+    async def info(self) -> repository_pb2.RepositoryInfoResponse:
+        """RepositoryInfo of the source (ref count, HEAD's target); NotFoundError when it
+        does not exist, or the call's error."""
+        stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
+        request = repository_pb2.RepositoryInfoRequest(repository=self.repository)
+        try:
+            answer: repository_pb2.RepositoryInfoResponse = await stub.RepositoryInfo(
+                request, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise failure_of(exc, f"source {self.address}") from exc
+        return answer
+
     def open_session(self, git_protocol: str = "") -> Session:
         """A started UploadPackSession on the source repository."""
         stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())

@@ -6,7 +6,11 @@ Rules (see `api.JobState` for the transitions):
 - Leasable: `ready`; `failed` once `now >= retry_at`; `in_progress` whose lease
   expired (its owner died). Re-leasing an expired job counts as a failed attempt, so a
   job whose workers keep dying ends `dead` like one that keeps failing.
-- At most one job per (repository, target) is in progress at once; oldest first.
+- At most one job per (repository, target) is in progress at once; oldest first,
+  except that a lease whose command time falls in an even second first takes ready
+  jobs created within the last FRESH_SECONDS (among the newest LEASE_PAGE): a deep
+  backlog (a node back after hours) delays the replication of new writes by about
+  one job's time, not by the whole backlog, and still gets every other second.
   `lease_jobs` may carry the storages healthy for the cluster: jobs that need another
   one are skipped (oldest first among the rest).
 - A repository's removal deletes its waiting jobs and ends its in-progress ones (see
@@ -37,6 +41,8 @@ from cluster.metadata.handlers import REPOSITORY_REMOVED, CommandError
 COMPLETED_RETENTION = 3600.0
 # Most candidates `lease_jobs` reads at a time per state (fewer for a small limit).
 LEASE_PAGE = 256
+# Jobs created this recently (command time) are the replication of new writes.
+FRESH_SECONDS = 10.0
 
 JOB_COLUMNS = (
     "id, repository_id, change, source, target, source_generation, state, attempts, lease_owner,"
@@ -115,35 +121,61 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
         busy.add((r, t))
         running[t] = running.get(t, 0) + 1
     leased: list[int] = []
+
+    def take(job_id: int, rid: str, target: str, state: str, tries: int) -> None:
+        if len(leased) >= limit or job_id in leased or (rid, target) in busy:
+            return
+        if per_target is not None and running.get(target, 0) >= per_target:
+            return
+        attempts = tries
+        if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
+            attempts += 1
+            if attempts >= max_attempts:
+                conn.execute(
+                    "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '',"
+                    " last_error = 'lease expired', updated_at = ? WHERE id = ?",
+                    (JobState.DEAD, attempts, now, job_id),
+                )
+                return
+        conn.execute(
+            "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = ?, lease_expires_at = ?,"
+            " updated_at = ? WHERE id = ?",
+            (JobState.IN_PROGRESS, attempts, owner, expires, now, job_id),
+        )
+        busy.add((rid, target))
+        running[target] = running.get(target, 0) + 1
+        leased.append(job_id)
+
+    if int(now) % 2 == 0:  # every other second, new writes first (see the module doc)
+        for job_id, rid, _change, _source, target, state, tries in _fresh(conn, now, healthy):
+            take(job_id, rid, target, state, tries)
     after: int | None = -1
     while after is not None and len(leased) < limit:
         page, after = _candidates(conn, now, healthy, after, min(LEASE_PAGE, max(32, 4 * limit)))
         for job_id, rid, _change, _source, target, state, tries in page:
-            if len(leased) >= limit:
-                break
-            if (rid, target) in busy:
-                continue
-            if per_target is not None and running.get(target, 0) >= per_target:
-                continue
-            attempts = tries
-            if state == JobState.IN_PROGRESS:  # the previous owner's lease expired
-                attempts += 1
-                if attempts >= max_attempts:
-                    conn.execute(
-                        "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = '',"
-                        " last_error = 'lease expired', updated_at = ? WHERE id = ?",
-                        (JobState.DEAD, attempts, now, job_id),
-                    )
-                    continue
-            conn.execute(
-                "UPDATE replication_jobs SET state = ?, attempts = ?, lease_owner = ?, lease_expires_at = ?,"
-                " updated_at = ? WHERE id = ?",
-                (JobState.IN_PROGRESS, attempts, owner, expires, now, job_id),
-            )
-            busy.add((rid, target))
-            running[target] = running.get(target, 0) + 1
-            leased.append(job_id)
+            take(job_id, rid, target, state, tries)
     return [_load(conn, job_id) for job_id in leased]
+
+
+def _health_filter(healthy: list[str] | None) -> tuple[str, list[Any]]:
+    """SQL (and its parameters) keeping the jobs whose storages are all in `healthy`."""
+    if healthy is None:
+        return "", []
+    marks = ",".join("?" * len(healthy))
+    sql = f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks}))"
+    return sql, [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
+
+
+def _fresh(conn: sqlite3.Connection, now: float, healthy: list[str] | None) -> list[tuple[Any, ...]]:
+    """Ready jobs created within FRESH_SECONDS of `now` among the newest LEASE_PAGE,
+    oldest first: the replication of new writes (one indexed range, read backwards)."""
+    extra, extra_params = _health_filter(healthy)
+    rows = conn.execute(
+        "SELECT id, repository_id, change, source, target, state, attempts, created_at"
+        f" FROM replication_jobs WHERE state = ?{extra} ORDER BY id DESC LIMIT ?",
+        (JobState.READY, *extra_params, LEASE_PAGE),
+    ).fetchall()
+    return [r[:7] for r in reversed(rows) if float(r[7]) >= now - FRESH_SECONDS]
 
 
 def _candidates(
@@ -161,11 +193,7 @@ def _candidates(
         ("state = ? AND retry_at <= ?", [JobState.FAILED, now]),
         ("state = ? AND lease_expires_at <= ?", [JobState.IN_PROGRESS, now]),
     ]
-    extra, extra_params = "", list[Any]()
-    if healthy is not None:
-        marks = ",".join("?" * len(healthy))
-        extra = f" AND target IN ({marks}) AND (change NOT IN (?, ?) OR source IN ({marks}))"
-        extra_params = [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
+    extra, extra_params = _health_filter(healthy)
     rows: list[tuple[Any, ...]] = []
     cutoff: int | None = None
     for cond, params in branches:

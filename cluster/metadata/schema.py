@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS write_intents (
 );
 CREATE INDEX IF NOT EXISTS intents_open ON write_intents (deadline) WHERE result IS NULL;
 CREATE INDEX IF NOT EXISTS intents_closed ON write_intents (deadline) WHERE result IS NOT NULL;
+-- A repository's open intents (fencing reads them on every write and job completion).
+CREATE INDEX IF NOT EXISTS intents_open_by_repository ON write_intents (repository_id) WHERE result IS NULL;
 CREATE TABLE IF NOT EXISTS health_votes (
     proxy      TEXT NOT NULL,
     storage    TEXT NOT NULL,

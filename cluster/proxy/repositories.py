@@ -6,7 +6,8 @@ Creation (CreateRepository, or a push to a missing path through the gateway when
 replica at generation -1, paths derived from a fresh id); then create it on the
 primary like any mutator (`WritePath.write_unary`: intent, node, finish_write), which puts the primary at
 generation 0 and schedules `update` jobs that create the other replicas. When the
-primary refuses, the metadata is removed again. Two proxies creating the same path
+primary refuses, or the write is fenced (the primary moved meanwhile), the metadata is
+removed again. Two proxies creating the same path
 race in Raft: one `create_repository` wins, the other gets ALREADY_EXISTS.
 
 Removal: the metadata goes first (so nothing routes to the repository any more, its
@@ -30,7 +31,7 @@ from cluster.metadata.api import Repository
 from cluster.proxy.forwarding import NodeError, replica_of
 from cluster.proxy.placement import new_repository_id, place, replica_path
 from cluster.proxy.router import MethodInfo
-from common.errors import AlreadyExistsError, GitraftError
+from common.errors import AlreadyExistsError, FailedPreconditionError, GitraftError
 from common.paths import validate_relative_path
 from gitraft.v1 import repository_pb2, shared_pb2
 
@@ -64,10 +65,24 @@ class Repositories:
         primary = repo.primary
         intent = await c.begin_write(repo, primary, context)
 
+        undone = False
+
         async def undo(_exc: BaseException) -> None:
+            nonlocal undone
+            undone = True
             await self._undo(repo, intent.intent_id, primary)
 
-        response = await c.write_unary(info, request, repo, primary, intent, context, undo)
+        try:
+            response = await c.write_unary(info, request, repo, primary, intent, context, undo)
+        except FailedPreconditionError:
+            if not undone:
+                # Fenced at finish_write (the primary moved while this one created it): no
+                # replica holds an acknowledged write, and the new primary may hold nothing
+                # on disk. Forget the repository (its replicas are deleted by jobs) so the
+                # client's retry creates it afresh instead of finding a repository whose
+                # newest replica is empty.
+                await asyncio.shield(self._forget(repo))
+            raise
         log.info(
             "repository created",
             extra={"repository": relative_path, "repository_id": repo.repository_id, "primary": primary},
@@ -156,6 +171,15 @@ class Repositories:
         except Exception as exc:
             log.warning(
                 "could not undo a failed creation",
+                extra={"repository": repo.relative_path, "error": str(exc)},
+            )
+
+    async def _forget(self, repo: Repository) -> None:
+        try:
+            await self._c.store.remove_repository(repo.repository_id, self._c.clock())
+        except Exception as exc:
+            log.warning(
+                "could not forget a fenced creation",
                 extra={"repository": repo.relative_path, "error": str(exc)},
             )
 

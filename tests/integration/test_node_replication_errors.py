@@ -33,7 +33,7 @@ def pkt(text: str) -> bytes:
 
 
 class HostileSource(repository_pb2_grpc.RepositoryServiceServicer):
-    """Says every repository exists; its UploadPackSession misbehaves as `mode` says."""
+    """Says every repository exists and has refs; its UploadPackSession misbehaves as `mode` says."""
 
     def __init__(self) -> None:
         self.mode = "silent"
@@ -41,6 +41,9 @@ class HostileSource(repository_pb2_grpc.RepositoryServiceServicer):
 
     async def RepositoryExists(self, request: Any, context: Any) -> pb.RepositoryExistsResponse:
         return pb.RepositoryExistsResponse(exists=True)
+
+    async def RepositoryInfo(self, request: Any, context: Any) -> pb.RepositoryInfoResponse:
+        return pb.RepositoryInfoResponse(ref_count=1, default_branch="refs/heads/main")
 
     async def UploadPackSession(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         self.sessions += 1

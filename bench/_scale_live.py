@@ -1,0 +1,264 @@
+"""Live-cluster measurements for `scale_bench` (3 proxies, 3 nodes, real git/gRPC/Raft).
+
+Each function drives a running `LocalCluster` and returns figures; none asserts. The
+stock git client pushes over smart HTTP; repositories are created with CreateRepository.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import os
+import sqlite3
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from cluster.testing import LocalCluster, commit_file, run_git
+from common.auth import bearer_metadata
+from gitraft.v1 import cluster_pb2, repository_pb2, repository_pb2_grpc, shared_pb2
+
+WAITING = ["ready", "failed", "in_progress"]
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+def create_many(
+    cluster: LocalCluster, count: int, prefix: str, proxies: tuple[str, ...] = ("proxy-1",)
+) -> float:
+    """Create `count` repositories, 16 in flight spread over `proxies`; returns creates/s."""
+    stubs = [repository_pb2_grpc.RepositoryServiceStub(cluster.channel(p)) for p in proxies]
+    md = bearer_metadata(cluster.token)
+
+    def one(i: int) -> None:
+        repo = shared_pb2.Repository(relative_path=f"{prefix}/r{i}.git")
+        request = repository_pb2.CreateRepositoryRequest(repository=repo)
+        for attempt in range(5):  # as a client would: retry what the cluster says to retry
+            try:
+                stubs[i % len(stubs)].CreateRepository(request, metadata=md, timeout=120)
+                done = next(created)
+                if done % 1000 == 0:
+                    rate = done / (time.monotonic() - began)
+                    print(
+                        f"  {prefix}: {done} created, {rate:.1f}/s so far, {os.getloadavg()[0]:.1f} load",
+                        flush=True,
+                    )
+                return
+            except grpc.RpcError as exc:
+                if attempt and exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                    return
+                if exc.code() not in RETRIED or attempt == 4:
+                    raise
+                retries.append(f"{exc.code().name}: {exc.details()}")
+                time.sleep(0.5)
+
+    retries: list[str] = []
+    created = itertools.count(1)
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(count)))
+    took = time.monotonic() - began
+    if retries:
+        print(f"  ({len(retries)} creates retried, e.g. {retries[0]!r})", flush=True)
+    return count / took
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def push_latency(cluster: LocalCluster, work: Path, path: str, runs: int = 10) -> float:
+    """Median ms of `runs` pushes of one small commit through proxy-1."""
+    times = []
+    for i in range(runs):
+        commit_file(work, "a.txt", f"push {i} {time.time()}\n")
+        began = time.monotonic()
+        run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work)
+        times.append(time.monotonic() - began)
+    return statistics.median(times) * 1000
+
+
+def leader_idle_cpu(cluster: LocalCluster, seconds: float = 5.0) -> float:
+    """The Raft leader proxy's CPU % over `seconds` with no client traffic."""
+    leader = cluster.wait_for_leader()
+    process = cluster.proxies[leader].process
+    assert process is not None and process.proc is not None
+    pid = process.proc.pid
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - before) / seconds * 100
+
+
+def raft_term(cluster: LocalCluster) -> int:
+    leader = cluster.wait_for_leader()
+    me = [p for p in cluster.cluster_status(leader).proxies if p.name == leader]
+    return int(me[0].raft_term)
+
+
+def snapshot_cost(cluster: LocalCluster) -> tuple[float, float]:
+    """(MiB, seconds) of a SQLite backup of the leader's live state.db - the copy a
+    snapshot makes (cluster.metadata.snapshot)."""
+    leader = cluster.wait_for_leader()
+    db = cluster.layout.proxy(leader).data_dir / "raft" / "state.db"
+    with tempfile.TemporaryDirectory(prefix="gitraft-snap-") as tmp:
+        target = Path(tmp) / "snapshot.db"
+        began = time.monotonic()
+        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        dst = sqlite3.connect(str(target))
+        src.backup(dst)
+        dst.close()
+        src.close()
+        return target.stat().st_size / 2**20, time.monotonic() - began
+
+
+def applied_index(cluster: LocalCluster, proxy: str) -> int:
+    me = [p for p in cluster.cluster_status(proxy, timeout=10).proxies if p.name == proxy]
+    return int(me[0].applied_index) if me else -1
+
+
+def follower_catch_up(cluster: LocalCluster, writes: int = 200) -> float:
+    """Stop a follower proxy, create `writes` repositories meanwhile, start it again;
+    seconds from its start until it has applied the leader's index of that moment."""
+    leader = cluster.wait_for_leader()
+    follower = next(n for n in cluster.proxies if n != leader)
+    cluster.stop(follower)
+    create_many(cluster, writes, f"catchup-{time.monotonic_ns()}", proxies=(leader,))
+    target = applied_index(cluster, leader)
+    began = time.monotonic()
+    cluster.start_process(follower, timeout=600)
+    cluster.wait_until(lambda: applied_index(cluster, follower) >= target, 600, what=f"{follower} caught up")
+    return time.monotonic() - began
+
+
+def restart_to_push(cluster: LocalCluster, work: Path, path: str) -> float:
+    """Seconds from a full restart of every proxy to the next acknowledged push."""
+    for name in cluster.proxies:
+        cluster.stop(name)
+    began = time.monotonic()
+    for name in cluster.proxies:
+        cluster.proxies[name].spawn()
+    for name in cluster.proxies:
+        cluster.proxies[name].wait_serving(600)
+    commit_file(work, "a.txt", f"after restart {time.time()}\n")
+    while True:
+        try:
+            run_git("push", "-q", cluster.git_url("proxy-1", path), "main", cwd=work, timeout=60)
+            return time.monotonic() - began
+        except RuntimeError:
+            time.sleep(0.1)
+
+
+@dataclass
+class PushStream:
+    """Pushes one small commit through proxy-1 every `interval` s until stopped; for
+    each acknowledged push, the seconds until every replica of the repository had its
+    generation (the replication lag, polled every 0.1 s)."""
+
+    cluster: LocalCluster
+    work: Path
+    path: str
+    interval: float = 0.5
+    lags: list[float] = field(default_factory=list)
+    failed: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _generations(self) -> tuple[int, list[int]]:
+        repo = self.cluster.repository(self.path, proxy="proxy-1", timeout=10)
+        assert repo is not None
+        return int(repo.generation), [int(r.generation) for r in repo.replicas]
+
+    def _run(self) -> None:
+        pending: list[tuple[float, int]] = []  # (acknowledged at, generation then)
+        next_push = time.monotonic()
+        i = 0
+        while not self.stop.is_set() or pending:
+            now = time.monotonic()
+            if now >= next_push and not self.stop.is_set():
+                i += 1
+                commit_file(self.work, "s.txt", f"stream {i} {time.time()}\n")
+                url = self.cluster.git_url("proxy-1", self.path)
+                done = run_git("push", "-q", url, "main", cwd=self.work, check=False)
+                if done.returncode == 0:
+                    pending.append((time.monotonic(), self._generations()[0]))
+                else:
+                    self.failed += 1
+                next_push = time.monotonic() + self.interval
+            if pending:
+                _, replicas = self._generations()
+                seen = time.monotonic()
+                low = min(replicas)
+                self.lags += [seen - acked for acked, g in pending if low >= g]
+                pending = [(acked, g) for acked, g in pending if low < g]
+            if self.stop.is_set() and pending and time.monotonic() - pending[0][0] > 600:
+                return
+            time.sleep(0.1)
+
+
+def _oldest_waiting(cluster: LocalCluster) -> int | None:
+    request = cluster_pb2.ListReplicationJobsRequest(states=WAITING, limit=1)
+    resp = cluster.cluster_stub("proxy-1").ListReplicationJobs(
+        request, metadata=cluster.metadata("proxy-1"), timeout=30
+    )
+    return int(resp.jobs[0].id) if resp.jobs else None
+
+
+def _newest_job(cluster: LocalCluster) -> tuple[int, int]:
+    """(highest job id, jobs waiting) now."""
+    request = cluster_pb2.ListReplicationJobsRequest(states=WAITING, limit=1_000_000)
+    resp = cluster.cluster_stub("proxy-1").ListReplicationJobs(
+        request, metadata=cluster.metadata("proxy-1"), timeout=60
+    )
+    return max((int(j.id) for j in resp.jobs), default=0), len(resp.jobs)
+
+
+@dataclass
+class Drain:
+    jobs: int
+    seconds: float
+    pushes: int
+    lag_p50: float
+    lag_max: float
+    failed_pushes: int
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.seconds if self.seconds else 0.0
+
+
+def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: int) -> Drain:
+    """A backlog of about `backlog` jobs for small (new, empty) repositories: node-b and
+    node-c are stopped while backlog/2 repositories are created (each leaves a job for
+    both), then started; a push stream (PushStream) runs meanwhile. Returns the drain
+    (backlog jobs / seconds until none of them waits) and the pushes' replication lag."""
+    down = ("node-b", "node-c")
+    for name in down:
+        cluster.stop(name)
+    cluster.wait_health(dict.fromkeys(down, False))
+    prefix = f"backlog-{time.monotonic_ns()}"
+    create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies))
+    last, waiting = _newest_job(cluster)
+    stream = PushStream(cluster, work, push_path)
+    for name in down:
+        cluster.start_process(name)
+    began = time.monotonic()
+    stream.thread.start()
+    try:
+        while True:
+            oldest = _oldest_waiting(cluster)
+            if oldest is None or oldest > last:
+                break
+            time.sleep(0.5)
+        took = time.monotonic() - began
+    finally:
+        stream.stop.set()
+        stream.thread.join(900)
+    lags = sorted(stream.lags) or [0.0]
+    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed)
