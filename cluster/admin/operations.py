@@ -31,7 +31,7 @@ async def set_primary(
     await store.barrier()
     repo = await require(store, request.relative_path)
     target = request.storage
-    gens = {r.storage: r.generation for r in repo.replicas if r.assigned}
+    gens = {r.storage: r.generation for r in repo.replicas}
     if target not in gens:
         raise FailedPreconditionError(
             f"storage {target!r} holds no replica of {repo.relative_path!r} (replicas: {sorted(gens)!r})"
@@ -63,7 +63,7 @@ async def accept_dataloss(
     await store.barrier()
     repo = await require(store, request.relative_path)
     storage = request.authoritative_storage
-    assigned = sorted(r.storage for r in repo.replicas if r.assigned)
+    assigned = sorted(r.storage for r in repo.replicas)
     if storage not in assigned:
         raise FailedPreconditionError(
             f"storage {storage!r} holds no replica of {repo.relative_path!r} (replicas: {assigned!r})"
@@ -83,7 +83,7 @@ def choose_assignment(
     More: healthy unassigned storages holding the fewest repositories (then by name);
     FailedPreconditionError when there are not enough. Fewer: non-primary replicas,
     outdated or unhealthy ones first, then the most loaded (then by name)."""
-    assigned = [r.storage for r in repo.replicas if r.assigned]
+    assigned = [r.storage for r in repo.replicas]
     if wanted > len(assigned):
         free = sorted(
             (s for s in storages if s not in assigned and s in healthy), key=lambda s: (load.get(s, 0), s)

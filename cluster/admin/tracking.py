@@ -56,8 +56,7 @@ async def list_untracked(
     tracked: dict[str, set[str]] = {}
     for repo in await store.list_repositories():
         for r in repo.replicas:
-            if r.assigned:
-                tracked.setdefault(r.storage, set()).add(repo.replica_path)
+            tracked.setdefault(r.storage, set()).add(repo.replica_path)
     names = [s.name for s in await store.storages()]
     listed = await asyncio.gather(*(storage_repositories(nodes, s) for s in names), return_exceptions=True)
     response = cluster_pb2.ListUntrackedRepositoriesResponse()

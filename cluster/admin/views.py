@@ -20,9 +20,9 @@ def cluster_repository(repo: Repository, healthy: set[str]) -> cluster_pb2.Clust
             cluster_pb2.ReplicaStatus(
                 storage=r.storage,
                 generation=r.generation,
-                assigned=r.assigned,
+                assigned=True,  # every listed replica is assigned (metadata.api.Replica)
                 healthy=r.storage in healthy,
-                up_to_date=r.assigned and r.generation == latest,
+                up_to_date=r.generation == latest,
             )
             for r in repo.replicas
         ],

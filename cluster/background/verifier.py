@@ -139,7 +139,7 @@ class Verifier:
         """Compare every replica of `repo` with its primary (see the module doc) and,
         with `repair`, schedule repairs for the mismatches."""
         result = Verification(repo.repository_id, repo.relative_path, repo.primary)
-        replicas = [r for r in repo.replicas if r.assigned]
+        replicas = list(repo.replicas)
         result.replicas = list(
             await asyncio.gather(*(read_replica(self.nodes, repo, r.storage, r.generation) for r in replicas))
         )

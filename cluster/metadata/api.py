@@ -83,12 +83,6 @@ class Replica:
     # -1 = assigned but never written (no data yet).
     generation: int
 
-    @property
-    def assigned(self) -> bool:
-        """Always True (see the class doc). Kept so existing readers (the admin API's
-        `assigned` field, callers filtering on it) read unchanged; no state behind it."""
-        return True
-
 
 @dataclass(frozen=True)
 class Repository:

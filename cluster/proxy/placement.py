@@ -69,6 +69,5 @@ def counts(repositories: Iterable[Repository]) -> tuple[dict[str, int], dict[str
     for repo in repositories:
         primaries[repo.primary] = primaries.get(repo.primary, 0) + 1
         for r in repo.replicas:
-            if r.assigned:
-                replicas[r.storage] = replicas.get(r.storage, 0) + 1
+            replicas[r.storage] = replicas.get(r.storage, 0) + 1
     return replicas, primaries

@@ -115,7 +115,7 @@ class Repositories:
         repo = await c.lookup(relative_path, info)
         assert repo is not None
         await c.store.remove_repository(repo.repository_id, c.clock())
-        storages = [r.storage for r in repo.replicas if r.assigned]
+        storages = [r.storage for r in repo.replicas]
         results = await asyncio.gather(
             *(self._remove_replica(info, repo, s, context) for s in storages), return_exceptions=True
         )

@@ -246,11 +246,7 @@ def route_accessor(
 def route_maintenance(repository: Repository, healthy: set[str]) -> RepositoryMaintenanceRoute:
     """Every healthy assigned replica that holds data (generation >= 0)."""
     storages = tuple(
-        sorted(
-            r.storage
-            for r in repository.replicas
-            if r.assigned and r.generation >= 0 and r.storage in healthy
-        )
+        sorted(r.storage for r in repository.replicas if r.generation >= 0 and r.storage in healthy)
     )
     if not storages:
         raise UnavailableError(f"no healthy replica of repository {repository.relative_path!r} holds data")

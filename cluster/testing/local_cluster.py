@@ -290,7 +290,7 @@ class LocalCluster:
         return {
             r.storage: self.replica_checksum(r.storage, repo.replica_path)
             for r in repo.replicas
-            if r.assigned and r.storage not in skip
+            if r.storage not in skip
         }
 
     # -- waits --------------------------------------------------------------------------
@@ -332,7 +332,7 @@ class LocalCluster:
                 if repo is None:
                     last = f"unknown repository {relative_path!r}"
                 else:
-                    replicas = [r for r in repo.replicas if r.assigned and r.storage not in skip]
+                    replicas = [r for r in repo.replicas if r.storage not in skip]
                     generations = {r.storage: int(r.generation) for r in replicas}
                     checksums = {
                         r.storage: self.replica_checksum(r.storage, repo.replica_path) for r in replicas

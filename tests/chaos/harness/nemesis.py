@@ -139,7 +139,7 @@ class Nemesis(threading.Thread):
                 repo = self.chaos.cluster.repository(self.relative_path, timeout=2.0)
             except Exception:
                 repo = None
-            if repo is not None and all(r.generation == repo.generation for r in repo.replicas if r.assigned):
+            if repo is not None and all(r.generation == repo.generation for r in repo.replicas):
                 return
             time.sleep(0.02)
 

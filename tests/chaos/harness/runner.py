@@ -111,8 +111,6 @@ def _replica_branches(cluster: LocalCluster, relative_path: str) -> dict[str, di
     assert repo is not None, f"the cluster does not know {relative_path!r}"
     out: dict[str, dict[str, str]] = {}
     for replica in repo.replicas:
-        if not replica.assigned:
-            continue
         stub = ref_pb2_grpc.RefServiceStub(cluster.channel(replica.storage))
         request = ref_pb2.ListRefsRequest(
             repository=shared_pb2.Repository(storage_name=replica.storage, relative_path=repo.replica_path),

@@ -43,8 +43,6 @@ def fsck(cluster: LocalCluster, relative_path: str) -> list[Anomaly]:
         return [Anomaly("convergence", f"the cluster does not know {relative_path!r}")]
     anomalies = []
     for replica in repo.replicas:
-        if not replica.assigned:
-            continue
         path = cluster.nodes[replica.storage].storage_path / repo.replica_path
         done = subprocess.run(
             ["git", "fsck", "--no-dangling", "--no-progress"],
