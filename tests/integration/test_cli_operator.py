@@ -214,11 +214,17 @@ def test_track_repository_adopts_a_bare_repository_copied_onto_a_node(op: Operat
 
 
 class PushLoop:
-    """Pushes a new commit to a new branch through proxy-1, one after another, until
-    stopped; remembers every acknowledged push (git exited 0)."""
+    """Pushes a new commit to a new branch through proxy-1, one after another with a
+    `pause` between them, until stopped; remembers every acknowledged push (git exited 0).
 
-    def __init__(self, cluster: LocalCluster, path: str, work: Path) -> None:
+    The pause is a developer's rhythm, not a flood: back to back on a loaded 2-core
+    machine the pushes kept every secondary one generation behind for the whole minute
+    the failover was retried ('is outdated', refused by design). Pushes still land
+    while the primary moves (each takes longer than the pause)."""
+
+    def __init__(self, cluster: LocalCluster, path: str, work: Path, pause: float = 0.25) -> None:
         self.url = cluster.git_url("proxy-1", path)
+        self.pause = pause
         self.work = work
         self.acked: dict[str, str] = {}
         self.failed = 0
@@ -235,6 +241,7 @@ class PushLoop:
                 self.acked[f"refs/heads/push-{i}"] = oid
             else:
                 self.failed += 1
+            self.stop.wait(self.pause)
 
     def wait_more(self, n: int, timeout: float = 60.0) -> None:
         want = len(self.acked) + n
