@@ -26,6 +26,9 @@ from tests.chaos.harness.runner import RunConfig, run
 from tests.chaos.harness.topology import ChaosCluster
 
 SHORT_SECONDS = float(os.environ.get("CHAOS_SHORT_SECONDS", "12"))
+# A short round's own bound: the first one also starts the shared cluster (up to three
+# attempts on a loaded machine), and healing waits up to RunConfig.heal_timeout.
+SHORT_TIMEOUT = 600
 LONG_SECONDS = float(os.environ.get("CHAOS_SECONDS", "300"))
 
 
@@ -43,6 +46,7 @@ def shared_chaos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosClus
     assert not leaked, leaked
 
 
+@pytest.mark.timeout(SHORT_TIMEOUT)
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_short_round(group: str, tmp_path: Path, shared_chaos: ChaosCluster) -> None:
     config = RunConfig(
@@ -58,6 +62,7 @@ def test_short_round(group: str, tmp_path: Path, shared_chaos: ChaosCluster) -> 
     assert report.ok, report.failure_text()
 
 
+@pytest.mark.timeout(SHORT_TIMEOUT)
 def test_primary_round(tmp_path: Path, shared_chaos: ChaosCluster) -> None:
     """The primary node paused or cut off while writes are in flight to it: the shape
     of the fencing fault (a write that lands on the old primary after a failover)."""

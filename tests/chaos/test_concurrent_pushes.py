@@ -128,6 +128,7 @@ def run_clients(cluster: LocalCluster, tmp_path: Path, rounds: int) -> None:
     assert not failures, f"{len(failures)} git calls failed, not as a git rejection: {failures[:5]}"
 
 
+@pytest.mark.timeout(600)  # 34 s serial at load 25, 311 s beside another worker at load 45
 def test_concurrent_pushes_through_different_proxies(cluster: LocalCluster, tmp_path: Path) -> None:
     run_clients(cluster, tmp_path, rounds=1)
 

@@ -80,7 +80,8 @@ async def gitraft(address: str, *args: str, token: str = TOKEN) -> subprocess.Co
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    # A bound on a hung command, not a latency check: 60 s ran out at load 30.
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
     return subprocess.CompletedProcess(argv, proc.returncode or 0, out.decode(), err.decode())
 
 

@@ -107,7 +107,8 @@ class Report:
 
 def _replica_branches(cluster: LocalCluster, relative_path: str) -> dict[str, dict[str, str]]:
     """{storage: {branch: commit}} of every assigned replica, asked of each node."""
-    repo = cluster.repository(relative_path)
+    # Generous deadlines: a check after healing, not a latency bound (5 s ran out at load 45).
+    repo = cluster.repository(relative_path, timeout=30.0)
     assert repo is not None, f"the cluster does not know {relative_path!r}"
     out: dict[str, dict[str, str]] = {}
     for replica in repo.replicas:

@@ -38,7 +38,7 @@ def converged(cluster: LocalCluster, relative_path: str, timeout: float) -> tupl
 
 def fsck(cluster: LocalCluster, relative_path: str) -> list[Anomaly]:
     """`git fsck` on every assigned replica, on the node's disk."""
-    repo = cluster.repository(relative_path)
+    repo = cluster.repository(relative_path, timeout=30.0)  # a check, not a latency bound
     if repo is None:
         return [Anomaly("convergence", f"the cluster does not know {relative_path!r}")]
     anomalies = []
