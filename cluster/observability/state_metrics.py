@@ -106,7 +106,7 @@ class StateMetrics:
     async def _dataloss(self, now: float) -> None:
         m = self.metrics
         unavailable, partial = await self.store.dataloss(now, True)
-        m.repositories.set(len(await self.store.list_repositories()))
+        m.repositories.set(await self.store.repository_count())  # a COUNT, never a load of every row
         m.repositories_unavailable.set(len(unavailable))
         m.repositories_partial.set(len(partial))
         paths = sorted(r.relative_path for r in unavailable)

@@ -69,8 +69,8 @@ class _Store:
     async def dataloss(self, now: float, include_partial: bool) -> tuple[list[_Repo], list[_Repo]]:
         return self.unavailable, []
 
-    async def list_repositories(self) -> list[_Repo]:
-        return self.unavailable
+    async def repository_count(self) -> int:
+        return len(self.unavailable)
 
 
 def gauge(metrics: ProxyMetrics, name: str) -> dict[str, float]:
