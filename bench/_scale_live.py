@@ -67,6 +67,14 @@ def create_many(
     return count / took
 
 
+def wait_queue_empty(cluster: LocalCluster, timeout: float = 1800) -> float:
+    """Seconds until no replication job waits (ready, failed or in progress): what a
+    fill left for the secondaries is done, so "idle" below means idle."""
+    began = time.monotonic()
+    cluster.wait_until(lambda: _oldest_waiting(cluster) is None, timeout, what="replication queue empty")
+    return time.monotonic() - began
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

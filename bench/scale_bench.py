@@ -16,8 +16,9 @@
    p50/p99.
 2. A live cluster (3 proxies, 3 nodes, real git/gRPC/Raft on 127.0.0.1) at each size in
    --live: repositories created through CreateRepository (16 in flight, one proxy),
-   then: creation rate, small-push latency (median of 10), the Raft leader's CPU while
-   idle (5 s), how much the Raft term moved meanwhile (elections), the time from a
+   then, once the replication jobs the fill left are done (the time it took is printed:
+   "idle" must mean idle): creation rate, small-push latency (median of 10), the Raft
+   leader's CPU while idle (5 s), how much the Raft term moved meanwhile (elections), the time from a
    full restart of the proxies to the first acknowledged push, and the drain rate of
    a backlog: node-c is stopped while --backlog repositories are created (each leaves
    a job for it), then started; jobs completed per second until none waits.
@@ -245,6 +246,7 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
     header = [
         "repositories",
         "create/s",
+        "queue empty after s",
         "push p50 ms",
         "leader idle CPU %",
         "Raft term before/after",
@@ -269,6 +271,7 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 cluster.wait_health({n: True for n in cluster.nodes}, timeout=120)
                 before = live.raft_term(cluster)
                 rate = live.create_many(cluster, size, "fill")
+                settle = live.wait_queue_empty(cluster)
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
                 run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
@@ -278,7 +281,8 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 catch_up = live.follower_catch_up(cluster)
                 after = live.raft_term(cluster)
                 restart = live.restart_to_push(cluster, work, "bench/push.git")
-                cells = [f"{size}", f"{rate:.1f}", f"{push:.0f}", f"{cpu:.1f}", f"{before}/{after}"]
+                cells = [f"{size}", f"{rate:.1f}", f"{settle:.1f}", f"{push:.0f}", f"{cpu:.1f}"]
+                cells += [f"{before}/{after}"]
                 cells += [f"{mib:.1f}", f"{secs:.2f}", f"{catch_up:.2f}", f"{restart:.2f}"]
                 print(" | ".join(cells), flush=True)
                 if backlog:
