@@ -18,8 +18,8 @@
    --live: repositories created through CreateRepository (16 in flight, one proxy),
    then, once the replication jobs the fill left are done (the time it took is printed:
    "idle" must mean idle): creation rate, small-push latency (median of 10), the Raft
-   leader's CPU while idle (5 s), how much the Raft term moved meanwhile (elections), the time from a
-   full restart of the proxies to the first acknowledged push, and the drain rate of
+   leader's CPU while idle (5 s), the Raft term at each step (a move is an election), the
+   time from a full restart of the proxies to the first acknowledged push, and the drain rate of
    a backlog: node-c is stopped while --backlog repositories are created (each leaves
    a job for it), then started; jobs completed per second until none waits.
 """
@@ -249,7 +249,7 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
         "queue empty after s",
         "push p50 ms",
         "leader idle CPU %",
-        "Raft term before/after",
+        "Raft term: start/filled/settled/measured/caught up",
         "snapshot MiB",
         "snapshot s",
         "follower catch-up s",
@@ -269,20 +269,23 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 base / "cluster", proxies=3, nodes=3, proxy_settings=settings, start_timeout=600
             ) as cluster:
                 cluster.wait_health({n: True for n in cluster.nodes}, timeout=120)
-                before = live.raft_term(cluster)
+                terms = [live.raft_term(cluster)]
                 rate = live.create_many(cluster, size, "fill")
+                terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
+                terms.append(live.raft_term(cluster))
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
                 run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
                 push = live.push_latency(cluster, work, "bench/push.git")
                 cpu = live.leader_idle_cpu(cluster)
                 mib, secs = live.snapshot_cost(cluster)
+                terms.append(live.raft_term(cluster))
                 catch_up = live.follower_catch_up(cluster)
-                after = live.raft_term(cluster)
+                terms.append(live.raft_term(cluster))
                 restart = live.restart_to_push(cluster, work, "bench/push.git")
                 cells = [f"{size}", f"{rate:.1f}", f"{settle:.1f}", f"{push:.0f}", f"{cpu:.1f}"]
-                cells += [f"{before}/{after}"]
+                cells += ["/".join(map(str, terms))]
                 cells += [f"{mib:.1f}", f"{secs:.2f}", f"{catch_up:.2f}", f"{restart:.2f}"]
                 print(" | ".join(cells), flush=True)
                 if backlog:
