@@ -4,7 +4,7 @@ the cluster; either way every replica ends with the same generation and checksum
 because the write intent the dead proxy left in Raft is found and repaired.
 
 Two moments are hit on purpose, observed on the primary's disk:
-- `receiving`: git's quarantine directory has appeared (the pack is on its way); the
+- `receiving`: git's quarantine directory for this push has appeared (the pack is on its way); the
   intent was open for sure, so the proxies' `gitraft_proxy_intents_repaired_total`
   must show it repaired;
 - `ref-updated`: the primary's branch already points at the new commit (the node
@@ -74,9 +74,17 @@ def branch_on_disk(replica: Path, branch: str = "main") -> str:
     return ""
 
 
+def _quarantines(objects: Path) -> set[str]:
+    return {p.name for p in objects.iterdir() if p.name.startswith(("tmp_objdir-incoming", "incoming-"))}
+
+
 def receiving(replica: Path, new_oid: str) -> Callable[[], bool]:
+    """Fires when a quarantine directory appears that was not there when the round
+    began: a receive-pack killed in an earlier round leaves its own behind (git cannot
+    remove it), which must not count as this push being received."""
     objects = replica / "objects"
-    return lambda: any(p.name.startswith(("tmp_objdir-incoming", "incoming-")) for p in objects.iterdir())
+    earlier = _quarantines(objects)
+    return lambda: bool(_quarantines(objects) - earlier)
 
 
 def ref_updated(replica: Path, new_oid: str) -> Callable[[], bool]:
