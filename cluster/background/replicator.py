@@ -11,11 +11,14 @@ burns through the attempts of every job waiting for it nor starves the jobs of t
 ones, however many wait for it. Up to `workers` jobs run at once; each:
 
 - `create` / `update`: skipped when the target is already at the job's generation or
-  newer (`obsolete`); otherwise, after a barrier, skipped when the repository was
-  removed or the target unassigned meanwhile (so a removed replica is not re-created on
-  disk by a job that learns of the removal in time - one committed while
-  ReplicateRepository runs is not seen; the repository's own removal on disk and its
-  `delete_replica` jobs handle that); otherwise ReplicateRepository on the TARGET node,
+  newer (`obsolete`); otherwise the lease is confirmed (a `renew_leases` command: once
+  it returns, this proxy's state includes every command committed before it, so it
+  serves as the barrier too - one Raft round trip, not two), and the job is skipped
+  when the repository was removed or the target unassigned meanwhile (so a removed
+  replica is not re-created on disk by a job that learns of the removal in time - one
+  committed while ReplicateRepository runs is not seen; the repository's own removal
+  on disk and its `delete_replica` jobs handle that); otherwise ReplicateRepository
+  on the TARGET node,
   repository = the target's replica, source = the source's replica +
   NodeAddress(name, address, node_token); then `complete_job`, which raises the target's
   generation to the job's source_generation (never lower; nothing for a removed
@@ -198,31 +201,40 @@ class Replicator:
             if obsolete(job, repo):
                 log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
                 return
-            if not await self._still_assigned(job):
-                return
-            await self._replicate(job, repo)
+            await self._replicate(job)
         elif job.change is ChangeType.OPTIMIZE:
             request2 = repository_pb2.OptimizeRepositoryRequest(repository=_replica(repo, job.target))
             await self._call(
                 job.target, "OptimizeRepository", request2, repository_pb2.OptimizeRepositoryResponse
             )
 
-    async def _still_assigned(self, job: Job) -> bool:
-        """Whether, after a barrier, the job's repository exists and its target is assigned."""
-        await self.store.barrier()
+    async def _confirmed(self, job: Job) -> Repository | None:
+        """Confirm the lease (a committed `renew_leases`), then read the repository: the
+        job's repository as this proxy's state has it once the confirmation applied here -
+        which includes every command committed before it, as after a barrier - or None
+        when it was removed or the target unassigned meanwhile (nothing to copy).
+        FailedPreconditionError when the lease is lost to another owner."""
+        try:
+            await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+        except FailedPreconditionError:
+            # a removal ends the repository's in-progress jobs: the lease goes with it
+            if await self.store.get_repository_by_id(job.repository_id) is not None:
+                raise
         fresh = await self.store.get_repository_by_id(job.repository_id)
         if fresh is not None and any(r.storage == job.target for r in fresh.replicas):
-            return True
+            return fresh
         log.info(
             "replication skipped: repository removed or target unassigned",
             extra={"job_id": job.id, "repository_id": job.repository_id, "target": job.target},
         )
-        return False
+        return None
 
-    async def _replicate(self, job: Job, repo: Repository) -> None:
+    async def _replicate(self, job: Job) -> None:
         # The lease must still be ours: a worker that was paused past its lease (another
         # owner may have copied newer data meanwhile) must not mirror older refs over it.
-        await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+        repo = await self._confirmed(job)
+        if repo is None:
+            return
         request = repository_pb2.ReplicateRepositoryRequest(
             repository=_replica(repo, job.target),
             source=_replica(repo, job.source),

@@ -114,13 +114,14 @@ async def test_a_repository_removed_before_the_copy_is_not_recreated_on_disk(
 ) -> None:
     await written(store, "r1", ("b", "c"))
     (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
-    real_barrier = store.barrier
+    real_renew = store.renew_leases
 
-    async def removed_elsewhere() -> None:  # another proxy's removal, seen at the barrier
+    async def removed_elsewhere(*args: Any) -> None:
+        # another proxy's removal, committed just before the lease confirmation
         await store.remove_repository("r1", CLOCK)
-        await real_barrier()
+        await real_renew(*args)
 
-    monkeypatch.setattr(store, "barrier", removed_elsewhere)
+    monkeypatch.setattr(store, "renew_leases", removed_elsewhere)
     await replicator.execute(job)
     assert nodes.calls == []
     assert await store.complete_job(job.id, "w1", CLOCK) is False
@@ -176,3 +177,24 @@ async def test_a_worker_whose_lease_was_taken_over_does_not_copy(
     with pytest.raises(FailedPreconditionError):
         await replicator.execute(job)
     assert nodes.calls == []
+
+
+async def test_a_copy_costs_a_lease_confirmation_and_a_completion_and_no_barrier(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The confirmation is a committed command applied here: the state read after it
+    # includes every command committed before it, so it serves as the barrier.
+    await written(store, "r1", ("b", "c"))
+    ops: list[str] = []
+    real_submit = store.submit
+
+    async def counted(op: str, args: dict[str, Any], *rest: Any, **kw: Any) -> Any:
+        ops.append(op)
+        return await real_submit(op, args, *rest, **kw)
+
+    monkeypatch.setattr(store, "submit", counted)
+    assert len(await replicator.round()) == 1
+    await asyncio.gather(*list(replicator._running.values()))
+    assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r1.git")]
+    assert ops == ["lease_jobs", "renew_leases", "complete_job"]
+    assert [j.state for j in await store.list_jobs([JobState.COMPLETED], 10)] == [JobState.COMPLETED]
