@@ -28,9 +28,13 @@ RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 def create_many(
-    cluster: LocalCluster, count: int, prefix: str, proxies: tuple[str, ...] = ("proxy-1",)
+    cluster: LocalCluster,
+    count: int,
+    prefix: str,
+    proxies: tuple[str, ...] = ("proxy-1",),
+    in_flight: int = 16,
 ) -> float:
-    """Create `count` repositories, 16 in flight spread over `proxies`; returns creates/s."""
+    """Create `count` repositories, `in_flight` at once spread over `proxies`; returns creates/s."""
     stubs = [repository_pb2_grpc.RepositoryServiceStub(cluster.channel(p)) for p in proxies]
     md = bearer_metadata(cluster.token)
 
@@ -59,7 +63,7 @@ def create_many(
     retries: list[str] = []
     created = itertools.count(1)
     began = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
         list(pool.map(one, range(count)))
     took = time.monotonic() - began
     if retries:
@@ -227,6 +231,7 @@ class Drain:
     lag_p50: float
     lag_max: float
     failed_pushes: int
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
 
     @property
     def rate(self) -> float:
@@ -243,15 +248,18 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
         cluster.stop(name)
     cluster.wait_health(dict.fromkeys(down, False))
     prefix = f"backlog-{time.monotonic_ns()}"
-    create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies))
+    rate = create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies), in_flight=32)
+    print(f"  backlog: {backlog // 2} repositories created at {rate:.1f}/s", flush=True)
     last, waiting = _newest_job(cluster)
     stream = PushStream(cluster, work, push_path)
     for name in down:
         cluster.start_process(name)
     began = time.monotonic()
     stream.thread.start()
+    loads: list[float] = []
     try:
         while True:
+            loads.append(os.getloadavg()[0])
             oldest = _oldest_waiting(cluster)
             if oldest is None or oldest > last:
                 break
@@ -261,4 +269,5 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
         stream.stop.set()
         stream.thread.join(900)
     lags = sorted(stream.lags) or [0.0]
-    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed)
+    load = (min(loads), max(loads))
+    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed, load)
