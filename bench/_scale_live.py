@@ -223,6 +223,22 @@ def _newest_job(cluster: LocalCluster) -> tuple[int, int]:
     return max((int(j.id) for j in resp.jobs), default=0), len(resp.jobs)
 
 
+def _cluster_cpu(cluster: LocalCluster) -> float:
+    """CPU seconds used so far by the cluster's proxies and nodes, with their reaped
+    children (the nodes' git processes)."""
+    total = 0.0
+    for name in [*cluster.proxies, *cluster.nodes]:
+        process = cluster.process(name).process
+        if process is None or process.proc is None:
+            continue
+        try:
+            fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 @dataclass
 class Drain:
     jobs: int
@@ -232,10 +248,17 @@ class Drain:
     lag_max: float
     failed_pushes: int
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
+    cpu_seconds: float = 0.0  # the cluster's CPU time during the drain (pushes included)
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        """CPU the cluster spent per drained job: 2 cores / this is the rate a quiet
+        2-core machine could reach at most."""
+        return self.cpu_seconds / self.jobs * 1000 if self.jobs else 0.0
 
 
 def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: int) -> Drain:
@@ -255,6 +278,7 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
     for name in down:
         cluster.start_process(name)
     began = time.monotonic()
+    cpu_before = _cluster_cpu(cluster)
     stream.thread.start()
     loads: list[float] = []
     try:
@@ -265,9 +289,10 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
                 break
             time.sleep(0.5)
         took = time.monotonic() - began
+        cpu = _cluster_cpu(cluster) - cpu_before
     finally:
         stream.stop.set()
         stream.thread.join(900)
     lags = sorted(stream.lags) or [0.0]
     load = (min(loads), max(loads))
-    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed, load)
+    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed, load, cpu)

@@ -321,7 +321,7 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
         for size, d in drains:
             cells = [f"{size}", f"{d.jobs}", f"{d.seconds:.1f}", f"{d.rate:.1f}", f"{d.pushes}"]
             cells += [f"{d.lag_p50:.2f}", f"{d.lag_max:.2f}", f"{d.failed_pushes}"]
-            cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}"]
+            cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}", f"{d.cpu_ms_per_job:.1f}"]
             print(" | ".join(cells), flush=True)
 
 
