@@ -223,20 +223,22 @@ def _newest_job(cluster: LocalCluster) -> tuple[int, int]:
     return max((int(j.id) for j in resp.jobs), default=0), len(resp.jobs)
 
 
-def _cluster_cpu(cluster: LocalCluster) -> float:
-    """CPU seconds used so far by the cluster's proxies and nodes, with their reaped
-    children (the nodes' git processes)."""
-    total = 0.0
+def _cluster_cpu(cluster: LocalCluster, without: tuple[str, ...] = ()) -> dict[str, float]:
+    """CPU seconds used so far by each of the cluster's proxies and nodes (but
+    `without`), and as "<name> children" by the children they reaped (the nodes' git)."""
+    cpu: dict[str, float] = {}
     for name in [*cluster.proxies, *cluster.nodes]:
         process = cluster.process(name).process
-        if process is None or process.proc is None:
+        if name in without or process is None or process.proc is None:
             continue
         try:
             fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-    return total
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu[name] = (int(fields[11]) + int(fields[12])) / tick
+        cpu[f"{name} children"] = (int(fields[13]) + int(fields[14])) / tick
+    return cpu
 
 
 @dataclass
@@ -248,7 +250,12 @@ class Drain:
     lag_max: float
     failed_pushes: int
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
-    cpu_seconds: float = 0.0  # the cluster's CPU time during the drain (pushes included)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the drain, by process
+
+    @property
+    def cpu_seconds(self) -> float:
+        """The cluster's CPU time during the drain (the pushes' included)."""
+        return sum(self.cpu.values())
 
     @property
     def rate(self) -> float:
@@ -265,7 +272,8 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
     """A backlog of about `backlog` jobs for small (new, empty) repositories: node-b and
     node-c are stopped while backlog/2 repositories are created (each leaves a job for
     both), then started; a push stream (PushStream) runs meanwhile. Returns the drain
-    (backlog jobs / seconds until none of them waits) and the pushes' replication lag."""
+    (backlog jobs / seconds from the nodes' start until none of them waits), the
+    pushes' replication lag and the cluster's CPU time meanwhile."""
     down = ("node-b", "node-c")
     for name in down:
         cluster.stop(name)
@@ -275,10 +283,15 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
     print(f"  backlog: {backlog // 2} repositories created at {rate:.1f}/s", flush=True)
     last, waiting = _newest_job(cluster)
     stream = PushStream(cluster, work, push_path)
-    for name in down:
-        cluster.start_process(name)
+    # From the nodes' start (both at once): the drain includes their start-up, and their
+    # CPU counts from their start.
+    cpu_before = _cluster_cpu(cluster, without=down)
     began = time.monotonic()
-    cpu_before = _cluster_cpu(cluster)
+    for name in down:
+        cluster.nodes[name].spawn()
+    for name in down:
+        cluster.nodes[name].wait_serving(600)
+    print(f"  node-b and node-c serving {time.monotonic() - began:.1f} s after their start", flush=True)
     stream.thread.start()
     loads: list[float] = []
     try:
@@ -289,7 +302,8 @@ def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: in
                 break
             time.sleep(0.5)
         took = time.monotonic() - began
-        cpu = _cluster_cpu(cluster) - cpu_before
+        after = _cluster_cpu(cluster)
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in after.items()}
     finally:
         stream.stop.set()
         stream.thread.join(900)

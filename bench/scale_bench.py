@@ -323,6 +323,7 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
             cells += [f"{d.lag_p50:.2f}", f"{d.lag_max:.2f}", f"{d.failed_pushes}"]
             cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}", f"{d.cpu_ms_per_job:.1f}"]
             print(" | ".join(cells), flush=True)
+            print("  CPU s during the drain: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(d.cpu.items())))
 
 
 def main() -> int:
