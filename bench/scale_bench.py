@@ -19,8 +19,11 @@
    then: creation rate, small-push latency (median of 10), the Raft leader's CPU while
    idle (5 s), how much the Raft term moved meanwhile (elections), the time from a
    full restart of the proxies to the first acknowledged push, and the drain rate of
-   a backlog: node-c is stopped while --backlog repositories are created (each leaves
-   a job for it), then started; jobs completed per second until none waits.
+   a backlog: node-b and node-c are stopped while --backlog/2 repositories are created
+   (each leaves a job for both), then started together; jobs per second from their
+   start until none waits, with a push every 0.5 s meanwhile and its replication lag,
+   and the cluster's CPU per drained job.
+3. --drain-only N: only that drain, on a fresh live cluster of N repositories.
 """
 
 from __future__ import annotations
