@@ -28,9 +28,13 @@ RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 def create_many(
-    cluster: LocalCluster, count: int, prefix: str, proxies: tuple[str, ...] = ("proxy-1",)
+    cluster: LocalCluster,
+    count: int,
+    prefix: str,
+    proxies: tuple[str, ...] = ("proxy-1",),
+    in_flight: int = 16,
 ) -> float:
-    """Create `count` repositories, 16 in flight spread over `proxies`; returns creates/s."""
+    """Create `count` repositories, `in_flight` at once spread over `proxies`; returns creates/s."""
     stubs = [repository_pb2_grpc.RepositoryServiceStub(cluster.channel(p)) for p in proxies]
     md = bearer_metadata(cluster.token)
 
@@ -59,7 +63,7 @@ def create_many(
     retries: list[str] = []
     created = itertools.count(1)
     began = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+    with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
         list(pool.map(one, range(count)))
     took = time.monotonic() - began
     if retries:
@@ -227,6 +231,24 @@ def _newest_job(cluster: LocalCluster) -> tuple[int, int]:
     return max((int(j.id) for j in resp.jobs), default=0), len(resp.jobs)
 
 
+def _cluster_cpu(cluster: LocalCluster, without: tuple[str, ...] = ()) -> dict[str, float]:
+    """CPU seconds used so far by each of the cluster's proxies and nodes (but
+    `without`), and as "<name> children" by the children they reaped (the nodes' git)."""
+    cpu: dict[str, float] = {}
+    for name in [*cluster.proxies, *cluster.nodes]:
+        process = cluster.process(name).process
+        if name in without or process is None or process.proc is None:
+            continue
+        try:
+            fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu[name] = (int(fields[11]) + int(fields[12])) / tick
+        cpu[f"{name} children"] = (int(fields[13]) + int(fields[14])) / tick
+    return cpu
+
+
 @dataclass
 class Drain:
     jobs: int
@@ -235,38 +257,64 @@ class Drain:
     lag_p50: float
     lag_max: float
     failed_pushes: int
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the drain, by process
+
+    @property
+    def cpu_seconds(self) -> float:
+        """The cluster's CPU time during the drain (the pushes' included)."""
+        return sum(self.cpu.values())
 
     @property
     def rate(self) -> float:
         return self.jobs / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_job(self) -> float:
+        """CPU the cluster spent per drained job: 2 cores / this is the rate a quiet
+        2-core machine could reach at most."""
+        return self.cpu_seconds / self.jobs * 1000 if self.jobs else 0.0
 
 
 def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: int) -> Drain:
     """A backlog of about `backlog` jobs for small (new, empty) repositories: node-b and
     node-c are stopped while backlog/2 repositories are created (each leaves a job for
     both), then started; a push stream (PushStream) runs meanwhile. Returns the drain
-    (backlog jobs / seconds until none of them waits) and the pushes' replication lag."""
+    (backlog jobs / seconds from the nodes' start until none of them waits), the
+    pushes' replication lag and the cluster's CPU time meanwhile."""
     down = ("node-b", "node-c")
     for name in down:
         cluster.stop(name)
     cluster.wait_health(dict.fromkeys(down, False))
     prefix = f"backlog-{time.monotonic_ns()}"
-    create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies))
+    rate = create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies), in_flight=32)
+    print(f"  backlog: {backlog // 2} repositories created at {rate:.1f}/s", flush=True)
     last, waiting = _newest_job(cluster)
     stream = PushStream(cluster, work, push_path)
-    for name in down:
-        cluster.start_process(name)
+    # From the nodes' start (both at once): the drain includes their start-up, and their
+    # CPU counts from their start.
+    cpu_before = _cluster_cpu(cluster, without=down)
     began = time.monotonic()
+    for name in down:
+        cluster.nodes[name].spawn()
+    for name in down:
+        cluster.nodes[name].wait_serving(600)
+    print(f"  node-b and node-c serving {time.monotonic() - began:.1f} s after their start", flush=True)
     stream.thread.start()
+    loads: list[float] = []
     try:
         while True:
+            loads.append(os.getloadavg()[0])
             oldest = _oldest_waiting(cluster)
             if oldest is None or oldest > last:
                 break
             time.sleep(0.5)
         took = time.monotonic() - began
+        after = _cluster_cpu(cluster)
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in after.items()}
     finally:
         stream.stop.set()
         stream.thread.join(900)
     lags = sorted(stream.lags) or [0.0]
-    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed)
+    load = (min(loads), max(loads))
+    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed, load, cpu)

@@ -18,10 +18,13 @@
    --live: repositories created through CreateRepository (16 in flight, one proxy),
    then, once the replication jobs the fill left are done (the time it took is printed:
    "idle" must mean idle): creation rate, small-push latency (median of 10), the Raft
-   leader's CPU while idle (5 s), the Raft term at each step (a move is an election), the
-   time from a full restart of the proxies to the first acknowledged push, and the drain rate of
-   a backlog: node-c is stopped while --backlog repositories are created (each leaves
-   a job for it), then started; jobs completed per second until none waits.
+   leader's CPU while idle (5 s), the Raft term at each step (a move is an election),
+   the time from a full restart of the proxies to the first acknowledged push, and the
+   drain rate of a backlog: node-b and node-c are stopped while --backlog/2
+   repositories are created (each leaves a job for both), then started together; jobs
+   per second from their start until none waits, with a push every 0.5 s meanwhile and
+   its replication lag, and the cluster's CPU per drained job.
+3. --drain-only N: only that drain, on a fresh live cluster of N repositories.
 """
 
 from __future__ import annotations
@@ -293,16 +296,44 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                     print_drains(drains[-1:])
 
 
+def drain_section(size: int, backlog: int, workers: int, per_target: int) -> None:
+    """The backlog drain alone, on a fresh live cluster holding `size` repositories
+    (created first, 32 in flight over the three proxies): no other live measurement."""
+    settings: dict[str, Any] = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
+    if workers:
+        settings["replication_workers"] = workers
+    if per_target:
+        settings["replication_per_target"] = per_target
+    print(f"backlog drain alone: {size} repositories, settings {settings}", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="gitraft-scale-drain-") as tmp,
+        LocalCluster(
+            Path(tmp) / "cluster", proxies=3, nodes=3, proxy_settings=settings, start_timeout=600
+        ) as cluster,
+    ):
+        cluster.wait_health({n: True for n in cluster.nodes}, timeout=120)
+        if size:
+            live.create_many(cluster, size, "fill", proxies=tuple(cluster.proxies), in_flight=32)
+        work = init_work_tree(Path(tmp) / "work")
+        commit_file(work, "a.txt", "zero\n")
+        run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
+        print_drains([(size, live.backlog_drain(cluster, work, "bench/push.git", backlog))])
+
+
 def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
     if drains:
         print("backlog drain (node-b and node-c stopped while backlog/2 repositories are created,")
         print("then started; a push every 0.5 s through proxy-1 meanwhile, its lag = from its")
         print("acknowledgement until every replica has its generation)")
-        print("repositories | backlog jobs | drain s | jobs/s | pushes | lag p50 s | lag max s | failed")
+        print(
+            "repositories | backlog jobs | drain s | jobs/s | pushes | lag p50 s | lag max s | failed | load"
+        )
         for size, d in drains:
             cells = [f"{size}", f"{d.jobs}", f"{d.seconds:.1f}", f"{d.rate:.1f}", f"{d.pushes}"]
             cells += [f"{d.lag_p50:.2f}", f"{d.lag_max:.2f}", f"{d.failed_pushes}"]
+            cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}", f"{d.cpu_ms_per_job:.1f}"]
             print(" | ".join(cells), flush=True)
+            print("  CPU s during the drain: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(d.cpu.items())))
 
 
 def main() -> int:
@@ -313,7 +344,17 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=10_000, help="jobs in the drained backlog (0 = none)")
     parser.add_argument("--workers", type=int, default=0, help="replication_workers per proxy (0 = default)")
     parser.add_argument("--per-target", type=int, default=0, help="replication_per_target (0 = default)")
+    parser.add_argument(
+        "--drain-only",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="only the backlog drain, on a live cluster of N repositories (skips --sizes and --live)",
+    )
     args = parser.parse_args()
+    if args.drain_only >= 0:
+        drain_section(args.drain_only, args.backlog, args.workers, args.per_target)
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
         metadata_section(sizes, args.queue)

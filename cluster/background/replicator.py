@@ -11,11 +11,17 @@ burns through the attempts of every job waiting for it nor starves the jobs of t
 ones, however many wait for it. Up to `workers` jobs run at once; each:
 
 - `create` / `update`: skipped when the target is already at the job's generation or
-  newer (`obsolete`); otherwise, after a barrier, skipped when the repository was
-  removed or the target unassigned meanwhile (so a removed replica is not re-created on
-  disk by a job that learns of the removal in time - one committed while
-  ReplicateRepository runs is not seen; the repository's own removal on disk and its
-  `delete_replica` jobs handle that); otherwise ReplicateRepository on the TARGET node,
+  newer (`obsolete`); otherwise the lease is confirmed - by the `lease_jobs` command
+  itself when it was taken less than CONFIRM_AFTER of the lease ago (the usual case: the
+  job starts as soon as it is leased), else by a `renew_leases` command; once the
+  confirming command has returned, this proxy's state includes every command committed
+  before it, so it serves as the barrier too (a copy costs two Raft round trips, the
+  lease and the completion, instead of four) - and the job is skipped
+  when the repository was removed or the target unassigned meanwhile (so a removed
+  replica is not re-created on disk by a job that learns of the removal in time - one
+  committed while ReplicateRepository runs is not seen; the repository's own removal
+  on disk and its `delete_replica` jobs handle that); otherwise ReplicateRepository
+  on the TARGET node,
   repository = the target's replica, source = the source's replica +
   NodeAddress(name, address, node_token); then `complete_job`, which raises the target's
   generation to the job's source_generation (never lower; nothing for a removed
@@ -28,9 +34,9 @@ ones, however many wait for it. Up to `workers` jobs run at once; each:
 Errors go to `fail_job` with exponential backoff (retry_at); the store counts attempts and
 makes a job dead after its maximum. The leases of every job running here are renewed
 together, in one command every third of the lease; a job whose lease is lost is
-cancelled, and the lease is confirmed right before the ReplicateRepository call, so a
-worker paused past its lease does not copy over a newer owner's work (one paused
-between that confirmation and the call still can: the node does not know leases).
+cancelled, and the lease is confirmed right before the ReplicateRepository call (see
+above), so a worker paused past its lease does not copy over a newer owner's work (one
+paused between that confirmation and the call still can: the node does not know leases).
 `wake()` starts a round at once (called when this proxy scheduled jobs).
 """
 
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
 REPLICATE_TIMEOUT = 600.0
+# A lease taken less than this fraction of its time ago confirms itself (see `_confirmed`).
+CONFIRM_AFTER = 1 / 3
 
 
 def backoff_seconds(attempts: int, base: float = 1.0, cap: float = 60.0) -> float:
@@ -198,31 +206,46 @@ class Replicator:
             if obsolete(job, repo):
                 log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
                 return
-            if not await self._still_assigned(job):
-                return
-            await self._replicate(job, repo)
+            await self._replicate(job)
         elif job.change is ChangeType.OPTIMIZE:
             request2 = repository_pb2.OptimizeRepositoryRequest(repository=_replica(repo, job.target))
             await self._call(
                 job.target, "OptimizeRepository", request2, repository_pb2.OptimizeRepositoryResponse
             )
 
-    async def _still_assigned(self, job: Job) -> bool:
-        """Whether, after a barrier, the job's repository exists and its target is assigned."""
-        await self.store.barrier()
+    async def _confirmed(self, job: Job) -> Repository | None:
+        """Confirm the lease, then read the repository: the job's repository as this
+        proxy's state has it once the confirming command applied here - which includes
+        every command committed before it, as after a barrier - or None when it was
+        removed or the target unassigned meanwhile (nothing to copy).
+        FailedPreconditionError when the lease is lost to another owner.
+
+        The confirming command is the lease itself while it is fresh (taken less than
+        CONFIRM_AFTER of its time ago, by this proxy's clock: the job started right after
+        `lease_jobs` returned), otherwise a `renew_leases` (the worker waited or was paused
+        since)."""
+        if self.clock() > job.lease_expires_at - self.lease_seconds * (1 - CONFIRM_AFTER):
+            try:
+                await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+            except FailedPreconditionError:
+                # a removal ends the repository's in-progress jobs: the lease goes with it
+                if await self.store.get_repository_by_id(job.repository_id) is not None:
+                    raise
         fresh = await self.store.get_repository_by_id(job.repository_id)
         if fresh is not None and any(r.storage == job.target for r in fresh.replicas):
-            return True
+            return fresh
         log.info(
             "replication skipped: repository removed or target unassigned",
             extra={"job_id": job.id, "repository_id": job.repository_id, "target": job.target},
         )
-        return False
+        return None
 
-    async def _replicate(self, job: Job, repo: Repository) -> None:
+    async def _replicate(self, job: Job) -> None:
         # The lease must still be ours: a worker that was paused past its lease (another
         # owner may have copied newer data meanwhile) must not mirror older refs over it.
-        await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
+        repo = await self._confirmed(job)
+        if repo is None:
+            return
         request = repository_pb2.ReplicateRepositoryRequest(
             repository=_replica(repo, job.target),
             source=_replica(repo, job.source),

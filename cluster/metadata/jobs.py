@@ -8,9 +8,13 @@ Rules (see `api.JobState` for the transitions):
   job whose workers keep dying ends `dead` like one that keeps failing.
 - At most one job per (repository, target) is in progress at once; oldest first,
   except that a lease whose command time falls in an even second first takes ready
-  jobs created within the last FRESH_SECONDS (among the newest LEASE_PAGE): a deep
-  backlog (a node back after hours) delays the replication of new writes by about
-  one job's time, not by the whole backlog, and still gets every other second.
+  jobs created or updated within the last FRESH_SECONDS (among the newest LEASE_PAGE):
+  a deep backlog (a node back after hours) delays the replication of new writes by
+  about one job's time, not by the whole backlog, and still gets every other second.
+  "Updated" counts a new write merged into a waiting `update` job (it keeps its
+  creation time: a repository written while its copy runs long stays fresh) and an
+  operator's retry; lease commands logged without `fresh_by_update` look at the
+  creation time only, as they did.
   `lease_jobs` may carry the storages healthy for the cluster: jobs that need another
   one are skipped (oldest first among the rest).
 - A repository's removal deletes its waiting jobs and ends its in-progress ones (see
@@ -93,7 +97,12 @@ def _per_target_if_set(a: dict[str, Any]) -> dict[str, Any]:
     return a
 
 
-@command(result=results.job_list, send=_per_target_if_set, context=("max_attempts",))
+@command(
+    result=results.job_list,
+    send=_per_target_if_set,
+    constants={"fresh_by_update": True},
+    context=("max_attempts",),
+)
 def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, Any]]:
     """Lease up to `limit` leasable jobs to `owner`, oldest first (see the module doc).
 
@@ -147,7 +156,8 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
         leased.append(job_id)
 
     if int(now) % 2 == 0:  # every other second, new writes first (see the module doc)
-        for job_id, rid, _change, _source, target, state, tries in _fresh(conn, now, healthy):
+        by = "updated_at" if a.get("fresh_by_update") else "created_at"
+        for job_id, rid, _change, _source, target, state, tries in _fresh(conn, now, healthy, by):
             take(job_id, rid, target, state, tries)
     after: int | None = -1
     while after is not None and len(leased) < limit:
@@ -166,12 +176,17 @@ def _health_filter(healthy: list[str] | None) -> tuple[str, list[Any]]:
     return sql, [*healthy, ChangeType.CREATE, ChangeType.UPDATE, *healthy]
 
 
-def _fresh(conn: sqlite3.Connection, now: float, healthy: list[str] | None) -> list[tuple[Any, ...]]:
-    """Ready jobs created within FRESH_SECONDS of `now` among the newest LEASE_PAGE,
-    oldest first: the replication of new writes (one indexed range, read backwards)."""
+def _fresh(
+    conn: sqlite3.Connection, now: float, healthy: list[str] | None, by: str = "updated_at"
+) -> list[tuple[Any, ...]]:
+    """Ready jobs whose `by` column (created_at or updated_at) is within FRESH_SECONDS of
+    `now` among the newest LEASE_PAGE, oldest first: the replication of new writes (one
+    indexed range, read backwards)."""
+    if by not in ("created_at", "updated_at"):
+        raise ValueError(f"not a job time column: {by!r}")
     extra, extra_params = _health_filter(healthy)
     rows = conn.execute(
-        "SELECT id, repository_id, change, source, target, state, attempts, created_at"
+        f"SELECT id, repository_id, change, source, target, state, attempts, {by}"
         f" FROM replication_jobs WHERE state = ?{extra} ORDER BY id DESC LIMIT ?",
         (JobState.READY, *extra_params, LEASE_PAGE),
     ).fetchall()

@@ -22,6 +22,7 @@ at every start, so a member replaying old entries with newer code must reach the
 its peers reached. A new rule comes with a new argument that the new code sends
 (`set_primary.require_up_to_date`, `remove_repository.end_running_jobs`,
 `complete_job.removed_is_noop`, `lease_jobs.healthy`, `lease_jobs.max_per_target`,
+`lease_jobs.fresh_by_update`,
 `begin_write.fence`, `accept_dataloss.fence`, `finish_write.repair`,
 `set_replication_factor.replication_factor`); entries without it
 apply as they always did; fencing rules elsewhere act only on intents begun with

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cluster.metadata import schema, statemachine
+from cluster.metadata import commands, schema, statemachine
 
 
 class Machine:
@@ -50,7 +50,13 @@ class Machine:
 
     def lease(self, now: float, limit: int = 1) -> list[str]:
         jobs = self.ok(
-            "lease_jobs", owner="w", now=now, lease_seconds=30.0, limit=limit, healthy=["a", "b", "c"]
+            "lease_jobs",
+            owner="w",
+            now=now,
+            lease_seconds=30.0,
+            limit=limit,
+            healthy=["a", "b", "c"],
+            **commands.REGISTRY["lease_jobs"].constants,  # as the store sends it
         )
         return [f"{j['repository_id']}->{j['target']}" for j in jobs]
 
@@ -81,3 +87,36 @@ def test_the_backlog_still_gets_every_other_second(m: Machine) -> None:
     old = [j for j in got if j.startswith("old")]
     assert old[:3] == ["old000->b", "old000->c", "old001->b"]  # oldest first
     assert 8 <= len(old) <= 12, got
+
+
+def hot_repository_written_while_its_copies_run(m: Machine) -> None:
+    """A hot repository: its first copies run long (a big fetch, a loaded machine), and
+    the writes meanwhile merge into one waiting job per target, created at the first
+    of them (3605); the long copies complete at 3620."""
+    m.written("hot", now=3600.0)
+    running = m.ok("lease_jobs", owner="w", now=3600.0, lease_seconds=60.0, limit=2, healthy=["a", "b", "c"])
+    assert sorted(j["repository_id"] for j in running) == ["hot", "hot"]
+    for i, now in enumerate((3605.0, 3610.0, 3615.0, 3620.0)):
+        m.ok(
+            "begin_write",
+            intent_id=f"w-hot-{i}",
+            repository_id="hot",
+            storages=["a"],
+            proxy="p",
+            deadline=now + 60,
+        )
+        m.ok("finish_write", intent_id=f"w-hot-{i}", succeeded=["a"], failed=[], now=now)
+    for job in running:
+        m.ok("complete_job", job_id=job["id"], owner="w", now=3620.0, removed_is_noop=True)
+
+
+def test_new_writes_merged_into_a_waiting_job_keep_it_fresh(m: Machine) -> None:
+    # Still the replication of new writes: not queued behind the backlog.
+    hot_repository_written_while_its_copies_run(m)
+    assert m.lease(3620.0, limit=2) == ["hot->b", "hot->c"]
+
+
+def test_a_lease_logged_before_fresh_by_update_applies_as_it_did(m: Machine) -> None:
+    hot_repository_written_while_its_copies_run(m)
+    old = m.ok("lease_jobs", owner="w", now=3620.0, lease_seconds=30.0, limit=2, healthy=["a", "b", "c"])
+    assert [f"{j['repository_id']}->{j['target']}" for j in old] == ["old000->b", "old000->c"]

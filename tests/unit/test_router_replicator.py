@@ -114,13 +114,15 @@ async def test_a_repository_removed_before_the_copy_is_not_recreated_on_disk(
 ) -> None:
     await written(store, "r1", ("b", "c"))
     (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
-    real_barrier = store.barrier
+    replicator.clock = lambda: CLOCK + 11  # the worker waited: its lease is confirmed
+    real_renew = store.renew_leases
 
-    async def removed_elsewhere() -> None:  # another proxy's removal, seen at the barrier
+    async def removed_elsewhere(*args: Any) -> None:
+        # another proxy's removal, committed just before the lease confirmation
         await store.remove_repository("r1", CLOCK)
-        await real_barrier()
+        await real_renew(*args)
 
-    monkeypatch.setattr(store, "barrier", removed_elsewhere)
+    monkeypatch.setattr(store, "renew_leases", removed_elsewhere)
     await replicator.execute(job)
     assert nodes.calls == []
     assert await store.complete_job(job.id, "w1", CLOCK) is False
@@ -173,6 +175,49 @@ async def test_a_worker_whose_lease_was_taken_over_does_not_copy(
     (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
     (again,) = await store.lease_jobs("w2", CLOCK + 31, 30.0, 1)
     assert again.id == job.id
+    replicator.clock = lambda: CLOCK + 31  # w1 resumes
     with pytest.raises(FailedPreconditionError):
         await replicator.execute(job)
     assert nodes.calls == []
+
+
+class CountedCommands:
+    """Wraps a store's `submit`: the ops of the commands committed, in order."""
+
+    def __init__(self, store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.ops: list[str] = []
+        self._submit = store.submit
+        monkeypatch.setattr(store, "submit", self)
+
+    async def __call__(self, op: str, args: dict[str, Any], *rest: Any, **kw: Any) -> Any:
+        self.ops.append(op)
+        return await self._submit(op, args, *rest, **kw)
+
+
+async def test_a_copy_started_right_after_its_lease_costs_the_lease_and_the_completion(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lease is a committed command applied here: fresh, it confirms itself, and the
+    # state read after it includes every command committed before it (no barrier).
+    await written(store, "r1", ("b", "c"))
+    counted = CountedCommands(store, monkeypatch)
+    assert len(await replicator.round()) == 1
+    await asyncio.gather(*list(replicator._running.values()))
+    assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r1.git")]
+    assert counted.ops == ["lease_jobs", "complete_job"]
+    assert [j.state for j in await store.list_jobs([JobState.COMPLETED], 10)] == [JobState.COMPLETED]
+
+
+async def test_a_lease_older_than_a_third_of_its_time_is_confirmed_before_the_copy(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await written(store, "r1", ("b", "c"))
+    (job,) = await store.lease_jobs("w1", CLOCK, 30.0, 1)
+    counted = CountedCommands(store, monkeypatch)
+    replicator.clock = lambda: CLOCK + 9  # still fresh
+    await replicator.execute(job)
+    assert counted.ops == []
+    replicator.clock = lambda: CLOCK + 11  # 11 of 30 s gone: confirmed
+    await replicator.execute(job)
+    assert counted.ops == ["renew_leases"]
+    assert [c for _, c, _ in nodes.calls] == ["ReplicateRepository", "ReplicateRepository"]
