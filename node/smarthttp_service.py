@@ -140,7 +140,7 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         if key is not None and (cached := self.advertisements.get(key)) is not None:
             yield cached  # protocol v2: capabilities only (node.advertisement)
             return
-        refs_key = self._receive_key(service, request.git_protocol, args, path)
+        refs_key = self._receive_key(service, request, args, path)
         if refs_key is not None and (capabilities := self.advertisements.get(refs_key)) is not None:
             built = await asyncio.to_thread(refs_on_disk.receive_pack_advertisement, path, capabilities)
             if built is not None:
@@ -158,11 +158,14 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
             self.advertisements.put(refs_key, capabilities)
 
     @staticmethod
-    def _receive_key(service: str, git_protocol: str, args: list[str], path: Path) -> Any:
+    def _receive_key(
+        service: str, request: smarthttp_pb2.InfoRefsRequest, args: list[str], path: Path
+    ) -> Any:
         """The cache key of a v0 receive-pack advertisement's capabilities (None: never
-        built without git). The capabilities depend on git, the options and the
-        repository's config (the key's parts), never on refs."""
-        if service != RECEIVE_PACK or git_protocol:
+        built without git: another protocol, or the caller's own options, which may hide
+        refs). The capabilities depend on git, the options and the repository's config
+        (the key's parts), never on refs."""
+        if service != RECEIVE_PACK or request.git_protocol or request.git_config_options:
             return None
         return refs_on_disk.capabilities_key(args, path)
 

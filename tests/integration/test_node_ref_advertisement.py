@@ -199,3 +199,18 @@ def test_a_fetch_request_still_goes_to_git(
     pkt = refs_on_disk.pkt_line
     body = pkt(b"command=fetch\n") + b"0001" + pkt(f"want {head}\n".encode()) + pkt(b"done\n") + b"0000"
     assert b"packfile\n" in node_post_upload_pack(stub, repo, body)
+
+
+def test_refs_hidden_by_the_callers_options_stay_hidden(
+    node_stub: Callable[[type], Any], new_repo: NewRepo, work_tree: Path
+) -> None:
+    stub = node_stub(smarthttp_pb2_grpc.SmartHTTPServiceStub)
+    repo, path = new_repo()
+    git_cli("tag", "v1", cwd=work_tree)
+    git_cli("push", "-q", str(path), "main", "v1", cwd=work_tree)
+    request = smarthttp_pb2.InfoRefsRequest(
+        repository=repo, git_config_options=["transfer.hideRefs=refs/tags"]
+    )
+    for _ in range(2):  # the second one once the capabilities are known
+        advertised = b"".join(r.data for r in stub.InfoRefsReceivePack(request, timeout=30))
+        assert b"refs/heads/main" in advertised and b"refs/tags/v1" not in advertised
