@@ -138,13 +138,13 @@ class ReadPath(Calls):
         completed, may serve it (speculation_holds); else None once `barrier` is done,
         with the call dropped and `request_log` still replayable."""
         bind_fields(repository=path)
-        local = await self.store.get_repository(path)
+        local, healthy = await asyncio.gather(
+            self.store.get_repository(path), self.store.healthy_storages(self.clock())
+        )
         storage = None
         if local is not None:
             try:
-                storage = route_accessor(
-                    local, await self.store.healthy_storages(self.clock()), writing=await self._writing(local)
-                ).storage
+                storage = route_accessor(local, healthy, writing=await self._writing(local)).storage
             except GitraftError:
                 storage = None  # refusals are decided on fresh state only
         if local is None or storage is None:
@@ -156,11 +156,15 @@ class ReadPath(Calls):
         served = False
         try:
             await barrier
-            fresh = await self.store.get_repository(path)
-            healthy = await self.store.healthy_storages(self.clock())
-            if fresh is not None and speculation_holds(
-                local, fresh, storage, healthy, await self._writing(fresh)
-            ):
+            # One hand-off to the database thread for the three reads (the intents are
+            # those of `local`'s id: speculation_holds requires `fresh` to have it).
+            fresh, healthy, intents = await asyncio.gather(
+                self.store.get_repository(path),
+                self.store.healthy_storages(self.clock()),
+                self.store.open_intents(local.repository_id),
+            )
+            writing = frozenset(s for i in intents for s in i.storages)
+            if fresh is not None and speculation_holds(local, fresh, storage, healthy, writing):
                 bounded = _another_replica(fresh, healthy, [], storage)
                 timeout = self.read_first_response_timeout if bounded else None
                 first = await asyncio.wait_for(asyncio.shield(head), timeout)
