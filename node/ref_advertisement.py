@@ -46,6 +46,10 @@ class Unsupported(Exception):
     """Something git would answer differently than this module: let git answer."""
 
 
+# What reading a repository's refs may raise besides Unsupported; each makes git answer.
+_READ_ERRORS = (Unsupported, pygit2.GitError, KeyError, ValueError, OSError)
+
+
 def pkt_line(data: bytes) -> bytes:
     return b"%04x%s" % (len(data) + 4, data)
 
@@ -102,7 +106,7 @@ def ls_refs(path: Path, body: bytes) -> bytes | None:
                 if peel and (peeled := _peeled(repo, oid)) is not None:
                     line += f" peeled:{peeled}"
                 out += pkt_line(line.encode() + b"\n")
-    except Unsupported:
+    except _READ_ERRORS:
         return None
     return bytes(out + FLUSH)
 
@@ -113,7 +117,7 @@ def receive_pack_advertisement(path: Path, capabilities: bytes) -> bytes | None:
     excluded), or None when git must answer it (see module doc)."""
     try:
         refs = _refs(_open(path))
-    except Unsupported:
+    except _READ_ERRORS:
         return None
     name, oid = refs[0] if refs else ("capabilities^{}", ZERO_OID)
     out = bytearray(pkt_line(f"{oid} {name}".encode() + b"\0" + capabilities + b"\n"))

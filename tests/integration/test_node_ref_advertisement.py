@@ -214,3 +214,11 @@ def test_refs_hidden_by_the_callers_options_stay_hidden(
     for _ in range(2):  # the second one once the capabilities are known
         advertised = b"".join(r.data for r in stub.InfoRefsReceivePack(request, timeout=30))
         assert b"refs/heads/main" in advertised and b"refs/tags/v1" not in advertised
+
+
+def test_a_ref_store_it_cannot_read_is_left_to_git(tmp_path: Path, work_tree: Path) -> None:
+    path = tmp_path / "r.git"
+    git_cli("clone", "-q", "--bare", str(work_tree), str(path), cwd=tmp_path)
+    (path / "packed-refs").write_bytes(b"# pack-refs with: peeled fully-peeled sorted \nnot a ref line\n")
+    assert refs_on_disk.ls_refs(path, request("peel")) is None
+    assert refs_on_disk.receive_pack_advertisement(path, b"report-status") is None
