@@ -1,17 +1,19 @@
 """The coordinator's read path: accessors on one replica, maintenance on every replica.
 
 - accessor: shared barrier, look up, one healthy up-to-date replica at random (one under
-  no open write intent when there is such: route_accessor). A response-streaming read
-  whose request fits SPECULATIVE_BODY starts its node call on the route of the proxy's
-  local state *while* the barrier runs, and relays nothing until the barrier is done and
-  `speculation_holds` on the fresh state; otherwise that call is dropped and the read
-  runs as above (its request replayed). See speculation_holds for why such a read sees
-  every write acknowledged before it began. It is tried again on
+  no open write intent when there is such: route_accessor). It is tried again on
   another such replica, at most READ_ATTEMPTS times in all, when it fails with
   UNAVAILABLE, or with NOT_FOUND for a replica missing on disk, before anything was
   relayed (and, for a request stream, before more than its first message was sent).
   While another replica could serve it, a node silent for `read_first_response_timeout`
   counts as UNAVAILABLE; the last candidate is waited for as long as the client allows.
+- speculative accessor: a response-streaming read with no request stream, or a
+  HALF_DUPLEX one whose request fits SPECULATIVE_BODY, starts its node call on the route
+  of the proxy's local state *while* the barrier runs, and relays nothing until the
+  barrier is done and `speculation_holds` on the fresh state; otherwise (or when that
+  call fails before its first message) the call is dropped and the read runs as above,
+  its request replayed. See speculation_holds for why such a read sees every write
+  acknowledged before it began.
 - maintenance: every healthy assigned replica, no generation change; the first answer
   is the client's.
 """
@@ -39,6 +41,11 @@ log = logging.getLogger(__name__)
 READ_ATTEMPTS = 3
 # Largest request stream (bytes, after its first message) of a speculative read.
 SPECULATIVE_BODY = 64 * 1024
+# Client-streaming reads whose client sends its whole request before it waits for an
+# answer (stateless-rpc), so the proxy may read it all first. A full-duplex one
+# (UploadPackSession: the client waits for upload-pack's advertisement) is never
+# speculative: its request stream ends only after answers.
+HALF_DUPLEX = frozenset({"/gitraft.v1.SmartHTTPService/PostUploadPack"})
 # How a node words NOT_FOUND for a repository missing at the path it was asked about
 # (node.storage.Storage.existing_path_of).
 MISSING_REPLICA = "repository not found: "
@@ -77,7 +84,10 @@ class ReadPath(Calls):
         """A response-streaming accessor, relayed message by message."""
         body: list[bytes] | None = []
         if rest is not None:
-            body, rest = await _small_stream(rest, SPECULATIVE_BODY)
+            if info.path in HALF_DUPLEX:
+                body, rest = await _small_stream(rest, SPECULATIVE_BODY)
+            else:
+                body = None
         request_log = RequestLog(rest) if rest is not None else None
         if body is not None:
             barrier = asyncio.ensure_future(self.barrier.wait())
