@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -102,10 +104,18 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=16)
+def _executable(git_binary: str, search_path: str) -> str:
+    """`git_binary` found once on `search_path` (as exec would find it), so that each
+    start does not try every PATH entry before git's (one failed exec per entry); the
+    name itself when it is not found (exec then fails as it would have)."""
+    return shutil.which(git_binary, path=search_path) or git_binary
+
+
 def _argv(args: Sequence[str], git_dir: Path | None, git_binary: str) -> list[str]:
     if isinstance(args, str):
         raise TypeError("git arguments must be a list, not a string")
-    prefix = [git_binary]
+    prefix = [_executable(git_binary, git_env()["PATH"])]
     if git_dir is not None:
         prefix.append(f"--git-dir={git_dir}")
     return [*prefix, *args]

@@ -6,8 +6,13 @@ memory, stdin always closed, the child killed when the caller goes away).
 
 - InfoRefs*: `--advertise-refs`; no `# service=` preamble (the gateway writes it for v0).
   A protocol v2 upload-pack advertisement (capabilities, no refs) is answered from
-  node.advertisement's cache after the first time.
-- Post*: request chunks go to git's stdin while its stdout streams back.
+  node.advertisement's cache after the first time. A v0 receive-pack advertisement (the
+  GET before a push) is built from the refs on disk with the capabilities git gave
+  for the same options and config (kept in that cache): no git process
+  (node.ref_advertisement; git answers whatever that module does not reproduce).
+- Post*: request chunks go to git's stdin while its stdout streams back. A protocol v2
+  `ls-refs` request (an up-to-date fetch, ls-remote) is answered from the refs on disk
+  by node.ref_advertisement when it can, without git.
 - `git_protocol` becomes GIT_PROTOCOL (e.g. "version=2"); `git_config_options` become
   `-c key=value`, only for the exact keys node.git_config allows. Then the node's own
   options are added, and node.git_config's pins last, so they win: receive-pack always
@@ -22,15 +27,19 @@ memory, stdin always closed, the child killed when the caller goes away).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
 import grpc
 
 from common.errors import InvalidArgumentError
 from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from node import fsck, git_config
-from node.advertisement import AdvertisementCache
+from node import ref_advertisement as refs_on_disk
+from node.advertisement import AdvertisementCache, is_v2
 from node.git import GitCommandError
 from node.pipes import GitPipe
 from node.storage import Storage
@@ -131,6 +140,12 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         if key is not None and (cached := self.advertisements.get(key)) is not None:
             yield cached  # protocol v2: capabilities only (node.advertisement)
             return
+        refs_key = self._receive_key(service, request, args, path)
+        if refs_key is not None and (capabilities := self.advertisements.get(refs_key)) is not None:
+            built = await asyncio.to_thread(refs_on_disk.receive_pack_advertisement, path, capabilities)
+            if built is not None:
+                yield built
+                return
         written: list[bytes] = []
         async with GitPipe(args, cwd=path, env=protocol_env(request.git_protocol)) as pipe:
             async for chunk in pipe.stdout_chunks():
@@ -139,6 +154,20 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
             await pipe.check()
         if key is not None:
             self.advertisements.put(key, b"".join(written))
+        elif refs_key is not None and (capabilities := refs_on_disk.capabilities_of(b"".join(written))):
+            self.advertisements.put(refs_key, capabilities)
+
+    @staticmethod
+    def _receive_key(
+        service: str, request: smarthttp_pb2.InfoRefsRequest, args: list[str], path: Path
+    ) -> Any:
+        """The cache key of a v0 receive-pack advertisement's capabilities (None: never
+        built without git: another protocol, or the caller's own options, which may hide
+        refs). The capabilities depend on git, the options and the repository's config
+        (the key's parts), never on refs."""
+        if service != RECEIVE_PACK or request.git_protocol or request.git_config_options:
+            return None
+        return refs_on_disk.capabilities_key(args, path)
 
     async def _post(
         self,
@@ -152,13 +181,40 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
         path = self.storage.existing_path_of(_repository_of(first))
         args = [*config_args(first.git_config_options, service), service, "--stateless-rpc", str(path)]
         env = protocol_env(first.git_protocol)
-        async with GitPipe(args, cwd=path, env=env, chunks=_data_of(first.data, requests)) as pipe:
+        body = _data_of(first.data, requests)
+        if service == UPLOAD_PACK and is_v2(first.git_protocol) and not first.git_config_options:
+            head, body = await _peek_ls_refs(body)
+            if head is not None:
+                answer = await asyncio.to_thread(refs_on_disk.ls_refs, path, head)
+                if answer is not None:
+                    yield answer
+                    return
+                body = _data_of(head, body)
+        async with GitPipe(args, cwd=path, env=env, chunks=body) as pipe:
             async for chunk in pipe.stdout_chunks():
                 yield chunk
             try:
                 await pipe.check()
             except GitCommandError as exc:
                 raise request_error(exc) from exc
+
+
+async def _peek_ls_refs(body: AsyncIterator[bytes]) -> tuple[bytes | None, AsyncIterator[bytes]]:
+    """(the whole request, an empty rest) when `body` is an ls-refs request of at most
+    ref_advertisement.MAX_REQUEST bytes, else (None, the same bytes as `body`)."""
+    seen = bytearray()
+    prefix = refs_on_disk.pkt_line(refs_on_disk.LS_REFS)
+    async for chunk in body:
+        seen += chunk
+        looks_like = seen.startswith(prefix) if len(seen) >= len(prefix) else prefix.startswith(seen)
+        if not looks_like or len(seen) > refs_on_disk.MAX_REQUEST:
+            return None, _data_of(bytes(seen), body)
+    return (bytes(seen), _nothing()) if seen.startswith(prefix) else (None, _data_of(bytes(seen), _nothing()))
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
 
 
 def _repository_of(
@@ -169,11 +225,8 @@ def _repository_of(
     return request.repository
 
 
-async def _data_of(
-    first: bytes,
-    rest: AsyncIterator[smarthttp_pb2.PostUploadPackRequest | smarthttp_pb2.PostReceivePackRequest],
-) -> AsyncIterator[bytes]:
-    """The request body: the first message's data, then every later message's."""
+async def _data_of(first: bytes, rest: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """The request body: `first`, then every later message's data (or chunk)."""
     yield first
     async for request in rest:
-        yield request.data
+        yield request if isinstance(request, bytes) else request.data

@@ -7,6 +7,13 @@
   relayed (and, for a request stream, before more than its first message was sent).
   While another replica could serve it, a node silent for `read_first_response_timeout`
   counts as UNAVAILABLE; the last candidate is waited for as long as the client allows.
+- speculative accessor: a response-streaming read with no request stream, or a
+  HALF_DUPLEX one whose request fits SPECULATIVE_BODY, starts its node call on the route
+  of the proxy's local state *while* the barrier runs, and relays nothing until the
+  barrier is done and `speculation_holds` on the fresh state; otherwise (or when that
+  call fails before its first message) the call is dropped and the read runs as above,
+  its request replayed. See speculation_holds for why such a read sees every write
+  acknowledged before it began.
 - maintenance: every healthy assigned replica, no generation change; the first answer
   is the client's.
 """
@@ -25,13 +32,20 @@ from cluster.metadata.api import Repository
 from cluster.proxy.calls import Calls
 from cluster.proxy.forwarding import NodeError, RequestLog, rewrite, time_remaining
 from cluster.proxy.router import MethodInfo, route_accessor, route_maintenance
-from common.errors import NotFoundError
+from common.errors import GitraftError, NotFoundError
 from common.logs import bind_fields
 
 log = logging.getLogger(__name__)
 
 # Attempts of a read that fails with UNAVAILABLE before anything was relayed.
 READ_ATTEMPTS = 3
+# Largest request stream (bytes, after its first message) of a speculative read.
+SPECULATIVE_BODY = 64 * 1024
+# Client-streaming reads whose client sends its whole request before it waits for an
+# answer (stateless-rpc), so the proxy may read it all first. A full-duplex one
+# (UploadPackSession: the client waits for upload-pack's advertisement) is never
+# speculative: its request stream ends only after answers.
+HALF_DUPLEX = frozenset({"/gitraft.v1.SmartHTTPService/PostUploadPack"})
 # How a node words NOT_FOUND for a repository missing at the path it was asked about
 # (node.storage.Storage.existing_path_of).
 MISSING_REPLICA = "repository not found: "
@@ -68,13 +82,34 @@ class ReadPath(Calls):
         context: Any,
     ) -> AsyncIterator[bytes]:
         """A response-streaming accessor, relayed message by message."""
-        repo = await self.lookup(path, info)
-        if repo is None:
-            raise NotFoundError(f"repository not found: {path!r}")
+        body: list[bytes] | None = []
+        if rest is not None:
+            if info.path in HALF_DUPLEX:
+                body, rest = await _small_stream(rest, SPECULATIVE_BODY)
+            else:
+                body = None
+        request_log = RequestLog(rest) if rest is not None else None
+        if body is not None:
+            barrier = asyncio.ensure_future(self.barrier.wait())
+            try:
+                speculative = await self._speculate(info, request, path, request_log, barrier, context)
+            finally:
+                if not barrier.done():
+                    barrier.cancel()
+            if speculative is not None:
+                async for chunk in speculative:
+                    yield chunk
+                return
+            repo = await self.store.get_repository(path)  # the barrier is done
+            if repo is None:
+                raise NotFoundError(f"repository not found: {path!r}")
+        else:
+            repo = await self.lookup(path, info)
+            if repo is None:
+                raise NotFoundError(f"repository not found: {path!r}")
         healthy = await self.store.healthy_storages(self.clock())
         tried: list[str] = []
         writing = await self._writing(repo)
-        request_log = RequestLog(rest) if rest is not None else None
         while True:
             storage = self._read_from(repo, healthy, tried, writing)
             first = rewrite(info, request, repo, storage)
@@ -99,6 +134,63 @@ class ReadPath(Calls):
                 close = getattr(responses, "aclose", None)
                 if close is not None:
                     await close()
+
+    async def _speculate(
+        self,
+        info: MethodInfo,
+        request: message.Message,
+        path: str,
+        request_log: RequestLog | None,
+        barrier: asyncio.Future[None],
+        context: Any,
+    ) -> AsyncIterator[bytes] | None:
+        """The read's relay when its call on the local route, started before `barrier`
+        completed, may serve it (speculation_holds); else None once `barrier` is done,
+        with the call dropped and `request_log` still replayable."""
+        bind_fields(repository=path)
+        local, healthy = await asyncio.gather(
+            self.store.get_repository(path), self.store.healthy_storages(self.clock())
+        )
+        storage = None
+        if local is not None:
+            try:
+                storage = route_accessor(local, healthy, writing=await self._writing(local)).storage
+            except GitraftError:
+                storage = None  # refusals are decided on fresh state only
+        if local is None or storage is None:
+            await barrier
+            return None
+        attempt = request_log.attempt() if request_log is not None else None
+        responses = self.call_stream(info, storage, rewrite(info, request, local, storage), attempt, context)
+        head = asyncio.ensure_future(anext(responses, None))
+        served = False
+        try:
+            await barrier
+            # One hand-off to the database thread for the three reads (the intents are
+            # those of `local`'s id: speculation_holds requires `fresh` to have it).
+            fresh, healthy, intents = await asyncio.gather(
+                self.store.get_repository(path),
+                self.store.healthy_storages(self.clock()),
+                self.store.open_intents(local.repository_id),
+            )
+            writing = frozenset(s for i in intents for s in i.storages)
+            if fresh is not None and speculation_holds(local, fresh, storage, healthy, writing):
+                bounded = _another_replica(fresh, healthy, [], storage)
+                timeout = self.read_first_response_timeout if bounded else None
+                first = await asyncio.wait_for(asyncio.shield(head), timeout)
+                served = True
+        except (NodeError, TimeoutError) as exc:  # the read runs again, unspeculated
+            log.info("speculative read failed", extra={"storage": storage, "error": str(exc)})
+        finally:
+            if not served:
+                head.cancel()
+                await asyncio.gather(head, return_exceptions=True)
+                await responses.aclose()  # type: ignore[attr-defined]
+        if not served:
+            return None
+        self.metrics.reads.labels(storage=storage).inc()
+        bind_fields(storage=storage)
+        return _relay(first, responses)
 
     async def maintain(self, info: MethodInfo, request: message.Message, path: str, context: Any) -> bytes:
         """A unary maintenance call on every healthy assigned replica; the first answer."""
@@ -164,6 +256,64 @@ class ReadPath(Calls):
         self.metrics.reads.labels(storage=storage).inc()
         bind_fields(storage=storage)
         return storage
+
+
+def speculation_holds(
+    local: Repository, fresh: Repository, storage: str, healthy: set[str], writing: frozenset[str]
+) -> bool:
+    """Whether a read of `storage` begun on the `local` state (applied before its call
+    started) serves a client whose barrier then gave `fresh`.
+
+    It does when `storage` was up to date at generation G in `local`, G is still the
+    repository's generation in `fresh` (the same repository), and route_accessor could
+    pick `storage` on `fresh`. Why: a write acknowledged before the read began committed
+    its generation bump before the barrier, so it is at most G; and `storage` held every
+    write up to G before its call started (its generation is set only after it has
+    them), so the call sees them all. Anything newer it may see (an unacknowledged write
+    in flight) a read routed after the barrier could see as well."""
+    if fresh.repository_id != local.repository_id or fresh.generation != local.generation:
+        return False
+    if storage not in local.up_to_date() or storage not in fresh.up_to_date() or storage not in healthy:
+        return False
+    candidates = [s for s in fresh.up_to_date() if s in healthy]
+    settled = [s for s in candidates if s not in writing]
+    if settled:
+        return storage in settled
+    return storage == fresh.primary if fresh.primary in candidates else storage in candidates
+
+
+async def _small_stream(
+    rest: AsyncIterator[bytes], limit: int
+) -> tuple[list[bytes] | None, AsyncIterator[bytes]]:
+    """(every message of `rest`, an iterator of them) when they end within `limit`
+    bytes; else (None, an iterator of the same messages as `rest`)."""
+    seen: list[bytes] = []
+    size = 0
+    async for item in rest:
+        seen.append(item)
+        size += len(item)
+        if size > limit:
+            return None, _chain(seen, rest)
+    return seen, _chain(seen, None)
+
+
+async def _chain(items: list[bytes], rest: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+    if rest is not None:
+        async for item in rest:
+            yield item
+
+
+async def _relay(first: bytes | None, responses: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        if first is None:
+            return
+        yield first
+        async for chunk in responses:
+            yield chunk
+    finally:
+        await responses.aclose()  # type: ignore[attr-defined]
 
 
 def _another_replica(repo: Repository, healthy: set[str], tried: list[str], storage: str) -> bool:

@@ -180,11 +180,14 @@ class WritePath(Calls):
         Unless it is, the intent is closed without change; NotFoundError when the
         repository went or moved."""
         agreed = False
-        fresh = await self.store.get_repository_by_id(repo.repository_id)
+        # One hand-off to the database thread for both reads.
+        fresh, healthy = await asyncio.gather(
+            self.store.get_repository_by_id(repo.repository_id), self.store.healthy_storages(self.clock())
+        )
         try:
             if fresh is None or fresh.relative_path != relative_path:
                 raise NotFoundError(f"repository not found: {relative_path!r}")
-            agreed = await self._primary_of(fresh, stale=False) == primary
+            agreed = route_mutator(fresh, healthy).primary == primary
             return fresh, agreed
         finally:
             if not agreed:

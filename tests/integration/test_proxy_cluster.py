@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -294,3 +295,25 @@ def test_a_large_push_and_clone_stream_through(cluster: LocalCluster, tmp_path: 
     run_git("clone", "-q", cluster.git_url("proxy-1", name), str(clone), cwd=tmp_path)
     assert (clone / "big.bin").read_bytes() == blob
     cluster.wait_converged(f"{name}.git", timeout=120)
+
+
+def test_an_interactive_upload_pack_session_is_relayed_before_the_client_ends_its_stream(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """UploadPackSession is full duplex: the client waits for upload-pack's advertisement
+    before it says anything more, so the proxy must not wait for the end of its stream."""
+    path, _, head = pushed_repo(cluster, tmp_path)
+    answered = threading.Event()
+
+    def requests() -> Iterator[repository_pb2.UploadPackSessionRequest]:
+        yield repository_pb2.UploadPackSessionRequest(repository=repo_msg(path))
+        answered.wait(timeout=30)  # the advertisement first, as git's fetch does
+        yield repository_pb2.UploadPackSessionRequest(stdin=b"0000")  # "I want nothing"
+
+    sessions = stub(cluster, "proxy-1", repository_pb2_grpc.RepositoryServiceStub)
+    stdout = b""
+    for message in sessions.UploadPackSession(requests(), metadata=md(cluster), timeout=20):
+        stdout += message.stdout
+        if head.encode() in stdout:
+            answered.set()
+    assert answered.is_set() and f"{head} refs/heads/main".encode() in stdout
