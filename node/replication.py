@@ -218,10 +218,14 @@ async def _copy_new(target: Path, relative: str, source: SourceRepository | None
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(target, "replicate")
     try:
-        await run_git(["init", "--bare", "--quiet", str(temp)])
+        branch = head.removeprefix("refs/heads/") if source is None and head else ""
+        if branch and branch != head:  # an empty replica: one git process, HEAD set by init
+            await run_git(["init", "--bare", "--quiet", f"--initial-branch={branch}", str(temp)])
+        else:
+            await run_git(["init", "--bare", "--quiet", str(temp)])
         if source is not None:
             await _mirror(temp, source, head)
-        elif head is not None:
+        elif head is not None and not branch:
             await run_git(["symbolic-ref", "HEAD", head], git_dir=temp)
         try:
             os.rename(temp, target)
