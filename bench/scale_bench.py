@@ -1,7 +1,7 @@
 """Scale: what the metadata costs at 1k, 10k and 100k repositories, and a live cluster.
 
     .venv/bin/python -m bench scale_bench        (or: make bench)
-    .venv/bin/python bench/scale_bench.py --sizes 1000,10000,100000 --live 1000,10000
+    .venv/bin/python bench/scale_bench.py --sizes 1000,10000,100000 --live 100,10000
 
 1. Metadata only (the state machine's commands applied directly to SQLite, as every
    proxy applies them, no Raft and no nodes), at each size in --sizes: the fill rate
@@ -12,7 +12,7 @@
    `job_counts`), DatalossCheck (`dataloss`), the replicator's `runnable_job_exists`
    - median of 20 each, and the write fences every `finish_write` / `complete_job`
    reads; the snapshot (SQLite backup) size and time; and, with
-   --queue jobs ready (default 100k), `lease_jobs` (8 at a time) + `complete_job`
+   --queue jobs ready (default 500k), `lease_jobs` (8 at a time) + `complete_job`
    p50/p99.
 2. A live cluster (3 proxies, 3 nodes, real git/gRPC/Raft on 127.0.0.1) at each size in
    --live: repositories created through CreateRepository (16 in flight, one proxy),
@@ -20,7 +20,7 @@
    "idle" must mean idle): creation rate, small-push latency (median of 10), the Raft
    leader's CPU while idle (5 s), the Raft term at each step (a move is an election),
    the time from a full restart of the proxies to the first acknowledged push, and the
-   drain rate of a backlog: node-b and node-c are stopped while --backlog/2
+   drain rate of a backlog (on the largest cluster only): node-b and node-c are stopped while --backlog/2
    repositories are created (each leaves a job for both), then started together; jobs
    per second from their start until none waits, with a push every 0.5 s meanwhile and
    its replication lag, and the cluster's CPU per drained job.
@@ -291,7 +291,7 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 cells += ["/".join(map(str, terms))]
                 cells += [f"{mib:.1f}", f"{secs:.2f}", f"{catch_up:.2f}", f"{restart:.2f}"]
                 print(" | ".join(cells), flush=True)
-                if backlog:
+                if backlog and size == max(sizes):  # one drain, on the largest cluster
                     drains.append((size, live.backlog_drain(cluster, work, "bench/push.git", backlog)))
                     print_drains(drains[-1:])
 
@@ -339,8 +339,8 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="metadata-only repository counts")
-    parser.add_argument("--queue", type=int, default=100_000, help="jobs queued for lease+complete")
-    parser.add_argument("--live", default="1000", help="live-cluster repository counts ('' = none)")
+    parser.add_argument("--queue", type=int, default=500_000, help="jobs queued for lease+complete")
+    parser.add_argument("--live", default="100,10000", help="live-cluster repository counts ('' = none)")
     parser.add_argument("--backlog", type=int, default=10_000, help="jobs in the drained backlog (0 = none)")
     parser.add_argument("--workers", type=int, default=0, help="replication_workers per proxy (0 = default)")
     parser.add_argument("--per-target", type=int, default=0, help="replication_per_target (0 = default)")
