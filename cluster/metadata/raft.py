@@ -47,6 +47,7 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from time import monotonic
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, SyncObjException, replicated
@@ -72,11 +73,26 @@ class _Member(SyncObj):
         self, owner: RaftDatabase, self_addr: str, peers: list[str], conf: SyncObjConf, limits: FrameLimits
     ) -> None:
         self._owner = owner  # set before SyncObj starts its tick thread
+        owner._member = self  # the deserializer may run on the first tick, before __init__ returns
         super().__init__(self_addr, peers, conf, transportClass=BoundedTransport.with_limits(limits))
 
     @replicated(ver=0)
     def apply_entry(self, payload: bytes) -> Any:
         return self._owner._apply(payload, self.raftLastApplied + 1)
+
+    def listen_for_leader(self) -> None:
+        """Tick thread: start a new election timeout now, as a heartbeat would.
+
+        pysyncobj checks its election deadline at the top of a tick, right after the
+        same tick loaded a snapshot: a restore that took longer than the timeout (a
+        10,000-repository state at start, or one sent by the leader) made a follower
+        that had not yet heard from anyone stand for election at once, and, with no
+        pre-vote in pysyncobj, its higher term deposed a healthy leader (seen as Raft
+        terms 1 -> 3 while a follower proxy restarted, in bench/scale_bench.py at
+        10,000 repositories). A live leader's next heartbeat arrives well within the
+        fresh timeout; a dead one is still replaced one timeout later.
+        """
+        self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
 
 
 class RaftDatabase:
@@ -174,6 +190,7 @@ class RaftDatabase:
         log.info(
             "restored snapshot at index %d (applied_index %d)", last[1], statemachine.applied_index(self._db)
         )
+        self._member.listen_for_leader()
         return last, prev, members
 
     # --- state ---------------------------------------------------------------
