@@ -191,6 +191,14 @@ def test_an_empty_source_leaves_no_refs(nodes: tuple[Node, Node], work_tree: Pat
     assert replicate(b, fresh, a, empty).created
     assert refs_of(b.path(fresh)) == {}
     assert head_of(b.path(fresh)) == "refs/heads/trunk"
+    # what git itself makes for an empty repository, and usable
+    reference = work_tree.parent / "reference-empty.git"
+    git_cli("init", "-q", "--bare", "--initial-branch=trunk", str(reference), cwd=work_tree)
+    files = sorted(str(p.relative_to(b.path(fresh))) for p in b.path(fresh).rglob("*"))
+    assert files == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
+    assert (b.path(fresh) / "config").read_bytes() == (reference / "config").read_bytes()
+    git_cli("push", "-q", str(b.path(fresh)), "main:trunk", cwd=work_tree)  # usable
+    assert set(refs_of(b.path(fresh))) == {"refs/heads/trunk"}
 
 
 def test_replication_errors(nodes: tuple[Node, Node]) -> None:
