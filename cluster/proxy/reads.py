@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -273,13 +273,16 @@ def speculation_holds(
     in flight) a read routed after the barrier could see as well."""
     if fresh.repository_id != local.repository_id or fresh.generation != local.generation:
         return False
-    if storage not in local.up_to_date() or storage not in fresh.up_to_date() or storage not in healthy:
+    if storage not in local.up_to_date():
         return False
-    candidates = [s for s in fresh.up_to_date() if s in healthy]
-    settled = [s for s in candidates if s not in writing]
-    if settled:
-        return storage in settled
-    return storage == fresh.primary if fresh.primary in candidates else storage in candidates
+
+    def prefer(options: Sequence[str]) -> str:
+        return storage if storage in options else options[0]
+
+    try:
+        return route_accessor(fresh, healthy, choose=prefer, writing=writing).storage == storage
+    except GitraftError:
+        return False
 
 
 async def _small_stream(
