@@ -83,14 +83,16 @@ class _Member(SyncObj):
     def listen_for_leader(self) -> None:
         """Tick thread: start a new election timeout now, as a heartbeat would.
 
-        pysyncobj checks its election deadline at the top of a tick, right after the
-        same tick loaded a snapshot: a restore that took longer than the timeout (a
-        10,000-repository state at start, or one sent by the leader) made a follower
-        that had not yet heard from anyone stand for election at once, and, with no
-        pre-vote in pysyncobj, its higher term deposed a healthy leader (seen as Raft
-        terms 1 -> 3 while a follower proxy restarted, in bench/scale_bench.py at
-        10,000 repositories). A live leader's next heartbeat arrives well within the
-        fresh timeout; a dead one is still replaced one timeout later.
+        pysyncobj checks its election deadline at the top of a tick, before it polls
+        the network: local work longer than the timeout - a snapshot restore (a
+        10,000-repository state at start, or one sent by the leader), or the first tick
+        of a restarted member applying thousands of journal entries - made a follower
+        that had not yet read the leader's heartbeats stand for election at once, and,
+        with no pre-vote in pysyncobj, its higher term deposed a healthy leader (seen as
+        Raft terms 1 -> 3 while a follower proxy restarted, in bench/scale_bench.py at
+        10,000 repositories). Called after a restore and after any long tick
+        (`RaftDatabase._after_tick`). A live leader's next heartbeat arrives well within
+        the fresh timeout; a dead one is still replaced one timeout later.
         """
         self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
 
@@ -116,8 +118,21 @@ class RaftDatabase:
         self.limits = FrameLimits(
             before_auth=config.max_frame_before_auth, after_auth=config.max_frame_after_auth
         )
+        self._last_tick: float | None = None
         self._member = _Member(self, config.self_addr, list(config.peers), self._conf(), self.limits)
-        self._member.addOnTickCallback(self._ticked.set)
+        self._member.addOnTickCallback(self._after_tick)
+
+    def _after_tick(self) -> None:
+        """Tick thread, after a tick's work and before it polls the network: a member that
+        has not polled for a while (its first full tick, or a tick that applied a long
+        run of entries - a restarted member replays its journal's committed entries in
+        one tick) starts a fresh election timeout, so it hears the leader's waiting
+        heartbeats before it may stand (see `_Member.listen_for_leader`)."""
+        now = monotonic()
+        last, self._last_tick = self._last_tick, now
+        if last is None or now - last > self.config.election_timeout_min / 2:
+            self._member.listen_for_leader()
+        self._ticked.set()
 
     def _conf(self) -> SyncObjConf:
         c = self.config

@@ -319,3 +319,30 @@ def test_the_raft_port_refuses_peers_without_the_password(tmp_path: Path) -> Non
         status = rogue.status()
         assert status["leader_address"] == "" and not any(status["peers"].values())
         assert storages(rogue) == []
+
+
+def test_a_follower_restarting_with_a_long_journal_to_apply_deposes_no_leader(tmp_path: Path) -> None:
+    """A restarted member applies its journal's committed entries in its first tick; when
+    that outlasts the election timeout it must still listen for the leader before standing
+    (pysyncobj has no pre-vote: a candidate's higher term deposes a healthy leader)."""
+    with MetadataCluster(
+        tmp_path,
+        size=3,
+        compaction_min_entries=1_000_000,
+        election_timeout_min=0.2,
+        election_timeout_max=0.3,
+    ) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader()
+        follower = next(m for m in cluster.members if m is not leader)
+        leader.call("bench", count=20_000, concurrency=64, timeout=300.0)
+        cluster.wait_converged()
+        term = int(leader.status()["term"])
+        for _ in range(3):
+            follower.kill()
+            follower.start()
+            cluster.wait_converged()
+            assert {m.name: int(m.status()["term"]) for m in cluster.members} == {
+                m.name: term for m in cluster.members
+            }
+            assert leader.status()["role"] == "leader"
