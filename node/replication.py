@@ -9,22 +9,23 @@ source repository on another node:
 
 1. The source repository must exist (a unary RepositoryInfo preflight, for clean
    errors); HEAD's symbolic target is read from it (protocol v2 ls-refs, unborn too).
-   A missing target whose source has no ref is created empty with that HEAD, without
-   a fetch (steps 2 and 3): a new repository's replicas cost two git processes.
+   A missing target is created with that HEAD by `node.storage.init_bare_repository`
+   (no git process); when the source has no ref, that is all (no fetch, steps 2 and 3):
+   a new repository's replica costs no git process at all.
 2. `git fetch --prune --force "ext::<python> -I node/tunnel.py <socket>"
    '+refs/*:refs/*'` runs in the target; the tunnel's socket is bridged to an
    UploadPackSession on the source (node.replication_source). git's own negotiation
    sends only the missing objects; every ref is mirrored, deletions included (an empty
    source leaves no refs).
 3. Refs are packed when the fetch left many loose ones (LOOSE_REFS_LIMIT), and HEAD is
-   pointed at the source's target.
+   pointed at the source's target (`git symbolic-ref`, only when it points elsewhere).
 
 Protocol: v0 over the tunnel. Mirroring needs every ref of the source, so protocol v2
 (whose ls-refs only saves bytes for a narrower ref prefix) would advertise the same
 refs; with 10,000 refs the advertisement is ~640 KB and costs little next to reading
 the refs on each side (bench/replication_refs.py).
 
-A missing target is created atomically: `git init --bare` in a hidden temporary sibling
+A missing target is created atomically: initialised in a hidden temporary sibling
 (named like RepositoryService's), fetched into, then renamed into place. Replications of
 one repository on one node run one at a time. The answer reports whether the repository
 was created, the bytes received from the source (upload-pack's stdout: ref advertisement,
@@ -68,7 +69,7 @@ from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
 from node.replication_source import SourceRepository
 from node.smarthttp_service import protocol_env
-from node.storage import Storage, is_bare_repository, temp_sibling
+from node.storage import Storage, head_points_at, init_bare_repository, is_bare_repository, temp_sibling
 
 log = logging.getLogger(__name__)
 
@@ -214,19 +215,17 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
 
 async def _copy_new(target: Path, relative: str, source: SourceRepository | None, head: str | None) -> None:
     """A full copy into a temporary sibling, renamed to `target` when complete; without
-    `source` (it has no refs) only HEAD is set: nothing to fetch."""
+    `source` (it has no refs) only HEAD is set: nothing to fetch. A HEAD under refs/
+    (the usual case) is written with the new repository, without a git process."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(target, "replicate")
     try:
-        branch = head.removeprefix("refs/heads/") if source is None and head else ""
-        if branch and branch != head:  # an empty replica: one git process, HEAD set by init
-            await run_git(["init", "--bare", "--quiet", f"--initial-branch={branch}", str(temp)])
-        else:
+        if head is not None:  # validated by the caller: a ref name under refs/
+            init_bare_repository(temp, head)
+        else:  # detached source HEAD: git's default HEAD, as before the fetch
             await run_git(["init", "--bare", "--quiet", str(temp)])
         if source is not None:
             await _mirror(temp, source, head)
-        elif head is not None and not branch:
-            await run_git(["symbolic-ref", "HEAD", head], git_dir=temp)
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it
@@ -254,7 +253,7 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         raise GitCommandError(["fetch"], result.exit_code, stderr)
     if await asyncio.to_thread(_loose_refs_over, repo, LOOSE_REFS_LIMIT):
         await run_git(["pack-refs", "--all"], git_dir=repo)
-    if head is not None:
+    if head is not None and not head_points_at(repo, head):
         await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
 
 

@@ -26,7 +26,7 @@ from gitraft.v1 import repository_pb2, repository_pb2_grpc
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
-from node.storage import TEMP_MARKER, Storage, is_bare_repository, temp_sibling
+from node.storage import TEMP_MARKER, Storage, init_bare_repository, is_bare_repository, temp_sibling
 
 DEFAULT_BRANCH = "main"
 # gc's own default expiry for unreachable objects (gc.pruneExpire).
@@ -115,7 +115,8 @@ class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryService
 
 
 async def create_bare_repository(path: Path, branch: str) -> bool:
-    """`git init --bare` in a temporary sibling, then rename it to `path`.
+    """A new bare repository (`init_bare_repository`, HEAD at refs/heads/`branch`) in a
+    temporary sibling, then renamed to `path`.
 
     False (and nothing changed) when `path` appeared meanwhile; the temporary directory
     never survives a failure.
@@ -123,7 +124,7 @@ async def create_bare_repository(path: Path, branch: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_sibling(path, "new")
     try:
-        await run_git(["init", "--bare", "--quiet", f"--initial-branch={branch}", str(temp)])
+        init_bare_repository(temp, f"refs/heads/{branch}")
         try:
             os.rename(temp, path)
         except OSError:  # ENOTEMPTY/EEXIST/ENOTDIR: someone else created it first

@@ -191,9 +191,10 @@ def test_an_empty_source_leaves_no_refs(nodes: tuple[Node, Node], work_tree: Pat
     assert replicate(b, fresh, a, empty).created
     assert refs_of(b.path(fresh)) == {}
     assert head_of(b.path(fresh)) == "refs/heads/trunk"
-    # what git itself makes for an empty repository, and usable
+    # what git itself makes for an empty repository (without its template's sample
+    # hooks and description), and usable
     reference = work_tree.parent / "reference-empty.git"
-    git_cli("init", "-q", "--bare", "--initial-branch=trunk", str(reference), cwd=work_tree)
+    git_cli("init", "-q", "--bare", "--template=", "--initial-branch=trunk", str(reference), cwd=work_tree)
     files = sorted(str(p.relative_to(b.path(fresh))) for p in b.path(fresh).rglob("*"))
     assert files == sorted(str(p.relative_to(reference)) for p in reference.rglob("*"))
     assert (b.path(fresh) / "config").read_bytes() == (reference / "config").read_bytes()
@@ -319,3 +320,28 @@ def wait_until(condition: Callable[[], bool]) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met within 20 s")
+
+
+def test_replication_after_the_source_node_restarted(tmp_path: Path, work_tree: Path) -> None:
+    """The target keeps its channel to a source node between replications: a source that
+    restarted (and was unreachable meanwhile) is reached again."""
+    with (
+        NodeProcess("node-a", tmp_path, secrets.token_hex(16)).start() as pa,
+        NodeProcess("node-b", tmp_path, secrets.token_hex(16)).start() as pb_,
+        grpc.insecure_channel(pa.address) as channel_a,
+        grpc.insecure_channel(pb_.address) as channel_b,
+    ):
+        a = Node(pa, repository_pb2_grpc.RepositoryServiceStub(channel_a))
+        b = Node(pb_, repository_pb2_grpc.RepositoryServiceStub(channel_b))
+        source = a.create()
+        target = shared_pb2.Repository(relative_path="copies/restarted-source.git")
+        git_cli("push", "-q", str(a.path(source)), "main~1:refs/heads/main", cwd=work_tree)
+        replicate(b, target, a, source)
+        pa.stop()
+        with pytest.raises(grpc.RpcError) as info:
+            replicate(b, target, a, source)
+        assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        pa.start()
+        git_cli("push", "-q", str(a.path(source)), "main:main", cwd=work_tree)
+        replicate(b, target, a, source)
+        assert_mirrored(a, source, b, target)

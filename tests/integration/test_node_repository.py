@@ -44,6 +44,15 @@ def test_create_makes_a_bare_repository_with_head_on_default_branch(
     assert git_cli("symbolic-ref", "HEAD", cwd=other_path).strip() == "refs/heads/trunk"
     # No temporary directory is left beside the repositories.
     assert not [p for p in path.parent.iterdir() if "gitraft-tmp" in p.name]
+    # What git makes (its template's sample hooks and description aside), byte for byte.
+    reference = path.parent.parent / "reference-trunk.git"
+    git_cli("init", "-q", "--bare", "--template=", "--initial-branch=trunk", str(reference), cwd=path.parent)
+    made = {
+        str(p.relative_to(other_path)): p.read_bytes() if p.is_file() else None for p in other_path.rglob("*")
+    }
+    assert made == {
+        str(p.relative_to(reference)): p.read_bytes() if p.is_file() else None for p in reference.rglob("*")
+    }
 
 
 def test_create_twice_is_already_exists(stub: Any, new_repo: NewRepo) -> None:
