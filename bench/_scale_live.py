@@ -276,19 +276,58 @@ class Drain:
         return self.cpu_seconds / self.jobs * 1000 if self.jobs else 0.0
 
 
-def backlog_drain(cluster: LocalCluster, work: Path, push_path: str, backlog: int) -> Drain:
-    """A backlog of about `backlog` jobs for small (new, empty) repositories: node-b and
-    node-c are stopped while backlog/2 repositories are created (each leaves a job for
-    both), then started; a push stream (PushStream) runs meanwhile. Returns the drain
-    (backlog jobs / seconds from the nodes' start until none of them waits), the
-    pushes' replication lag and the cluster's CPU time meanwhile."""
+def push_many(cluster: LocalCluster, work: Path, paths: list[str], in_flight: int = 8) -> float:
+    """Push `work`'s main to each of `paths`, `in_flight` at once over the three
+    proxies (retried as a client would); returns pushes/s."""
+    proxies = list(cluster.proxies)
+
+    def one(i: int) -> None:
+        url = cluster.git_url(proxies[i % len(proxies)], paths[i])
+        for attempt in range(5):
+            if run_git("push", "-q", url, "main", cwd=work, check=False).returncode == 0:
+                return
+            time.sleep(0.5 * (attempt + 1))
+        raise RuntimeError(f"push to {paths[i]} failed 5 times")
+
+    began = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(in_flight) as pool:
+        list(pool.map(one, range(len(paths))))
+    return len(paths) / (time.monotonic() - began)
+
+
+def backlog_drain(
+    cluster: LocalCluster, work: Path, push_path: str, backlog: int, commits: bool = False
+) -> Drain:
+    """A backlog of about `backlog` jobs for small repositories: node-b and node-c are
+    stopped while backlog/2 repositories are created (each leaves a job for both), then
+    started; a push stream (PushStream) runs meanwhile. Returns the drain (backlog jobs /
+    seconds from the nodes' start until none of them waits), the pushes' replication lag
+    and the cluster's CPU time meanwhile.
+
+    `commits` False: the repositories are new and empty (each job creates an empty
+    replica). True: they are created with every node up (and replicated), then, with
+    node-b and node-c stopped, each gets a push of one small commit (each job fetches
+    it into an existing replica: a replication as after any push)."""
     down = ("node-b", "node-c")
+    prefix = f"backlog-{time.monotonic_ns()}"
+    count = max(1, backlog // 2)
+    if commits:
+        rate = create_many(cluster, count, prefix, proxies=tuple(cluster.proxies), in_flight=32)
+        wait_queue_empty(cluster)
     for name in down:
         cluster.stop(name)
     cluster.wait_health(dict.fromkeys(down, False))
-    prefix = f"backlog-{time.monotonic_ns()}"
-    rate = create_many(cluster, max(1, backlog // 2), prefix, proxies=tuple(cluster.proxies), in_flight=32)
-    print(f"  backlog: {backlog // 2} repositories created at {rate:.1f}/s", flush=True)
+    if commits:
+        content = work.parent / f"{prefix}-work"  # beside the stream's work tree
+        content.mkdir()
+        run_git("init", "-q", "-b", "main", str(content), cwd=content)
+        commit_file(content, "README", "a small repository\n")
+        pushed = push_many(cluster, content, [f"{prefix}/r{i}.git" for i in range(count)])
+        print(f"  backlog: {count} repositories created at {rate:.1f}/s", flush=True)
+        print(f"  then one commit pushed to each at {pushed:.1f}/s", flush=True)
+    else:
+        rate = create_many(cluster, count, prefix, proxies=tuple(cluster.proxies), in_flight=32)
+        print(f"  backlog: {count} repositories created at {rate:.1f}/s", flush=True)
     last, waiting = _newest_job(cluster)
     stream = PushStream(cluster, work, push_path)
     # From the nodes' start (both at once): the drain includes their start-up, and their

@@ -296,7 +296,7 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                     print_drains(drains[-1:])
 
 
-def drain_section(size: int, backlog: int, workers: int, per_target: int) -> None:
+def drain_section(size: int, backlog: int, workers: int, per_target: int, commits: bool = False) -> None:
     """The backlog drain alone, on a fresh live cluster holding `size` repositories
     (created first, 32 in flight over the three proxies): no other live measurement."""
     settings: dict[str, Any] = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
@@ -317,7 +317,7 @@ def drain_section(size: int, backlog: int, workers: int, per_target: int) -> Non
         work = init_work_tree(Path(tmp) / "work")
         commit_file(work, "a.txt", "zero\n")
         run_git("push", "-q", cluster.git_url("proxy-1", "bench/push.git"), "main", cwd=work)
-        print_drains([(size, live.backlog_drain(cluster, work, "bench/push.git", backlog))])
+        print_drains([(size, live.backlog_drain(cluster, work, "bench/push.git", backlog, commits))])
 
 
 def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
@@ -351,9 +351,14 @@ def main() -> int:
         metavar="N",
         help="only the backlog drain, on a live cluster of N repositories (skips --sizes and --live)",
     )
+    parser.add_argument(
+        "--backlog-commits",
+        action="store_true",
+        help="with --drain-only: the backlog's repositories hold a commit (update jobs), not empty",
+    )
     args = parser.parse_args()
     if args.drain_only >= 0:
-        drain_section(args.drain_only, args.backlog, args.workers, args.per_target)
+        drain_section(args.drain_only, args.backlog, args.workers, args.per_target, args.backlog_commits)
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
