@@ -8,13 +8,13 @@ ReplicateRepository (on the target) makes the local repository an exact copy of 
 source repository on another node:
 
 1. The source repository must exist (a unary RepositoryInfo preflight, for clean
-   errors); HEAD's symbolic target is read from it (protocol v2 ls-refs, unborn too).
+   errors) and tells HEAD's symbolic target (unborn too; none when detached).
    A missing target is created with that HEAD by `node.storage.init_bare_repository`
    (no git process); when the source has no ref, that is all (no fetch, steps 2 and 3):
    a new repository's replica costs no git process at all.
-2. `git fetch --prune --force "ext::<python> -I node/tunnel.py <socket>"
-   '+refs/*:refs/*'` runs in the target; the tunnel's socket is bridged to an
-   UploadPackSession on the source (node.replication_source). git's own negotiation
+2. `git fetch --prune --force git://127.0.0.1:<port>/<one-time token> '+refs/*:refs/*'`
+   runs in the target; the node's loopback TunnelListener bridges that connection to
+   an UploadPackSession on the source (node.replication_source). git's own negotiation
    sends only the missing objects; every ref is mirrored, deletions included (an empty
    source leaves no refs).
 3. Refs are packed when the fetch left many loose ones (LOOSE_REFS_LIMIT), and HEAD is
@@ -47,7 +47,6 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,7 +62,7 @@ from common.errors import (
     quoted,
 )
 from gitraft.v1 import repository_pb2
-from node import fsck, tunnel
+from node import fsck
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
@@ -74,7 +73,15 @@ from node.storage import Storage, head_points_at, init_bare_repository, is_bare_
 log = logging.getLogger(__name__)
 
 # The same object checks as a push (node.fsck), so a replica never holds what a push refuses.
-FETCH_CONFIG = ("protocol.ext.allow=always", "gc.auto=0", "maintenance.auto=false", *fsck.fetch_config())
+# Only git:// (the node's own loopback TunnelListener), in protocol v0 (see above).
+FETCH_CONFIG = (
+    "protocol.allow=never",
+    "protocol.git.allow=always",
+    "protocol.version=0",
+    "gc.auto=0",
+    "maintenance.auto=false",
+    *fsck.fetch_config(),
+)
 # Not --atomic: git then updates refs before pruning, so replacing refs/heads/a/b by
 # refs/heads/a (a directory/file conflict) would fail forever. A failed fetch can leave
 # some refs updated; the caller retries, and only a successful answer means "mirrored".
@@ -166,10 +173,8 @@ async def _replicate(target: Path, relative: str, source: SourceRepository) -> b
             raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
         info = await source.info()  # NotFoundError when the source does not exist
         empty = created and info.ref_count == 0
-        if empty:  # HEAD of a repository without refs is symbolic: no upload-pack needed
-            head: str | None = info.default_branch if info.default_branch != "HEAD" else None
-        else:
-            head = await source.head_target()
+        # HEAD's symbolic target as the source reads it from disk ("HEAD": detached)
+        head: str | None = info.default_branch if info.default_branch != "HEAD" else None
         if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
             raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
         if created:
@@ -239,10 +244,8 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
     """Fetch every ref of `source` into `repo` (pruning the others), then set HEAD."""
     async with source.tunnel() as link:
         config = [arg for option in FETCH_CONFIG for arg in ("-c", option)]
-        url = "ext::" + " ".join(_ext_escape(a) for a in (sys.executable, "-I", tunnel.__file__))
-        url += " " + _ext_escape(str(link.socket_path))
         result = await run_git(
-            [*config, "fetch", *FETCH_FLAGS, url, MIRROR_REFSPEC], git_dir=repo, check=False
+            [*config, "fetch", *FETCH_FLAGS, link.url, MIRROR_REFSPEC], git_dir=repo, check=False
         )
     if link.error is not None:
         raise link.error
@@ -265,8 +268,3 @@ def _loose_refs_over(repo: Path, limit: int) -> bool:
         if count > limit:
             return True
     return False
-
-
-def _ext_escape(arg: str) -> str:
-    """One argument of an `ext::` command: `%` and spaces escaped as git expects."""
-    return arg.replace("%", "%%").replace(" ", "% ")

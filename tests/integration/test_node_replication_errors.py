@@ -1,7 +1,7 @@
 """ReplicateRepository against a misbehaving source (issue #7, finding 4).
 
 The source is a real gRPC server in the test process that speaks RepositoryService
-badly on purpose: an invalid HEAD in its ls-refs answer, garbage instead of pkt-lines,
+badly on purpose: an invalid HEAD in its RepositoryInfo, garbage instead of pkt-lines,
 or silence. The target is a real node process with a short `replication_timeout`.
 Every failure is a status a caller can act on, with no absolute path and no exception
 class in its message; the node keeps serving.
@@ -43,7 +43,8 @@ class HostileSource(repository_pb2_grpc.RepositoryServiceServicer):
         return pb.RepositoryExistsResponse(exists=True)
 
     async def RepositoryInfo(self, request: Any, context: Any) -> pb.RepositoryInfoResponse:
-        return pb.RepositoryInfoResponse(ref_count=1, default_branch="refs/heads/main")
+        head = {"bad-head": "refs/heads/bad..name", "head-outside-refs": "FETCH_HEAD"}.get(self.mode)
+        return pb.RepositoryInfoResponse(ref_count=1, default_branch=head or "refs/heads/main")
 
     async def UploadPackSession(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
         self.sessions += 1
@@ -52,15 +53,7 @@ class HostileSource(repository_pb2_grpc.RepositoryServiceServicer):
         if self.mode == "garbage":
             yield pb.UploadPackSessionResponse(stdout=b"zzzz not a pkt-line")
             return
-        yield pb.UploadPackSessionResponse(stdout=pkt("version 2\n") + pkt("ls-refs=unborn\n") + b"0000")
-        requests = aiter(request_iterator)
-        await anext(requests)  # the repository
-        await anext(requests)  # the ls-refs command
-        target = {"bad-head": "refs/heads/bad..name", "head-outside-refs": "HEAD"}[self.mode]
-        yield pb.UploadPackSessionResponse(stdout=pkt(f"unborn HEAD symref-target:{target}\n") + b"0000")
-        async for _ in requests:  # until the client half-closes, as git would
-            pass
-        yield pb.UploadPackSessionResponse(exited=True, exit_status=0)
+        raise AssertionError(f"no session expected in mode {self.mode}")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ import pytest
 
 from common.errors import InvalidArgumentError
 from node.git_config import PINNED
-from node.replication import _ext_escape
-from node.replication_source import _symref_target
 from node.smarthttp_service import RECEIVE_PACK, UPLOAD_PACK, config_args, protocol_env
 
 
@@ -65,15 +63,3 @@ def test_git_protocol_env() -> None:
     for bad in ("version=2\n", "a b", "x" * 300):
         with pytest.raises(InvalidArgumentError):
             protocol_env(bad)
-
-
-def test_symref_target_from_ls_refs() -> None:
-    oid = "1" * 40
-    assert _symref_target([f"{oid} HEAD symref-target:refs/heads/dev"]) == "refs/heads/dev"
-    assert _symref_target(["unborn HEAD symref-target:refs/heads/trunk"]) == "refs/heads/trunk"
-    assert _symref_target([f"{oid} HEAD"]) is None
-    assert _symref_target([]) is None
-
-
-def test_ext_escape() -> None:
-    assert _ext_escape("/a b/100%") == "/a% b/100%%"
