@@ -75,7 +75,7 @@ def init_bare_repository(path: Path, head: str) -> None:
     description of git's default template, which a served repository never uses.
 
     Spawning git costs ~8 ms of CPU on our machines (half of it writing the template's
-    files), this ~2 ms (NOTES.md: a mkdir or a small file costs ~0.3 ms here); a new
+    files), this ~2 ms (a mkdir or a small file costs ~0.3 ms of CPU there); a new
     replica is the commonest replication job of a backlog.
     """
     path.mkdir()
