@@ -111,10 +111,11 @@ class SourceRepository:
             raise NotFoundError(f"source {self.address}: repository not found: {quoted(path)}")
 
     async def info(self) -> repository_pb2.RepositoryInfoResponse:
-        """RepositoryInfo of the source (ref count, HEAD's target); NotFoundError when it
-        does not exist, or the call's error."""
+        """RepositoryInfo of the source, `refs_only` (ref count, HEAD's target: no
+        directory walk on the source); NotFoundError when it does not exist, or the
+        call's error."""
         stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
-        request = repository_pb2.RepositoryInfoRequest(repository=self.repository)
+        request = repository_pb2.RepositoryInfoRequest(repository=self.repository, refs_only=True)
         try:
             # wait_for_ready: the shared channel may be reconnecting (the source restarted).
             answer: repository_pb2.RepositoryInfoResponse = await stub.RepositoryInfo(

@@ -85,7 +85,7 @@ class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryService
         self, request: repository_pb2.RepositoryInfoRequest, context: grpc.aio.ServicerContext
     ) -> repository_pb2.RepositoryInfoResponse:
         path = self.storage.existing_path_of(request.repository)
-        return await asyncio.to_thread(repository_info, path)
+        return await asyncio.to_thread(repository_info, path, request.refs_only)
 
     async def RepositoryChecksum(
         self, request: repository_pb2.RepositoryChecksumRequest, context: grpc.aio.ServicerContext
@@ -155,12 +155,15 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     return removed
 
 
-def repository_info(path: Path) -> repository_pb2.RepositoryInfoResponse:
-    """Sizes and counts of the repository at `path` (blocking: walks the directory)."""
+def repository_info(path: Path, refs_only: bool = False) -> repository_pb2.RepositoryInfoResponse:
+    """Sizes and counts of the repository at `path` (blocking: walks the directory),
+    or with `refs_only` its ref count and HEAD's target alone (no walk)."""
     repo = pygit2.Repository(str(path))
     head = repo.lookup_reference("HEAD")
     default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
     refs = sum(1 for name in repo.listall_references() if name != "HEAD")
+    if refs_only:
+        return repository_pb2.RepositoryInfoResponse(ref_count=refs, default_branch=str(default_branch))
     objects = path / "objects"
     return repository_pb2.RepositoryInfoResponse(
         size_bytes=directory_size(path),

@@ -26,7 +26,7 @@ from gitraft.v1 import lint_pb2 as gitraft_dot_v1_dot_lint__pb2
 from gitraft.v1 import shared_pb2 as gitraft_dot_v1_dot_shared__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgitraft/v1/repository.proto\x12\ngitraft.v1\x1a\x15gitraft/v1/lint.proto\x1a\x17gitraft/v1/shared.proto\"c\n\x17\x43reateRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x02 \x01(\t\"\x1a\n\x18\x43reateRepositoryResponse\"K\n\x17RepositoryExistsRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"K\n\x17RemoveRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\"\x1a\n\x18RemoveRepositoryResponse\"I\n\x15RepositoryInfoRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\"\x81\x01\n\x16RepositoryInfoResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x11\n\tref_count\x18\x02 \x01(\x04\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x03 \x01(\t\x12\x15\n\rloose_objects\x18\x04 \x01(\x04\x12\x11\n\tpackfiles\x18\x05 \x01(\x04\"M\n\x19RepositoryChecksumRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\".\n\x1aRepositoryChecksumResponse\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\t\"\\\n\x19OptimizeRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\r\n\x05prune\x18\x02 \x01(\x08\"\x1c\n\x1aOptimizeRepositoryResponse\"\xaa\x01\n\x1aReplicateRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x90\xc6,\x01\x12,\n\x0bsource_node\x18\x03 \x01(\x0b\x32\x17.gitraft.v1.NodeAddress\"W\n\x1bReplicateRepositoryResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x15\n\rbytes_fetched\x18\x02 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x03 \x01(\t\"q\n\x18UploadPackSessionRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\r\n\x05stdin\x18\x02 \x01(\x0c\x12\x14\n\x0cgit_protocol\x18\x03 \x01(\t\"`\n\x19UploadPackSessionResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\x05\x32\xf1\x06\n\x11RepositoryService\x12g\n\x10\x43reateRepository\x12#.gitraft.v1.CreateRepositoryRequest\x1a$.gitraft.v1.CreateRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12g\n\x10RepositoryExists\x12#.gitraft.v1.RepositoryExistsRequest\x1a$.gitraft.v1.RepositoryExistsResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12g\n\x10RemoveRepository\x12#.gitraft.v1.RemoveRepositoryRequest\x1a$.gitraft.v1.RemoveRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12\x61\n\x0eRepositoryInfo\x12!.gitraft.v1.RepositoryInfoRequest\x1a\".gitraft.v1.RepositoryInfoResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12m\n\x12RepositoryChecksum\x12%.gitraft.v1.RepositoryChecksumRequest\x1a&.gitraft.v1.RepositoryChecksumResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12m\n\x12OptimizeRepository\x12%.gitraft.v1.OptimizeRepositoryRequest\x1a&.gitraft.v1.OptimizeRepositoryResponse\"\x08\xfa\x97(\x04\x08\x03\x10\x01\x12p\n\x13ReplicateRepository\x12&.gitraft.v1.ReplicateRepositoryRequest\x1a\'.gitraft.v1.ReplicateRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12n\n\x11UploadPackSession\x12$.gitraft.v1.UploadPackSessionRequest\x1a%.gitraft.v1.UploadPackSessionResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgitraft/v1/repository.proto\x12\ngitraft.v1\x1a\x15gitraft/v1/lint.proto\x1a\x17gitraft/v1/shared.proto\"c\n\x17\x43reateRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x02 \x01(\t\"\x1a\n\x18\x43reateRepositoryResponse\"K\n\x17RepositoryExistsRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\"*\n\x18RepositoryExistsResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\"K\n\x17RemoveRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\"\x1a\n\x18RemoveRepositoryResponse\"\\\n\x15RepositoryInfoRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\x11\n\trefs_only\x18\x02 \x01(\x08\"\x81\x01\n\x16RepositoryInfoResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x11\n\tref_count\x18\x02 \x01(\x04\x12\x16\n\x0e\x64\x65\x66\x61ult_branch\x18\x03 \x01(\t\x12\x15\n\rloose_objects\x18\x04 \x01(\x04\x12\x11\n\tpackfiles\x18\x05 \x01(\x04\"M\n\x19RepositoryChecksumRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\".\n\x1aRepositoryChecksumResponse\x12\x10\n\x08\x63hecksum\x18\x01 \x01(\t\"\\\n\x19OptimizeRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\r\n\x05prune\x18\x02 \x01(\x08\"\x1c\n\x1aOptimizeRepositoryResponse\"\xaa\x01\n\x1aReplicateRepositoryRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12,\n\x06source\x18\x02 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x90\xc6,\x01\x12,\n\x0bsource_node\x18\x03 \x01(\x0b\x32\x17.gitraft.v1.NodeAddress\"W\n\x1bReplicateRepositoryResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\x12\x15\n\rbytes_fetched\x18\x02 \x01(\x04\x12\x10\n\x08\x63hecksum\x18\x03 \x01(\t\"q\n\x18UploadPackSessionRequest\x12\x30\n\nrepository\x18\x01 \x01(\x0b\x32\x16.gitraft.v1.RepositoryB\x04\x88\xc6,\x01\x12\r\n\x05stdin\x18\x02 \x01(\x0c\x12\x14\n\x0cgit_protocol\x18\x03 \x01(\t\"`\n\x19UploadPackSessionResponse\x12\x0e\n\x06stdout\x18\x01 \x01(\x0c\x12\x0e\n\x06stderr\x18\x02 \x01(\x0c\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x08\x12\x13\n\x0b\x65xit_status\x18\x04 \x01(\x05\x32\xf1\x06\n\x11RepositoryService\x12g\n\x10\x43reateRepository\x12#.gitraft.v1.CreateRepositoryRequest\x1a$.gitraft.v1.CreateRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12g\n\x10RepositoryExists\x12#.gitraft.v1.RepositoryExistsRequest\x1a$.gitraft.v1.RepositoryExistsResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12g\n\x10RemoveRepository\x12#.gitraft.v1.RemoveRepositoryRequest\x1a$.gitraft.v1.RemoveRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12\x61\n\x0eRepositoryInfo\x12!.gitraft.v1.RepositoryInfoRequest\x1a\".gitraft.v1.RepositoryInfoResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12m\n\x12RepositoryChecksum\x12%.gitraft.v1.RepositoryChecksumRequest\x1a&.gitraft.v1.RepositoryChecksumResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01\x12m\n\x12OptimizeRepository\x12%.gitraft.v1.OptimizeRepositoryRequest\x1a&.gitraft.v1.OptimizeRepositoryResponse\"\x08\xfa\x97(\x04\x08\x03\x10\x01\x12p\n\x13ReplicateRepository\x12&.gitraft.v1.ReplicateRepositoryRequest\x1a\'.gitraft.v1.ReplicateRepositoryResponse\"\x08\xfa\x97(\x04\x08\x01\x10\x01\x12n\n\x11UploadPackSession\x12$.gitraft.v1.UploadPackSessionRequest\x1a%.gitraft.v1.UploadPackSessionResponse\"\x08\xfa\x97(\x04\x08\x02\x10\x01(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -80,25 +80,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEREPOSITORYRESPONSE']._serialized_start=418
   _globals['_REMOVEREPOSITORYRESPONSE']._serialized_end=444
   _globals['_REPOSITORYINFOREQUEST']._serialized_start=446
-  _globals['_REPOSITORYINFOREQUEST']._serialized_end=519
-  _globals['_REPOSITORYINFORESPONSE']._serialized_start=522
-  _globals['_REPOSITORYINFORESPONSE']._serialized_end=651
-  _globals['_REPOSITORYCHECKSUMREQUEST']._serialized_start=653
-  _globals['_REPOSITORYCHECKSUMREQUEST']._serialized_end=730
-  _globals['_REPOSITORYCHECKSUMRESPONSE']._serialized_start=732
-  _globals['_REPOSITORYCHECKSUMRESPONSE']._serialized_end=778
-  _globals['_OPTIMIZEREPOSITORYREQUEST']._serialized_start=780
-  _globals['_OPTIMIZEREPOSITORYREQUEST']._serialized_end=872
-  _globals['_OPTIMIZEREPOSITORYRESPONSE']._serialized_start=874
-  _globals['_OPTIMIZEREPOSITORYRESPONSE']._serialized_end=902
-  _globals['_REPLICATEREPOSITORYREQUEST']._serialized_start=905
-  _globals['_REPLICATEREPOSITORYREQUEST']._serialized_end=1075
-  _globals['_REPLICATEREPOSITORYRESPONSE']._serialized_start=1077
-  _globals['_REPLICATEREPOSITORYRESPONSE']._serialized_end=1164
-  _globals['_UPLOADPACKSESSIONREQUEST']._serialized_start=1166
-  _globals['_UPLOADPACKSESSIONREQUEST']._serialized_end=1279
-  _globals['_UPLOADPACKSESSIONRESPONSE']._serialized_start=1281
-  _globals['_UPLOADPACKSESSIONRESPONSE']._serialized_end=1377
-  _globals['_REPOSITORYSERVICE']._serialized_start=1380
-  _globals['_REPOSITORYSERVICE']._serialized_end=2261
+  _globals['_REPOSITORYINFOREQUEST']._serialized_end=538
+  _globals['_REPOSITORYINFORESPONSE']._serialized_start=541
+  _globals['_REPOSITORYINFORESPONSE']._serialized_end=670
+  _globals['_REPOSITORYCHECKSUMREQUEST']._serialized_start=672
+  _globals['_REPOSITORYCHECKSUMREQUEST']._serialized_end=749
+  _globals['_REPOSITORYCHECKSUMRESPONSE']._serialized_start=751
+  _globals['_REPOSITORYCHECKSUMRESPONSE']._serialized_end=797
+  _globals['_OPTIMIZEREPOSITORYREQUEST']._serialized_start=799
+  _globals['_OPTIMIZEREPOSITORYREQUEST']._serialized_end=891
+  _globals['_OPTIMIZEREPOSITORYRESPONSE']._serialized_start=893
+  _globals['_OPTIMIZEREPOSITORYRESPONSE']._serialized_end=921
+  _globals['_REPLICATEREPOSITORYREQUEST']._serialized_start=924
+  _globals['_REPLICATEREPOSITORYREQUEST']._serialized_end=1094
+  _globals['_REPLICATEREPOSITORYRESPONSE']._serialized_start=1096
+  _globals['_REPLICATEREPOSITORYRESPONSE']._serialized_end=1183
+  _globals['_UPLOADPACKSESSIONREQUEST']._serialized_start=1185
+  _globals['_UPLOADPACKSESSIONREQUEST']._serialized_end=1298
+  _globals['_UPLOADPACKSESSIONRESPONSE']._serialized_start=1300
+  _globals['_UPLOADPACKSESSIONRESPONSE']._serialized_end=1396
+  _globals['_REPOSITORYSERVICE']._serialized_start=1399
+  _globals['_REPOSITORYSERVICE']._serialized_end=2280
 # @@protoc_insertion_point(module_scope)

@@ -42,10 +42,12 @@ class RemoveRepositoryResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RepositoryInfoRequest(_message.Message):
-    __slots__ = ("repository",)
+    __slots__ = ("repository", "refs_only")
     REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    REFS_ONLY_FIELD_NUMBER: _ClassVar[int]
     repository: _shared_pb2.Repository
-    def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ...) -> None: ...
+    refs_only: bool
+    def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ..., refs_only: _Optional[bool] = ...) -> None: ...
 
 class RepositoryInfoResponse(_message.Message):
     __slots__ = ("size_bytes", "ref_count", "default_branch", "loose_objects", "packfiles")

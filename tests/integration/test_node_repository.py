@@ -133,6 +133,8 @@ def test_info_counts_refs_and_objects_then_optimize_packs_them(
     assert loose == 10  # 3 commits, 4 trees (root x3, dir), 3 blobs
     info = stub.RepositoryInfo(pb.RepositoryInfoRequest(repository=repo))
     assert (info.ref_count, info.loose_objects, info.packfiles) == (2, loose, 0)
+    refs_only = stub.RepositoryInfo(pb.RepositoryInfoRequest(repository=repo, refs_only=True))
+    assert refs_only == pb.RepositoryInfoResponse(ref_count=2, default_branch="refs/heads/main")
     before = stub.RepositoryChecksum(pb.RepositoryChecksumRequest(repository=repo)).checksum
     refs_before = git_cli("for-each-ref", cwd=path)
 
