@@ -80,7 +80,12 @@ class _Member(SyncObj):
     def apply_entry(self, payload: bytes) -> Any:
         return self._owner._apply(payload, self.raftLastApplied + 1)
 
-    def listen_for_leader(self) -> None:
+    def election_deadline(self) -> float:
+        """Tick thread: pysyncobj's election deadline (monotonic seconds)."""
+        deadline: float = self._SyncObj__raftElectionDeadline
+        return deadline
+
+    def listen_for_leader(self) -> float:
         """Tick thread: start a new election timeout now, as a heartbeat would.
 
         pysyncobj checks its election deadline at the top of a tick, before it polls
@@ -94,7 +99,9 @@ class _Member(SyncObj):
         (`RaftDatabase._after_tick`). A live leader's next heartbeat arrives well within
         the fresh timeout; a dead one is still replaced one timeout later.
         """
-        self._SyncObj__raftElectionDeadline = monotonic() + self._SyncObj__generateRaftTimeout()
+        deadline: float = monotonic() + self._SyncObj__generateRaftTimeout()
+        self._SyncObj__raftElectionDeadline = deadline
+        return deadline
 
 
 class RaftDatabase:
@@ -119,6 +126,7 @@ class RaftDatabase:
             before_auth=config.max_frame_before_auth, after_auth=config.max_frame_after_auth
         )
         self._last_tick: float | None = None
+        self._own_deadline: float | None = None  # the deadline _after_tick last set
         self._member = _Member(self, config.self_addr, list(config.peers), self._conf(), self.limits)
         self._member.addOnTickCallback(self._after_tick)
 
@@ -127,11 +135,18 @@ class RaftDatabase:
         has not polled for a while (its first full tick, or a tick that applied a long
         run of entries - a restarted member replays its journal's committed entries in
         one tick) starts a fresh election timeout, so it hears the leader's waiting
-        heartbeats before it may stand (see `_Member.listen_for_leader`)."""
+        heartbeats before it may stand (see `_Member.listen_for_leader`).
+
+        Once per deadline pysyncobj set (a heartbeat, a vote, its own candidacy): when
+        the deadline is still the one set here, nobody spoke since, so it is left to
+        expire. Otherwise a member whose every tick is long (a busy tick thread, or a
+        tick_interval over half the timeout) pushed it forever and never stood, even
+        with the leader dead; a dead leader is now replaced within two timeouts."""
         now = monotonic()
         last, self._last_tick = self._last_tick, now
-        if last is None or now - last > self.config.election_timeout_min / 2:
-            self._member.listen_for_leader()
+        long_tick = last is None or now - last > self.config.election_timeout_min / 2
+        if long_tick and self._member.election_deadline() != self._own_deadline:
+            self._own_deadline = self._member.listen_for_leader()
         self._ticked.set()
 
     def _conf(self) -> SyncObjConf:

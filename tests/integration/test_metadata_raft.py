@@ -346,3 +346,18 @@ def test_a_follower_restarting_with_a_long_journal_to_apply_deposes_no_leader(tm
                 m.name: term for m in cluster.members
             }
             assert leader.status()["role"] == "leader"
+
+
+def test_members_whose_every_tick_is_long_still_elect_and_fail_over(tmp_path: Path) -> None:
+    """Each tick here is longer than half the minimum election timeout (its poll waits
+    0.25 s when no leader speaks: what a member busy on every tick also shows). Listening
+    for the leader after a long tick must not push the deadline forever: with no leader
+    heard, a member still stands one timeout later, at start and after the leader dies."""
+    with MetadataCluster(tmp_path, size=3, tick_interval=0.25) as cluster:
+        cluster.start()
+        leader = cluster.wait_for_leader(timeout=30.0)
+        leader.call("register_storage", name="a", address="x")
+        leader.kill()
+        survivor = cluster.wait_for_leader(exclude=[leader], timeout=30.0)
+        retry(lambda: survivor.call("register_storage", name="b", address="y"))
+        assert storages(survivor) == ["a", "b"]
