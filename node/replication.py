@@ -13,7 +13,8 @@ source repository on another node:
    (no git process); when the source has no ref, that is all (no fetch, steps 2 and 3):
    a new repository's replica costs no git process at all.
 2. `git fetch --prune --force git://127.0.0.1:<port>/<one-time token> '+refs/*:refs/*'`
-   runs in the target; the node's loopback TunnelListener bridges that connection to
+   runs in the target (the URL in git's environment, not its arguments: see
+   TUNNEL_PLACEHOLDER); the node's loopback TunnelListener bridges that connection to
    an UploadPackSession on the source (node.replication_source). git's own negotiation
    sends only the missing objects; every ref is mirrored, deletions included (an empty
    source leaves no refs).
@@ -87,6 +88,11 @@ FETCH_CONFIG = (
 # some refs updated; the caller retries, and only a successful answer means "mirrored".
 FETCH_FLAGS = ("--quiet", "--prune", "--force", "--no-tags", "--no-write-fetch-head")
 MIRROR_REFSPEC = "+refs/*:refs/*"
+# What the fetch's command line names instead of the tunnel's URL: any local user reads
+# a process's arguments (/proc/<pid>/cmdline), and the first to connect with the
+# one-time token is bridged to the source. `url.<tunnel URL>.insteadOf` in git's
+# environment (readable by this user alone) rewrites it.
+TUNNEL_PLACEHOLDER = "git://gitraft-tunnel/"
 # git fetch writes every new ref as a loose file; with thousands of them, every later
 # fetch (its connectivity check reads all refs) and every checksum pays one file read per
 # ref. Past this many loose refs, a replication packs them (bench/replication_refs.py).
@@ -245,7 +251,10 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
     async with source.tunnel() as link:
         config = [arg for option in FETCH_CONFIG for arg in ("-c", option)]
         result = await run_git(
-            [*config, "fetch", *FETCH_FLAGS, link.url, MIRROR_REFSPEC], git_dir=repo, check=False
+            [*config, "fetch", *FETCH_FLAGS, TUNNEL_PLACEHOLDER, MIRROR_REFSPEC],
+            git_dir=repo,
+            env=_insteadof_env(link.url),
+            check=False,
         )
     if link.error is not None:
         raise link.error
@@ -258,6 +267,16 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         await run_git(["pack-refs", "--all"], git_dir=repo)
     if head is not None and not head_points_at(repo, head):
         await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
+
+
+def _insteadof_env(url: str) -> dict[str, str]:
+    """git's environment making TUNNEL_PLACEHOLDER stand for `url` (GIT_CONFIG_COUNT:
+    command-line configuration that is not on the command line)."""
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"url.{url}.insteadOf",
+        "GIT_CONFIG_VALUE_0": TUNNEL_PLACEHOLDER,
+    }
 
 
 def _loose_refs_over(repo: Path, limit: int) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -293,6 +294,42 @@ def test_a_cancelled_replication_leaves_nothing_behind(nodes: tuple[Node, Node])
     wait_until(lambda: not [p for p in copies.iterdir() if "gitraft-tmp" in p.name])
     if (copies / "cancelled.git").exists():  # the copy won the race: then it is complete
         assert_mirrored(a, source, b, target)
+
+
+def test_the_fetch_command_line_carries_no_tunnel_token(nodes: tuple[Node, Node]) -> None:
+    """Any local user reads /proc/<pid>/cmdline: a one-time git:// URL in the fetch's
+    arguments lets whoever reads it first spend the token and take the source
+    repository through the tunnel. The URL travels in git's environment instead
+    (/proc/<pid>/environ is the owner's alone)."""
+    a, b = nodes
+    source = a.create()
+    fast_import(a.path(source), "refs/heads/main", 20, blob_size=1024 * 1024)
+    target = shared_pb2.Repository(relative_path="watched/copy.git")
+    place = str(b.path(target).parent).encode()
+    seen: list[list[bytes]] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # what `ps` would show, for every process, until the end
+        while not stop.is_set():
+            for entry in Path("/proc").iterdir():
+                try:
+                    argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+                except OSError:
+                    continue
+                if b"fetch" in argv and any(place in arg for arg in argv):
+                    seen.append(argv)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        replicate(b, target, a, source)
+    finally:
+        stop.set()
+        watcher.join()
+    assert seen  # the fetch was watched while it ran
+    leaked = {arg for argv in seen for arg in argv if b"127.0.0.1" in arg}
+    assert not leaked
+    assert_mirrored(a, source, b, target)
 
 
 def descendants(pid: int) -> list[int]:
