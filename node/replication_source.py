@@ -293,16 +293,24 @@ class TunnelListener:
         await tunnel.serve(reader, writer)
 
 
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TunnelListener] = weakref.WeakKeyDictionary()
+_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[TunnelListener]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def _listener() -> TunnelListener:
-    """This event loop's TunnelListener, started on first use."""
+    """This event loop's TunnelListener, started on first use. Replications arriving
+    while it starts wait for its port (before, they were handed port 0); a start that
+    failed is tried again by the next caller."""
     loop = asyncio.get_running_loop()
-    listener = _listeners.get(loop)
-    if listener is None:
-        listener = _listeners[loop] = TunnelListener()
-        await listener.start()
+    starting = _listeners.get(loop)
+    if starting is None or (starting.done() and (starting.cancelled() or starting.exception() is not None)):
+        starting = _listeners[loop] = loop.create_task(_started(TunnelListener()))
+    return await asyncio.shield(starting)  # one caller's cancellation does not stop the start
+
+
+async def _started(listener: TunnelListener) -> TunnelListener:
+    await listener.start()
     return listener
 
 

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -382,3 +383,29 @@ def test_replication_after_the_source_node_restarted(tmp_path: Path, work_tree: 
         git_cli("push", "-q", str(a.path(source)), "main:main", cwd=work_tree)
         replicate(b, target, a, source)
         assert_mirrored(a, source, b, target)
+
+
+def test_concurrent_first_replications_of_a_new_node_all_reach_its_tunnel_port(
+    tmp_path: Path, work_tree: Path
+) -> None:
+    """The node opens its git:// replication port at its first replication; replications
+    that arrive while it is being opened wait for it (they were given port 0)."""
+    with (
+        NodeProcess("node-a", tmp_path, secrets.token_hex(16)).start() as pa,
+        NodeProcess("node-b", tmp_path, secrets.token_hex(16)).start() as pb_,
+        grpc.insecure_channel(pa.address) as channel_a,
+        grpc.insecure_channel(pb_.address) as channel_b,
+    ):
+        a = Node(pa, repository_pb2_grpc.RepositoryServiceStub(channel_a))
+        b = Node(pb_, repository_pb2_grpc.RepositoryServiceStub(channel_b))
+        sources = [a.create() for _ in range(8)]
+        for source in sources:
+            git_cli("push", "-q", str(a.path(source)), "main:main", cwd=work_tree)
+        targets = [shared_pb2.Repository(relative_path=f"first/{i}.git") for i in range(len(sources))]
+        with ThreadPoolExecutor(len(sources)) as pool:
+            answers = list(
+                pool.map(lambda pair: replicate(b, pair[0], a, pair[1]), zip(targets, sources, strict=True))
+            )
+        assert all(answer.created for answer in answers)
+        for source, target in zip(sources, targets, strict=True):
+            assert_mirrored(a, source, b, target)
