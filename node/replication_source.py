@@ -26,7 +26,14 @@ from typing import Any
 import grpc
 
 from common.auth import bearer_metadata
-from common.errors import FailedPreconditionError, GitraftError, NotFoundError, error_for_status, quoted
+from common.errors import (
+    FailedPreconditionError,
+    GitraftError,
+    NotFoundError,
+    UnavailableError,
+    error_for_status,
+    quoted,
+)
 from common.tls import ClientTls, aio_channel
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
@@ -113,7 +120,8 @@ class SourceRepository:
     async def info(self) -> repository_pb2.RepositoryInfoResponse:
         """RepositoryInfo of the source, `refs_only` (ref count, HEAD's target: no
         directory walk on the source); NotFoundError when it does not exist, or the
-        call's error."""
+        call's error. UnavailableError when no answer came within CONNECT_TIMEOUT (this
+        wait is ours, not the caller's deadline: DEADLINE_EXCEEDED would say it was)."""
         stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
         request = repository_pb2.RepositoryInfoRequest(repository=self.repository, refs_only=True)
         try:
@@ -122,6 +130,10 @@ class SourceRepository:
                 request, metadata=self._metadata, wait_for_ready=True, timeout=CONNECT_TIMEOUT
             )
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise UnavailableError(
+                    f"source {self.address}: unreachable (no answer within {CONNECT_TIMEOUT:g} s)"
+                ) from exc
             raise failure_of(exc, f"source {self.address}") from exc
         return answer
 
