@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 import weakref
 from collections.abc import AsyncIterator
@@ -38,6 +39,7 @@ from common.tls import ClientTls, aio_channel
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
 
 CHUNK_SIZE = 64 * 1024
+_PKT_HEADER = re.compile(rb"[0-9a-fA-F]{4}")
 # How long the preflight waits for the source node to be reachable.
 CONNECT_TIMEOUT = 3.0
 STDERR_LIMIT = 4096
@@ -250,6 +252,10 @@ class Tunnel:
                     data, head = head, None
                 writer.write(data)
                 await writer.drain()
+            if head is not None:  # git would only say "could not read from remote repository"
+                raise FailedPreconditionError(
+                    f"source upload-pack ended before its first pkt-line: {quoted(head)}"
+                )
         finally:
             upstream.cancel()
             session.cancel()
@@ -327,12 +333,11 @@ async def _started(listener: TunnelListener) -> TunnelListener:
 
 
 def _pkt_length(header: bytes) -> int:
-    try:
-        return int(header, 16)
-    except ValueError:
-        raise FailedPreconditionError(
-            f"source upload-pack sent a bad pkt-line header: {quoted(header)}"
-        ) from None
+    """A pkt-line header's length: exactly four hex digits, as git reads it (int(_, 16)
+    alone also takes "0x1f", "-001" or " 1f ", which git refuses)."""
+    if _PKT_HEADER.fullmatch(header) is None:
+        raise FailedPreconditionError(f"source upload-pack sent a bad pkt-line header: {quoted(header)}")
+    return int(header, 16)
 
 
 async def _socket_to_session(reader: asyncio.StreamReader, session: Session) -> None:

@@ -50,8 +50,14 @@ class HostileSource(repository_pb2_grpc.RepositoryServiceServicer):
         self.sessions += 1
         if self.mode == "silent":
             await asyncio.Event().wait()
-        if self.mode == "garbage":
-            yield pb.UploadPackSessionResponse(stdout=b"zzzz not a pkt-line")
+        answers = {
+            "garbage": b"zzzz not a pkt-line",
+            "hex-prefix": b"0x1f not a pkt-line either",  # int(_, 16) reads 31
+            "signed-length": b"-001 nor this",
+            "short": b"00",  # then the end: no pkt-line at all
+        }
+        if self.mode in answers:
+            yield pb.UploadPackSessionResponse(stdout=answers[self.mode])
             return
         raise AssertionError(f"no session expected in mode {self.mode}")
 
@@ -101,7 +107,9 @@ async def replicate(target: TunedNode, address: str, relative_path: str) -> grpc
     return info.value
 
 
-@pytest.mark.parametrize("mode", ["bad-head", "head-outside-refs", "garbage"])
+@pytest.mark.parametrize(
+    "mode", ["bad-head", "head-outside-refs", "garbage", "hex-prefix", "signed-length", "short"]
+)
 async def test_a_bad_answer_from_the_source_is_failed_precondition(
     target: TunedNode, source: tuple[HostileSource, str], mode: str
 ) -> None:
