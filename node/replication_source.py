@@ -122,20 +122,25 @@ class SourceRepository:
     async def info(self) -> repository_pb2.RepositoryInfoResponse:
         """RepositoryInfo of the source, `refs_only` (ref count, HEAD's target: no
         directory walk on the source); NotFoundError when it does not exist, or the
-        call's error. UnavailableError when no answer came within CONNECT_TIMEOUT (this
-        wait is ours, not the caller's deadline: DEADLINE_EXCEEDED would say it was)."""
-        stub = repository_pb2_grpc.RepositoryServiceStub(self._require_channel())
+        call's error. UnavailableError when the source cannot be reached within
+        CONNECT_TIMEOUT (the shared channel may be reconnecting: the source restarted);
+        once reached, its answer is waited for (a busy source may take seconds: the
+        node's replication_timeout bounds the whole replication)."""
+        channel = self._require_channel()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await channel.channel_ready()
+        except TimeoutError:
+            raise UnavailableError(
+                f"source {self.address}: unreachable (not connected within {CONNECT_TIMEOUT:g} s)"
+            ) from None
+        stub = repository_pb2_grpc.RepositoryServiceStub(channel)
         request = repository_pb2.RepositoryInfoRequest(repository=self.repository, refs_only=True)
         try:
-            # wait_for_ready: the shared channel may be reconnecting (the source restarted).
             answer: repository_pb2.RepositoryInfoResponse = await stub.RepositoryInfo(
-                request, metadata=self._metadata, wait_for_ready=True, timeout=CONNECT_TIMEOUT
+                request, metadata=self._metadata
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise UnavailableError(
-                    f"source {self.address}: unreachable (no answer within {CONNECT_TIMEOUT:g} s)"
-                ) from exc
             raise failure_of(exc, f"source {self.address}") from exc
         return answer
 

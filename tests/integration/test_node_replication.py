@@ -20,6 +20,7 @@ from cluster.testing import NodeProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
+from node.replication_source import CONNECT_TIMEOUT
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
 from tests.integration.git_objects import dangerous_commits, legacy_history
@@ -412,3 +413,35 @@ def test_concurrent_first_replications_of_a_new_node_all_reach_its_tunnel_port(
         assert all(answer.created for answer in answers)
         for source, target in zip(sources, targets, strict=True):
             assert_mirrored(a, source, b, target)
+
+
+class SlowInfoSource(repository_pb2_grpc.RepositoryServiceServicer):
+    """A healthy but busy source: RepositoryInfo answers (an empty repository) after
+    `delay` seconds, past the target's wait for the connection."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def RepositoryInfo(self, request: Any, context: Any) -> pb.RepositoryInfoResponse:
+        time.sleep(self.delay)
+        return pb.RepositoryInfoResponse(ref_count=0, default_branch="refs/heads/main")
+
+
+def test_a_source_slow_to_answer_but_connected_is_waited_for(nodes: tuple[Node, Node]) -> None:
+    """Only reaching the source is bounded by CONNECT_TIMEOUT; its answer is bounded by
+    the node's replication_timeout (a busy source's thread pool may queue it for seconds)."""
+    _, b = nodes
+    server = grpc.server(ThreadPoolExecutor(2))
+    repository_pb2_grpc.add_RepositoryServiceServicer_to_server(SlowInfoSource(CONNECT_TIMEOUT + 1), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        node = shared_pb2.NodeAddress(name="busy", address=f"127.0.0.1:{port}", token="t")
+        target = shared_pb2.Repository(relative_path="copies/from-busy.git")
+        request = pb.ReplicateRepositoryRequest(
+            repository=target, source=shared_pb2.Repository(relative_path="any.git"), source_node=node
+        )
+        assert b.call("ReplicateRepository", request).created
+        assert head_of(b.path(target)) == "refs/heads/main"
+    finally:
+        server.stop(0)
