@@ -59,7 +59,9 @@ GRPC_OPTIONS = [
 
 # One channel per source address and event loop, kept open: a new channel per
 # replication cost a TCP and HTTP/2 handshake on both nodes (its creation and closing
-# showed in the drain's profile). At most MAX_CHANNELS addresses, the oldest closed.
+# showed in the drain's profile). At most MAX_CHANNELS addresses: the oldest is dropped,
+# not closed - a replication may still hold it; grpc closes it when the last holder lets
+# go (Channel.__del__).
 MAX_CHANNELS = 64
 _channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, grpc.aio.Channel]] = (
     weakref.WeakKeyDictionary()
@@ -72,8 +74,7 @@ def _shared_channel(address: str) -> grpc.aio.Channel:
     channel = channels.get(address)
     if channel is None:
         while len(channels) >= MAX_CHANNELS:
-            oldest = next(iter(channels))
-            asyncio.get_running_loop().create_task(channels.pop(oldest).close(grace=30.0))
+            del channels[next(iter(channels))]
         channel = channels[address] = aio_channel(address, GRPC_OPTIONS, PEER_TLS)
     return channel
 

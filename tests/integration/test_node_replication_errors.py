@@ -21,6 +21,7 @@ import pytest
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
+from node.replication_source import MAX_CHANNELS, SourceRepository, _shared_channel
 from tests.integration.test_node_error_hygiene import assert_clean
 from tests.integration.tuned_node import TunedNode
 
@@ -143,3 +144,16 @@ async def test_a_target_path_that_is_not_a_repository_is_named_without_the_stora
     assert "squat/dir.git" in (error.details() or "")
     assert str(target.storage_path) not in (error.details() or "")
     assert_clean(error.details() or "")
+
+
+async def test_a_source_channel_in_use_outlives_its_eviction(source: tuple[HostileSource, str]) -> None:
+    """The node keeps MAX_CHANNELS channels to source nodes; one pushed out by newer
+    addresses (peers that moved: new pod addresses) while a replication still uses it
+    stays open for that replication (it was closed under it: 'Channel is closed')."""
+    servicer, address = source
+    servicer.mode = "silent"  # RepositoryInfo answers; no session is opened here
+    async with SourceRepository(address, "t", shared_pb2.Repository(relative_path="any.git")) as repository:
+        for port in range(1, MAX_CHANNELS + 1):  # other sources seen meanwhile (never dialled)
+            _shared_channel(f"127.0.0.1:{port}")
+        info = await repository.info()
+    assert info.default_branch == "refs/heads/main"
