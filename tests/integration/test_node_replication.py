@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import subprocess
@@ -52,9 +53,9 @@ class Node:
         return repo
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    workdir = tmp_path_factory.mktemp("replication")
+@contextlib.contextmanager
+def node_pair(workdir: Path) -> Iterator[tuple[Node, Node]]:
+    """node-a and node-b started under `workdir`, each with a client; stopped on exit."""
     with (
         NodeProcess("node-a", workdir, secrets.token_hex(16)).start() as a,
         NodeProcess("node-b", workdir, secrets.token_hex(16)).start() as b,
@@ -65,6 +66,12 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
             Node(a, repository_pb2_grpc.RepositoryServiceStub(channel_a)),
             Node(b, repository_pb2_grpc.RepositoryServiceStub(channel_b)),
         )
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
+    with node_pair(tmp_path_factory.mktemp("replication")) as pair:
+        yield pair
 
 
 def replicate(
@@ -364,14 +371,8 @@ def wait_until(condition: Callable[[], bool]) -> None:
 def test_replication_after_the_source_node_restarted(tmp_path: Path, work_tree: Path) -> None:
     """The target keeps its channel to a source node between replications: a source that
     restarted (and was unreachable meanwhile) is reached again."""
-    with (
-        NodeProcess("node-a", tmp_path, secrets.token_hex(16)).start() as pa,
-        NodeProcess("node-b", tmp_path, secrets.token_hex(16)).start() as pb_,
-        grpc.insecure_channel(pa.address) as channel_a,
-        grpc.insecure_channel(pb_.address) as channel_b,
-    ):
-        a = Node(pa, repository_pb2_grpc.RepositoryServiceStub(channel_a))
-        b = Node(pb_, repository_pb2_grpc.RepositoryServiceStub(channel_b))
+    with node_pair(tmp_path) as (a, b):
+        pa = a.process
         source = a.create()
         target = shared_pb2.Repository(relative_path="copies/restarted-source.git")
         git_cli("push", "-q", str(a.path(source)), "main~1:refs/heads/main", cwd=work_tree)
@@ -394,14 +395,7 @@ def test_concurrent_first_replications_of_a_new_node_all_reach_its_tunnel_port(
 ) -> None:
     """The node opens its git:// replication port at its first replication; replications
     that arrive while it is being opened wait for it (they were given port 0)."""
-    with (
-        NodeProcess("node-a", tmp_path, secrets.token_hex(16)).start() as pa,
-        NodeProcess("node-b", tmp_path, secrets.token_hex(16)).start() as pb_,
-        grpc.insecure_channel(pa.address) as channel_a,
-        grpc.insecure_channel(pb_.address) as channel_b,
-    ):
-        a = Node(pa, repository_pb2_grpc.RepositoryServiceStub(channel_a))
-        b = Node(pb_, repository_pb2_grpc.RepositoryServiceStub(channel_b))
+    with node_pair(tmp_path) as (a, b):
         sources = [a.create() for _ in range(8)]
         for source in sources:
             git_cli("push", "-q", str(a.path(source)), "main:main", cwd=work_tree)
