@@ -79,8 +79,17 @@ def _shared_channel(address: str) -> grpc.aio.Channel:
     return channel
 
 
+# What grpc.aio reports, as INTERNAL, when this side's send on a streaming call fails
+# because the call already ended at the transport: the source's own status is lost.
+_LOST_STATUS = "Internal error from Core"
+
+
 def failure_of(exc: grpc.aio.AioRpcError, what: str) -> GitraftError:
-    """A source node's RPC error as our exception, naming what failed."""
+    """A source node's RPC error as our exception, naming what failed. A send that raced
+    the source's end of a session (grpc's local "Internal error from Core") is
+    UnavailableError saying so: it is no internal error of either node."""
+    if exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _LOST_STATUS:
+        return UnavailableError(f"{what}: the session ended while this node was still sending to it")
     return error_for_status(exc.code(), f"{what}: {exc.details() or exc.code()}")
 
 
@@ -248,16 +257,23 @@ class Tunnel:
         upstream = asyncio.create_task(_socket_to_session(reader, session))
         head: bytes | None = b""  # the answer's first bytes, until they show a pkt-line length
         try:
-            async for chunk in session.stdout():
-                data = chunk
-                if head is not None:
-                    head += chunk
-                    if len(head) < 4:
-                        continue
-                    _pkt_length(head[:4])  # FailedPreconditionError for garbage
-                    data, head = head, None
-                writer.write(data)
-                await writer.drain()
+            try:
+                async for chunk in session.stdout():
+                    data = chunk
+                    if head is not None:
+                        head += chunk
+                        if len(head) < 4:
+                            continue
+                        _pkt_length(head[:4])  # FailedPreconditionError for garbage
+                        data, head = head, None
+                    writer.write(data)
+                    await writer.drain()
+            except GitraftError:
+                # Bytes that are no pkt-line are the failure whatever status the call
+                # then ended with (a source that answered "00" and ended raced our first
+                # send: grpc reported INTERNAL instead of its OK).
+                if not head:
+                    raise
             if head is not None:  # git would only say "could not read from remote repository"
                 raise FailedPreconditionError(
                     f"source upload-pack ended before its first pkt-line: {quoted(head)}"
