@@ -125,6 +125,7 @@ class RaftDatabase:
         self.limits = FrameLimits(
             before_auth=config.max_frame_before_auth, after_auth=config.max_frame_after_auth
         )
+        self._created = monotonic()
         self._last_tick: float | None = None
         self._own_deadline: float | None = None  # the deadline _after_tick last set
         self._member = _Member(self, config.self_addr, list(config.peers), self._conf(), self.limits)
@@ -144,6 +145,16 @@ class RaftDatabase:
         with the leader dead; a dead leader is now replaced within two timeouts."""
         now = monotonic()
         last, self._last_tick = self._last_tick, now
+        held = now - (last or self._created)
+        if held > self.config.election_timeout_min:  # what explains an election in the logs
+            log.log(
+                logging.WARNING if last else logging.INFO,
+                "raft: %s %.2f s (election timeout %.2f-%.2f s)",
+                "the tick thread was held" if last else "journal loaded and applied in",
+                held,
+                self.config.election_timeout_min,
+                self.config.election_timeout_max,
+            )
         long_tick = last is None or now - last > self.config.election_timeout_min / 2
         if long_tick and self._member.election_deadline() != self._own_deadline:
             self._own_deadline = self._member.listen_for_leader()

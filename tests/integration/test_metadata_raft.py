@@ -321,6 +321,14 @@ def test_the_raft_port_refuses_peers_without_the_password(tmp_path: Path) -> Non
         assert storages(rogue) == []
 
 
+# The restarted member's first tick (journal load and apply) takes ~0.5 s per 20,000
+# entries here, several times the election timeout; the timeout itself leaves room for
+# a loaded CI machine (at 0.2-0.3 s the bench alone caused an election there, and the
+# restarts one more: a leader starved of CPU, not the restarted member, may have stood).
+ELECTION_TIMEOUT_MIN, ELECTION_TIMEOUT_MAX = 0.8, 1.0
+JOURNAL_ENTRIES = 100_000
+
+
 def test_a_follower_restarting_with_a_long_journal_to_apply_deposes_no_leader(tmp_path: Path) -> None:
     """A restarted member applies its journal's committed entries in its first tick; when
     that outlasts the election timeout it must still listen for the leader before standing
@@ -329,13 +337,13 @@ def test_a_follower_restarting_with_a_long_journal_to_apply_deposes_no_leader(tm
         tmp_path,
         size=3,
         compaction_min_entries=1_000_000,
-        election_timeout_min=0.2,
-        election_timeout_max=0.3,
+        election_timeout_min=ELECTION_TIMEOUT_MIN,
+        election_timeout_max=ELECTION_TIMEOUT_MAX,
     ) as cluster:
         cluster.start()
         leader = cluster.wait_for_leader()
         follower = next(m for m in cluster.members if m is not leader)
-        leader.call("bench", count=20_000, concurrency=64, timeout=300.0)
+        leader.call("bench", count=JOURNAL_ENTRIES, concurrency=64, timeout=300.0)
         cluster.wait_converged()
         term = int(leader.status()["term"])
         for _ in range(3):
