@@ -163,6 +163,8 @@ class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
 #                                                       fetched packs, advertisements)
 #     gitraft_node_storage_free_bytes{storage}          free space for unprivileged users
 #     gitraft_node_storage_size_bytes{storage}          size of the storage's filesystem
+#     gitraft_node_temporaries_removed_total{kind}      temporaries git left when cut off,
+#                                                       removed (node.janitor)
 
 GIT_COMMANDS = frozenset(
     {"upload-pack", "receive-pack", "fetch", "clone", "init", "pack-objects", "repack", "gc", "bundle"}

@@ -29,6 +29,10 @@ DEFAULT_CONCURRENCY = (
 )
 
 
+# The shortest temporaries_max_age accepted.
+MIN_TEMPORARIES_AGE = 60.0
+
+
 @dataclass
 class NodeConfig:
     """One node process. Every key has a default that suits a local cluster."""
@@ -53,6 +57,12 @@ class NodeConfig:
     # Seconds a ReplicateRepository may take on this node, whatever the caller's deadline
     # (a silent source must not hold it forever).
     replication_timeout: float = 300.0
+    # Seconds between sweeps of the temporaries git left in repositories when cut off
+    # (node.janitor; 0 = only at start and after each push); what is removed is older
+    # than `temporaries_max_age` seconds (its newest file), so a write still running is
+    # never touched.
+    temporaries_sweep_interval: float = 900.0
+    temporaries_max_age: float = 3600.0
     # `[[concurrency]]` tables: limits per RPC (common.limiter.ConcurrencyLimit); each
     # replaces the default of its RPC (DEFAULT_CONCURRENCY).
     concurrency: list[ConcurrencyLimit] = field(default_factory=list)
@@ -69,6 +79,13 @@ class NodeConfig:
             raise ConfigError("node config: 'name' must not be empty")
         if self.replication_timeout <= 0:
             raise ConfigError("node config: 'replication_timeout' must be positive")
+        if self.temporaries_sweep_interval < 0:
+            raise ConfigError("node config: 'temporaries_sweep_interval' must be 0 (off) or positive")
+        if self.temporaries_max_age < MIN_TEMPORARIES_AGE:
+            raise ConfigError(
+                f"node config: 'temporaries_max_age' must be at least {MIN_TEMPORARIES_AGE:g} s "
+                "(a shorter age would remove what a slow push is still writing)"
+            )
         pool = descriptor_pool.Default()
         for limit in self.concurrency:
             try:

@@ -33,7 +33,7 @@ from gitraft.v1 import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-from node import replication_source
+from node import janitor, replication_source
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
@@ -91,12 +91,16 @@ class NodeServer:
         )
         self.port = 0
         self.metrics_port = 0
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         """Remove leftovers of a crash, bind and start serving; returns the bound port."""
         removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
+        removed += await asyncio.to_thread(janitor.sweep_storage, self.storage.root, 0.0)
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
+        if self.config.temporaries_sweep_interval:
+            self._sweeper = asyncio.create_task(self._sweep_temporaries())
         self.port = add_port(self.server, self.config.listen_addr, self.config.server_tls)
         if not self.port:
             raise OSError(f"cannot listen on {self.config.listen_addr!r}")
@@ -114,10 +118,27 @@ class NodeServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, then stop, letting RPCs in flight finish for `grace` seconds."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
 
     async def wait(self) -> None:
         await self.server.wait_for_termination()
+
+    async def _sweep_temporaries(self) -> None:
+        """Every temporaries_sweep_interval: remove what git left in repositories when
+        cut off, older than temporaries_max_age (node.janitor). Never ends by itself."""
+        while True:
+            await asyncio.sleep(self.config.temporaries_sweep_interval)
+            try:
+                removed = await asyncio.to_thread(
+                    janitor.sweep_storage, self.storage.root, self.config.temporaries_max_age
+                )
+            except OSError as exc:
+                log.warning("temporaries sweep failed", extra={"error": str(exc)})
+                continue
+            if removed:
+                log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *SERVICE_NAMES):

@@ -19,6 +19,8 @@ memory, stdin always closed, the child killed when the caller goes away).
   checks incoming objects by the node's fsck policy (node.fsck), accepts force-pushes
   and never starts `gc --auto`; upload-pack serves partial clones (filters); the
   repository stays bare.
+- A receive-pack cut off (its client went away) leaves its quarantine directory; when
+  the last receive-pack running in the repository ends, it is removed (node.janitor).
 - A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
   own in-band error for the client), with the tail of its stderr: INVALID_ARGUMENT when
   git complained about the request (a malformed or truncated pkt-line, a want it never
@@ -28,6 +30,7 @@ memory, stdin always closed, the child killed when the caller goes away).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -41,6 +44,7 @@ from node import fsck, git_config
 from node import ref_advertisement as refs_on_disk
 from node.advertisement import AdvertisementCache, is_v2
 from node.git import GitCommandError
+from node.janitor import WriterCounts
 from node.pipes import GitPipe
 from node.storage import Storage
 
@@ -103,6 +107,7 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self.advertisements = AdvertisementCache()
+        self.writers = WriterCounts()  # a cut-off push's quarantine removed (node.janitor)
 
     async def InfoRefsUploadPack(
         self, request: smarthttp_pb2.InfoRefsRequest, context: grpc.aio.ServicerContext
@@ -190,7 +195,8 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
                     yield answer
                     return
                 body = _data_of(head, body)
-        async with GitPipe(args, cwd=path, env=env, chunks=body) as pipe:
+        writing = self.writers.writing(path) if service == RECEIVE_PACK else contextlib.nullcontext()
+        async with writing, GitPipe(args, cwd=path, env=env, chunks=body) as pipe:
             async for chunk in pipe.stdout_chunks():
                 yield chunk
             try:

@@ -183,15 +183,26 @@ async def test_a_client_going_away_kills_git(
 
     async def requests() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
         line = pkt(f"{head} {'1' * 40} refs/heads/main\0report-status\n") + b"0000"
-        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=line + b"PACK")
+        header = b"PACK" + (2).to_bytes(4, "big") + (5).to_bytes(4, "big")  # 5 objects follow...
+        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=line + header)
         await stalled.wait()
 
     assert node.process is not None
+    objects = node.storage_path / repo.relative_path / "objects"
     call = smarthttp.PostReceivePack(requests(), metadata=bearer_metadata(node.token))
     await wait_for(lambda: git_children(node.process.pid) > 0)
+    await wait_for(lambda: bool(quarantines(objects)))  # receive-pack waits for the pack in it
     call.cancel()
     await wait_for(lambda: git_children(node.process.pid) == 0)
     assert git_cli("rev-parse", "refs/heads/main", cwd=node.storage_path / repo.relative_path).strip() == head
+    # git removes its quarantine only when it ends by itself; the node removes it
+    # (it was left for ever before node.janitor)
+    await wait_for(lambda: not quarantines(objects))
+
+
+def quarantines(objects: Path) -> list[str]:
+    """The receive-pack quarantine directories in a repository's objects directory."""
+    return [p.name for p in objects.iterdir() if p.name.startswith("tmp_objdir-incoming-")]
 
 
 async def test_upload_pack_session_is_full_duplex(

@@ -1,0 +1,187 @@
+"""What git leaves inside a repository when it is cut off, and its removal.
+
+git writes incoming objects to temporary names and renames them into place at the end;
+a process killed on the way leaves them behind, and nothing else ever removes them:
+
+- `objects/tmp_objdir-incoming-XXXXXX/` (also `incoming-XXXXXX` from older git): the
+  quarantine of a `git receive-pack`. git removes it after a push it finished or
+  refused, not when it is killed - and the node kills it whenever its client goes away
+  (node.pipes). A client retrying a cut-off push of a large repository left a copy of
+  its pack each time, until the disk was full.
+- `objects/pack/tmp_pack_*`, `tmp_idx_*`, `tmp_rev_*`: a killed `index-pack`,
+  `pack-objects` or `repack` (a replication fetch or an optimization cut off).
+- `objects/XX/tmp_obj_*`: a killed loose-object write.
+
+Three moments remove them:
+- `WriterCounts.writing(path)` wraps each receive-pack: when the last one running in a
+  repository ends, that repository's quarantine directories are removed at once (only
+  receive-pack makes them; the ones of pushes still running are not touched).
+- At start (`sweep_repository(path, 0.0)` for every repository, before any RPC runs).
+- Periodically (`sweep_storage(root, max_age)`): anything temporary whose newest
+  modification is older than `max_age` seconds - what a running writer is still
+  writing is newer than that.
+
+Only entries with git's own temporary names are removed; a repository's refs,
+packs and loose objects are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from prometheus_client import Counter as MetricCounter
+
+from node.storage import TEMP_MARKER, is_bare_repository
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_PREFIXES = ("tmp_objdir-incoming-", "incoming-")
+PACK_TEMP_PREFIXES = ("tmp_pack_", "tmp_idx_", "tmp_rev_")
+LOOSE_TEMP_PREFIX = "tmp_obj_"
+
+REMOVED = MetricCounter(
+    "gitraft_node_temporaries_removed",
+    "Temporary objects git left in repositories when cut off (kind: quarantine, pack, loose), removed.",
+    ["kind"],
+)
+REMOVED_BYTES = MetricCounter(
+    "gitraft_node_temporaries_removed_bytes",
+    "Bytes of the temporaries removed (gitraft_node_temporaries_removed_total).",
+)
+
+
+def sweep_repository(path: Path, max_age: float, quarantines_only: bool = False) -> list[Path]:
+    """Blocking: remove the temporaries in the bare repository at `path` whose newest
+    modification is at least `max_age` seconds old (0: all of them); with
+    `quarantines_only`, only receive-pack quarantine directories. Returns what was
+    removed (a missing repository or entry is no error: it may be removed meanwhile)."""
+    objects = path / "objects"
+    cutoff = time.time() - max_age
+    removed: list[Path] = []
+    found: list[tuple[Path, str]] = [
+        (objects / name, "quarantine") for name in _names(objects) if name.startswith(QUARANTINE_PREFIXES)
+    ]
+    if not quarantines_only:
+        found += [
+            (objects / "pack" / name, "pack")
+            for name in _names(objects / "pack")
+            if name.startswith(PACK_TEMP_PREFIXES)
+        ]
+        for fanout in _names(objects):
+            if len(fanout) == 2 and (objects / fanout).is_dir():
+                found += [
+                    (objects / fanout / name, "loose")
+                    for name in _names(objects / fanout)
+                    if name.startswith(LOOSE_TEMP_PREFIX)
+                ]
+    for entry, kind in found:
+        size, newest = _size_and_newest(entry)
+        if max_age > 0 and newest > cutoff:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        REMOVED.labels(kind).inc()
+        REMOVED_BYTES.inc(size)
+        removed.append(entry)
+    return removed
+
+
+def sweep_storage(root: Path, max_age: float) -> list[Path]:
+    """Blocking: `sweep_repository(_, max_age)` for every bare repository under `root`."""
+    removed: list[Path] = []
+    for repository in repositories_under(root):
+        removed += sweep_repository(repository, max_age)
+    return removed
+
+
+def repositories_under(root: Path) -> Iterator[Path]:
+    """The bare repositories under `root` (not descending into one; the node's own
+    temporary directories, TEMP_MARKER, skipped)."""
+    stack = [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                directories = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+        for path in directories:
+            if TEMP_MARKER in path.name:
+                continue
+            if is_bare_repository(path):
+                yield path
+            else:
+                stack.append(path)
+
+
+class WriterCounts:
+    """How many receive-packs run in each repository of this node (event loop only)."""
+
+    def __init__(self) -> None:
+        self._running: Counter[Path] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def writing(self, path: Path) -> AsyncIterator[None]:
+        """Count one receive-pack in `path`; when the last one there ends (however it
+        ends), remove the repository's quarantine directories."""
+        self._running[path] += 1
+        try:
+            yield
+        finally:
+            self._running[path] -= 1
+            if not self._running[path]:
+                del self._running[path]
+                await asyncio.shield(self._sweep_quarantines(path))
+
+    async def _sweep_quarantines(self, path: Path) -> None:
+        try:
+            removed = await asyncio.to_thread(sweep_repository, path, 0.0, True)
+        except OSError as exc:  # the sweep never fails the push it follows
+            log.warning("could not remove quarantines", extra={"path": str(path), "error": str(exc)})
+            return
+        if removed:
+            log.info(
+                "removed the quarantine of a receive-pack cut off",
+                extra={"path": str(path), "removed": [p.name for p in removed]},
+            )
+
+    def running(self, path: Path) -> int:
+        return self._running[path]
+
+
+def _names(directory: Path) -> list[str]:
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _size_and_newest(entry: Path) -> tuple[int, float]:
+    """Bytes of the regular files at or under `entry`, and the newest mtime of `entry`
+    and of everything under it ((0, 0.0) when it vanished)."""
+    try:
+        top = os.lstat(entry)
+    except OSError:
+        return 0, 0.0
+    if not stat.S_ISDIR(top.st_mode):
+        return top.st_size, top.st_mtime
+    size, newest = 0, top.st_mtime
+    for directory, subdirectories, files in os.walk(entry):
+        for name in (*subdirectories, *files):
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(directory, name))
+                newest = max(newest, info.st_mtime)
+                if stat.S_ISREG(info.st_mode):
+                    size += info.st_size
+    return size, newest

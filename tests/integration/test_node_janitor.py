@@ -1,0 +1,74 @@
+"""A real node removes what git left in its repositories when cut off (node.janitor):
+everything at start, and what is older than `temporaries_max_age` on its own schedule
+while it serves. The repositories' own objects and refs stay; the node keeps serving
+them. (The quarantine of a push cut off while the node runs:
+test_node_smarthttp.py::test_a_client_going_away_kills_git.)"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster.local.ports import free_port
+from cluster.testing.processes import scrape_metrics
+from node.storage import init_bare_repository
+from tests.integration.conftest import git_cli
+from tests.integration.gateway_helpers import wait_for
+from tests.integration.tuned_node import TunedNode
+
+OLD = 2 * 3600.0
+
+
+def stranded(repo: Path, name: str, age: float) -> Path:
+    """A quarantine a killed receive-pack left in `repo`, its files `age` seconds old."""
+    directory = repo / "objects" / f"tmp_objdir-incoming-{name}"
+    (directory / "pack").mkdir(parents=True)
+    (directory / "pack" / "tmp_pack_x").write_bytes(os.urandom(4096))
+    stamp = time.time() - age
+    for path in (directory / "pack" / "tmp_pack_x", directory / "pack", directory):
+        os.utime(path, (stamp, stamp))
+    return directory
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[TunedNode]:
+    node = TunedNode(
+        "node-j",
+        tmp_path,
+        secrets.token_hex(16),
+        metrics_port=free_port(),
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+    )
+    repo = node.storage_path / "group" / "a.git"
+    repo.parent.mkdir(parents=True)
+    init_bare_repository(repo, "refs/heads/main")
+    stranded(repo, "START0", age=0.0)  # left by the node's previous life: gone at start
+    (repo / "objects" / "pack" / "tmp_pack_START1").write_bytes(b"half a pack")
+    with node.start() as started:
+        yield started
+
+
+async def test_the_node_removes_stranded_temporaries_at_start_and_old_ones_while_it_runs(
+    node: TunedNode,
+) -> None:
+    repo = node.storage_path / "group" / "a.git"
+    objects = repo / "objects"
+    assert not list(objects.glob("tmp_objdir-incoming-*"))
+    assert not list((objects / "pack").glob("tmp_pack_*"))
+
+    fresh = stranded(repo, "FRESH0", age=0.0)  # as a running push's: left alone
+    old = stranded(repo, "OLD000", age=OLD)
+    await wait_for(lambda: not old.exists())
+    assert fresh.exists()
+    removed = {
+        labels.get("kind"): value
+        for name, labels, value in scrape_metrics(node.metrics_addr)
+        if name == "gitraft_node_temporaries_removed_total"
+    }
+    assert removed.get("quarantine") == 2.0 and removed.get("pack") == 1.0, removed
+    assert git_cli("symbolic-ref", "HEAD", cwd=repo).strip() == "refs/heads/main"

@@ -1,0 +1,133 @@
+"""node.janitor on real directories: only git's temporary names go, and only when old
+enough or (quarantines) when no receive-pack runs in the repository any more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from common.config import ConfigError
+from node.config import NodeConfig
+from node.janitor import WriterCounts, repositories_under, sweep_repository, sweep_storage
+from node.storage import TEMP_MARKER, init_bare_repository
+
+HOUR = 3600.0
+
+
+def repository(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    init_bare_repository(path, "refs/heads/main")
+    objects = path / "objects"
+    (objects / "pack").mkdir(exist_ok=True)
+    (objects / "pack" / "pack-1.pack").write_bytes(b"PACK kept")
+    (objects / "pack" / "pack-1.idx").write_bytes(b"idx kept")
+    (objects / "ab").mkdir()
+    (objects / "ab" / ("c" * 38)).write_bytes(b"loose object kept")
+    (path / "refs" / "heads" / "main").write_text("0" * 40 + "\n")
+    return path
+
+
+def quarantine(repo: Path, name: str, age: float = 0.0) -> Path:
+    """A receive-pack quarantine with a half-written pack, its files `age` seconds old."""
+    directory = repo / "objects" / f"tmp_objdir-incoming-{name}"
+    (directory / "pack").mkdir(parents=True)
+    pack = directory / "pack" / "tmp_pack_x"
+    pack.write_bytes(b"P" * 1000)
+    aged(pack, directory / "pack", directory, age=age)
+    return directory
+
+
+def aged(*paths: Path, age: float) -> None:
+    stamp = time.time() - age
+    for path in paths:
+        os.utime(path, (stamp, stamp))
+
+
+def kept(repo: Path) -> set[str]:
+    return {str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file()}
+
+
+def test_everything_temporary_goes_and_nothing_else(tmp_path: Path) -> None:
+    repo = repository(tmp_path / "a.git")
+    before = kept(repo)
+    quarantine(repo, "AAAAAA")
+    (repo / "objects" / "incoming-BBBBBB").mkdir()  # older git's quarantine name
+    for name in ("tmp_pack_1", "tmp_idx_1", "tmp_rev_1"):
+        (repo / "objects" / "pack" / name).write_bytes(b"x")
+    (repo / "objects" / "ab" / "tmp_obj_1").write_bytes(b"x")
+    removed = sweep_repository(repo, 0.0)
+    assert len(removed) == 6
+    assert kept(repo) == before
+    assert sweep_repository(repo, 0.0) == []
+
+
+def test_only_what_is_older_than_max_age_goes_judged_by_its_newest_file(tmp_path: Path) -> None:
+    repo = repository(tmp_path / "a.git")
+    old = quarantine(repo, "OLD000", age=2 * HOUR)
+    writing = quarantine(repo, "BUSY00", age=2 * HOUR)
+    (writing / "pack" / "tmp_pack_x").write_bytes(b"P" * 2000)  # still being written
+    aged(writing / "pack", writing, age=2 * HOUR)  # its directories look old
+    stale_pack = repo / "objects" / "pack" / "tmp_pack_old"
+    stale_pack.write_bytes(b"x")
+    aged(stale_pack, age=2 * HOUR)
+    fresh_pack = repo / "objects" / "pack" / "tmp_pack_new"
+    fresh_pack.write_bytes(b"x")
+    assert sorted(sweep_repository(repo, HOUR)) == sorted([old, stale_pack])
+    assert writing.exists() and fresh_pack.exists()
+
+
+def test_the_storage_sweep_reaches_nested_repositories_and_skips_the_nodes_temporaries(
+    tmp_path: Path,
+) -> None:
+    nested = repository(tmp_path / "group" / "sub" / "b.git")
+    top = repository(tmp_path / "a.git")
+    in_progress = repository(tmp_path / f"c.git{TEMP_MARKER}1")  # a create still running
+    for repo in (nested, top, in_progress):
+        quarantine(repo, "AAAAAA", age=2 * HOUR)
+    assert sorted(repositories_under(tmp_path)) == sorted([nested, top])
+    assert len(sweep_storage(tmp_path, HOUR)) == 2
+    assert list((in_progress / "objects").glob("tmp_objdir-*"))
+
+
+async def test_quarantines_go_when_the_last_receive_pack_in_the_repository_ends(tmp_path: Path) -> None:
+    repo = repository(tmp_path / "a.git")
+    other = repository(tmp_path / "b.git")
+    writers = WriterCounts()
+    first_done, second_done = asyncio.Event(), asyncio.Event()
+
+    async def push(path: Path, name: str, done: asyncio.Event) -> None:
+        async with writers.writing(path):
+            quarantine(path, name)
+            await done.wait()
+
+    first = asyncio.create_task(push(repo, "FIRST0", first_done))
+    second = asyncio.create_task(push(repo, "SECOND", second_done))
+    elsewhere = asyncio.create_task(push(other, "OTHER0", asyncio.Event()))
+    await asyncio.sleep(0)  # each push runs up to its wait
+    assert (writers.running(repo), writers.running(other)) == (2, 1)
+    (repo / "objects" / "pack" / "tmp_pack_repack").write_bytes(b"x")  # not a quarantine
+    first_done.set()
+    await first
+    assert len(list((repo / "objects").glob("tmp_objdir-incoming-*"))) == 2  # the second still runs
+    second_done.set()
+    await second
+    assert not list((repo / "objects").glob("tmp_objdir-incoming-*"))
+    assert (repo / "objects" / "pack" / "tmp_pack_repack").exists()
+    assert list((other / "objects").glob("tmp_objdir-incoming-*"))  # its push still runs
+    elsewhere.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await elsewhere
+    assert not list((other / "objects").glob("tmp_objdir-incoming-*"))  # a cut-off push too
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"temporaries_max_age": 59.0}, {"temporaries_max_age": 0.0}, {"temporaries_sweep_interval": -1.0}],
+)
+def test_settings_that_would_remove_running_writes_are_refused(settings: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        NodeConfig(token="t", **settings)  # type: ignore[arg-type]
