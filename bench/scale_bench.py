@@ -244,11 +244,17 @@ def metadata_section(sizes: list[int], queue: int) -> None:
 # --- 2. live cluster ----------------------------------------------------------------------
 
 
+# Creates timed once a cluster holds its size: the creation rate *at* that size (the
+# fill's own rate averages over every size on the way, and its first second).
+AT_SIZE_CREATES = 300
+
+
 def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) -> None:
     print("live cluster (3 proxies, 3 nodes, 127.0.0.1)", flush=True)
     header = [
         "repositories",
-        "create/s",
+        "create/s (fill)",
+        f"create/s at that size ({AT_SIZE_CREATES} more)",
         "queue empty after s",
         "push p50 ms",
         "leader idle CPU %",
@@ -276,6 +282,8 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 rate = live.create_many(cluster, size, "fill")
                 terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
+                at_size = live.create_many(cluster, AT_SIZE_CREATES, "more")
+                live.wait_queue_empty(cluster)
                 terms.append(live.raft_term(cluster))
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
@@ -287,7 +295,14 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 catch_up = live.follower_catch_up(cluster)
                 terms.append(live.raft_term(cluster))
                 restart = live.restart_to_push(cluster, work, "bench/push.git")
-                cells = [f"{size}", f"{rate:.1f}", f"{settle:.1f}", f"{push:.0f}", f"{cpu:.1f}"]
+                cells = [
+                    f"{size}",
+                    f"{rate:.1f}",
+                    f"{at_size:.1f}",
+                    f"{settle:.1f}",
+                    f"{push:.0f}",
+                    f"{cpu:.1f}",
+                ]
                 cells += ["/".join(map(str, terms))]
                 cells += [f"{mib:.1f}", f"{secs:.2f}", f"{catch_up:.2f}", f"{restart:.2f}"]
                 print(" | ".join(cells), flush=True)

@@ -209,10 +209,18 @@ def test_proxy_killed_mid_push(cluster: LocalCluster, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_proxy_killed_mid_push_soak(cluster: LocalCluster, tmp_path: Path) -> None:
     work = seed(cluster, tmp_path)
+    # The delayed kills land inside a push: fractions of how long an uncut push of the
+    # same size takes here (fixed delays of up to 0.5 s missed an 8 MiB push that a quiet
+    # machine finished sooner: 'the push ended before its trigger fired').
+    big_commit(work, -1)
+    started = time.monotonic()
+    run_git("push", "-q", cluster.git_url("proxy-1", PATH), "main", cwd=work)
+    uncut = time.monotonic() - started
+    cluster.wait_converged(PATH)
     rng = random.Random(7)
     triggers: list[Callable[..., Callable[[], bool]]] = [receiving, ref_updated]
-    triggers += [after_delay(d) for d in (0.05, 0.2, 0.5)]
-    outcomes = []
+    triggers += [after_delay(fraction * uncut) for fraction in (0.05, 0.2, 0.5)]
+    outcomes = [f"an uncut push took {uncut:.2f} s"]
     for i in range(12):
         proxy = f"proxy-{rng.randint(1, 3)}"
         outcomes.append(one_round(cluster, work, i, proxy, triggers[i % len(triggers)]))
