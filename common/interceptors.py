@@ -136,8 +136,15 @@ async def _guarded(
         yield
         if check.error is not None:
             raise check.error
-    except (grpc.aio.AbortError, grpc.aio.BaseError):
+    except grpc.aio.AbortError:
         raise
+    except grpc.aio.BaseError as exc:
+        # grpc's own UsageError / InternalError (e.g. a write on a call the client already
+        # left): re-raised, grpc would answer "Unexpected <class '...UsageError'>: ..."
+        if context.done():
+            log.debug("grpc error after the call ended", extra={"method": method, "error": str(exc)})
+            return
+        await _abort_for(exc, context, method)
     except Exception as exc:
         if streaming:
             await drain_requests(context)
