@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,6 +230,15 @@ def _newest_job(cluster: LocalCluster) -> tuple[int, int]:
         request, metadata=cluster.metadata("proxy-1"), timeout=60
     )
     return max((int(j.id) for j in resp.jobs), default=0), len(resp.jobs)
+
+
+def cpu_during(cluster: LocalCluster, work: Callable[[], float]) -> tuple[float, dict[str, float]]:
+    """`work()`'s result and the CPU seconds each cluster process (and, as "<name>
+    children", the git it reaped) spent meanwhile."""
+    before = _cluster_cpu(cluster)
+    result = work()
+    after = _cluster_cpu(cluster)
+    return result, {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 def _cluster_cpu(cluster: LocalCluster, without: tuple[str, ...] = ()) -> dict[str, float]:

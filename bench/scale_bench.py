@@ -246,7 +246,7 @@ def metadata_section(sizes: list[int], queue: int) -> None:
 
 # Creates timed once a cluster holds its size: the creation rate *at* that size (the
 # fill's own rate averages over every size on the way, and its first second).
-AT_SIZE_CREATES = 300
+AT_SIZE_CREATES = 1000
 
 
 def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) -> None:
@@ -282,8 +282,16 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 rate = live.create_many(cluster, size, "fill")
                 terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
-                at_size = live.create_many(cluster, AT_SIZE_CREATES, "more")
+                at_size, cpu = live.cpu_during(
+                    cluster, lambda: live.create_many(cluster, AT_SIZE_CREATES, "more")
+                )
                 live.wait_queue_empty(cluster)
+                per_create = {name: seconds * 1000 / AT_SIZE_CREATES for name, seconds in cpu.items()}
+                print(
+                    f"  CPU ms per create at {size}: {sum(per_create.values()):.1f} = "
+                    + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per_create.items()) if ms >= 0.05),
+                    flush=True,
+                )
                 terms.append(live.raft_term(cluster))
                 work = init_work_tree(base / "work")
                 commit_file(work, "a.txt", "zero\n")
