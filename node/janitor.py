@@ -11,8 +11,13 @@ a process killed on the way leaves them behind, and nothing else ever removes th
 - `objects/pack/tmp_pack_*`, `tmp_idx_*`, `tmp_rev_*`: a killed `index-pack`,
   `pack-objects` or `repack` (a replication fetch or an optimization cut off).
 - `objects/XX/tmp_obj_*`: a killed loose-object write.
+- `*.lock` files (`refs/heads/main.lock`, `packed-refs.lock`, `HEAD.lock`,
+  `config.lock`): a git killed while it updated a ref or a file. git never takes a
+  lock that exists, so one left behind refuses every later push to that ref ("cannot
+  lock ref ... File exists") and every replication into the replica, for ever.
 
-Three moments remove them:
+Three moments remove them (locks only at start and by age: git holds one for
+milliseconds, a repack's packed-refs.lock for seconds):
 - `WriterCounts.writing(path)` wraps each receive-pack: when the last one running in a
   repository ends, that repository's quarantine directories are removed at once (only
   receive-pack makes them; the ones of pushes still running are not touched).
@@ -47,10 +52,12 @@ log = logging.getLogger(__name__)
 QUARANTINE_PREFIXES = ("tmp_objdir-incoming-", "incoming-")
 PACK_TEMP_PREFIXES = ("tmp_pack_", "tmp_idx_", "tmp_rev_")
 LOOSE_TEMP_PREFIX = "tmp_obj_"
+LOCK_SUFFIX = ".lock"
 
 REMOVED = MetricCounter(
     "gitraft_node_temporaries_removed",
-    "Temporary objects git left in repositories when cut off (kind: quarantine, pack, loose), removed.",
+    "Temporary objects and lock files git left in repositories when cut off (kind: quarantine, "
+    "pack, loose, lock), removed.",
     ["kind"],
 )
 REMOVED_BYTES = MetricCounter(
@@ -83,6 +90,7 @@ def sweep_repository(path: Path, max_age: float, quarantines_only: bool = False)
                     for name in _names(objects / fanout)
                     if name.startswith(LOOSE_TEMP_PREFIX)
                 ]
+        found += [(lock, "lock") for lock in _lock_files(path)]
     for entry, kind in found:
         size, newest = _size_and_newest(entry)
         if max_age > 0 and newest > cutoff:
@@ -158,6 +166,14 @@ class WriterCounts:
 
     def running(self, path: Path) -> int:
         return self._running[path]
+
+
+def _lock_files(repository: Path) -> list[Path]:
+    """The `*.lock` files at the top of `repository` and anywhere under its refs/."""
+    locks = [repository / name for name in _names(repository) if name.endswith(LOCK_SUFFIX)]
+    for directory, _subdirectories, files in os.walk(repository / "refs"):
+        locks += [Path(directory, name) for name in files if name.endswith(LOCK_SUFFIX)]
+    return [lock for lock in locks if not lock.is_dir() or lock.is_symlink()]
 
 
 def _names(directory: Path) -> list[str]:

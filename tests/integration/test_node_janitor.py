@@ -49,6 +49,7 @@ def node(tmp_path: Path) -> Iterator[TunedNode]:
     init_bare_repository(repo, "refs/heads/main")
     stranded(repo, "START0", age=0.0)  # left by the node's previous life: gone at start
     (repo / "objects" / "pack" / "tmp_pack_START1").write_bytes(b"half a pack")
+    (repo / "refs" / "heads" / "main.lock").write_text("0" * 40 + "\n")  # a git killed mid-update
     with node.start() as started:
         yield started
 
@@ -60,6 +61,11 @@ async def test_the_node_removes_stranded_temporaries_at_start_and_old_ones_while
     objects = repo / "objects"
     assert not list(objects.glob("tmp_objdir-incoming-*"))
     assert not list((objects / "pack").glob("tmp_pack_*"))
+    assert not (repo / "refs" / "heads" / "main.lock").exists()
+    # the lock refused every update of that ref; git can take it again
+    tree = git_cli("mktree", cwd=repo, stdin="").strip()
+    commit = git_cli("commit-tree", "-m", "after the crash", tree, cwd=repo).strip()
+    git_cli("update-ref", "refs/heads/main", commit, cwd=repo)
 
     fresh = stranded(repo, "FRESH0", age=0.0)  # as a running push's: left alone
     old = stranded(repo, "OLD000", age=OLD)
@@ -71,4 +77,5 @@ async def test_the_node_removes_stranded_temporaries_at_start_and_old_ones_while
         if name == "gitraft_node_temporaries_removed_total"
     }
     assert removed.get("quarantine") == 2.0 and removed.get("pack") == 1.0, removed
+    assert removed.get("lock") == 1.0, removed
     assert git_cli("symbolic-ref", "HEAD", cwd=repo).strip() == "refs/heads/main"

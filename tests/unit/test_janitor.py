@@ -59,8 +59,11 @@ def test_everything_temporary_goes_and_nothing_else(tmp_path: Path) -> None:
     for name in ("tmp_pack_1", "tmp_idx_1", "tmp_rev_1"):
         (repo / "objects" / "pack" / name).write_bytes(b"x")
     (repo / "objects" / "ab" / "tmp_obj_1").write_bytes(b"x")
+    (repo / "refs" / "heads" / "feature").mkdir()
+    for lock in ("refs/heads/main.lock", "refs/heads/feature/x.lock", "packed-refs.lock", "HEAD.lock"):
+        (repo / lock).write_text("0" * 40 + "\n")  # what a git killed mid-update leaves
     removed = sweep_repository(repo, 0.0)
-    assert len(removed) == 6
+    assert len(removed) == 10
     assert kept(repo) == before
     assert sweep_repository(repo, 0.0) == []
 
@@ -76,8 +79,13 @@ def test_only_what_is_older_than_max_age_goes_judged_by_its_newest_file(tmp_path
     aged(stale_pack, age=2 * HOUR)
     fresh_pack = repo / "objects" / "pack" / "tmp_pack_new"
     fresh_pack.write_bytes(b"x")
-    assert sorted(sweep_repository(repo, HOUR)) == sorted([old, stale_pack])
-    assert writing.exists() and fresh_pack.exists()
+    stale_lock = repo / "refs" / "heads" / "main.lock"
+    stale_lock.write_text("x")
+    aged(stale_lock, age=2 * HOUR)
+    held_lock = repo / "packed-refs.lock"  # a running pack-refs holds it
+    held_lock.write_text("x")
+    assert sorted(sweep_repository(repo, HOUR)) == sorted([old, stale_pack, stale_lock])
+    assert writing.exists() and fresh_pack.exists() and held_lock.exists()
 
 
 def test_the_storage_sweep_reaches_nested_repositories_and_skips_the_nodes_temporaries(
@@ -110,6 +118,7 @@ async def test_quarantines_go_when_the_last_receive_pack_in_the_repository_ends(
     await asyncio.sleep(0)  # each push runs up to its wait
     assert (writers.running(repo), writers.running(other)) == (2, 1)
     (repo / "objects" / "pack" / "tmp_pack_repack").write_bytes(b"x")  # not a quarantine
+    (repo / "refs" / "heads" / "main.lock").write_text("x")  # nor a lock
     first_done.set()
     await first
     assert len(list((repo / "objects").glob("tmp_objdir-incoming-*"))) == 2  # the second still runs
@@ -117,6 +126,7 @@ async def test_quarantines_go_when_the_last_receive_pack_in_the_repository_ends(
     await second
     assert not list((repo / "objects").glob("tmp_objdir-incoming-*"))
     assert (repo / "objects" / "pack" / "tmp_pack_repack").exists()
+    assert (repo / "refs" / "heads" / "main.lock").exists()
     assert list((other / "objects").glob("tmp_objdir-incoming-*"))  # its push still runs
     elsewhere.cancel()
     with pytest.raises(asyncio.CancelledError):
