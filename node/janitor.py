@@ -66,31 +66,42 @@ REMOVED_BYTES = MetricCounter(
 )
 
 
-def sweep_repository(path: Path, max_age: float, quarantines_only: bool = False) -> list[Path]:
+def sweep_repository(path: Path, max_age: float) -> list[Path]:
     """Blocking: remove the temporaries in the bare repository at `path` whose newest
-    modification is at least `max_age` seconds old (0: all of them); with
-    `quarantines_only`, only receive-pack quarantine directories. Returns what was
+    modification is at least `max_age` seconds old (0: all of them). Returns what was
     removed (a missing repository or entry is no error: it may be removed meanwhile)."""
     objects = path / "objects"
-    cutoff = time.time() - max_age
-    removed: list[Path] = []
-    found: list[tuple[Path, str]] = [
+    found = quarantines(path)
+    found += [
+        (objects / "pack" / name, "pack")
+        for name in _names(objects / "pack")
+        if name.startswith(PACK_TEMP_PREFIXES)
+    ]
+    for fanout in _names(objects):
+        if len(fanout) == 2 and (objects / fanout).is_dir():
+            found += [
+                (objects / fanout / name, "loose")
+                for name in _names(objects / fanout)
+                if name.startswith(LOOSE_TEMP_PREFIX)
+            ]
+    found += [(lock, "lock") for lock in _lock_files(path)]
+    return remove(found, max_age)
+
+
+def quarantines(path: Path) -> list[tuple[Path, str]]:
+    """The receive-pack quarantine directories in the repository at `path`, as
+    (path, kind) for `remove` (one listing of objects/)."""
+    objects = path / "objects"
+    return [
         (objects / name, "quarantine") for name in _names(objects) if name.startswith(QUARANTINE_PREFIXES)
     ]
-    if not quarantines_only:
-        found += [
-            (objects / "pack" / name, "pack")
-            for name in _names(objects / "pack")
-            if name.startswith(PACK_TEMP_PREFIXES)
-        ]
-        for fanout in _names(objects):
-            if len(fanout) == 2 and (objects / fanout).is_dir():
-                found += [
-                    (objects / fanout / name, "loose")
-                    for name in _names(objects / fanout)
-                    if name.startswith(LOOSE_TEMP_PREFIX)
-                ]
-        found += [(lock, "lock") for lock in _lock_files(path)]
+
+
+def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
+    """Blocking: remove each (path, kind) of `found` whose newest modification is at
+    least `max_age` seconds old (0: each); returns the paths removed."""
+    cutoff = time.time() - max_age
+    removed: list[Path] = []
     for entry, kind in found:
         size, newest = _size_and_newest(entry)
         if max_age > 0 and newest > cutoff:
@@ -153,8 +164,12 @@ class WriterCounts:
                 await asyncio.shield(self._sweep_quarantines(path))
 
     async def _sweep_quarantines(self, path: Path) -> None:
+        """Listed here, on the event loop, while no receive-pack runs in `path`; removed in
+        a thread. A push starting meanwhile makes a quarantine of a new random name,
+        which is not on the list."""
         try:
-            removed = await asyncio.to_thread(sweep_repository, path, 0.0, True)
+            found = quarantines(path)
+            removed = await asyncio.to_thread(remove, found, 0.0) if found else []
         except OSError as exc:  # the sweep never fails the push it follows
             log.warning("could not remove quarantines", extra={"path": str(path), "error": str(exc)})
             return

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from common.config import ConfigError
+from node import janitor
 from node.config import NodeConfig
 from node.janitor import WriterCounts, repositories_under, sweep_repository, sweep_storage
 from node.storage import TEMP_MARKER, init_bare_repository
@@ -141,3 +142,24 @@ async def test_quarantines_go_when_the_last_receive_pack_in_the_repository_ends(
 def test_settings_that_would_remove_running_writes_are_refused(settings: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         NodeConfig(token="t", **settings)  # type: ignore[arg-type]
+
+
+async def test_a_push_starting_while_the_quarantines_are_removed_keeps_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The list is taken when the last push ends; a push that starts while the removal
+    runs in its thread makes a quarantine of a new name, which is not on it."""
+    repo = repository(tmp_path / "a.git")
+    writers = WriterCounts()
+    started_meanwhile: list[Path] = []
+    real_remove = janitor.remove
+
+    def remove_while_a_push_starts(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
+        started_meanwhile.append(quarantine(repo, "NEWONE"))
+        return real_remove(found, max_age)
+
+    monkeypatch.setattr(janitor, "remove", remove_while_a_push_starts)
+    async with writers.writing(repo):
+        cut_off = quarantine(repo, "CUTOFF")
+    assert not cut_off.exists()
+    assert started_meanwhile and started_meanwhile[0].exists()
