@@ -43,10 +43,15 @@ def quoted(value: object, limit: int = MAX_QUOTED) -> str:
     return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
+def hide_paths(text: str) -> str:
+    """`text` with every absolute path replaced by `<path>`."""
+    return _ABSOLUTE_PATH.sub("<path>", text)
+
+
 def client_message(text: str) -> str:
     """`text` fit for a client: absolute paths replaced by `<path>`, at most MAX_MESSAGE
     characters."""
-    text = _ABSOLUTE_PATH.sub("<path>", text)
+    text = hide_paths(text)
     if len(text) > MAX_MESSAGE:
         suffix = f"... ({len(text)} characters)"
         text = text[: MAX_MESSAGE - len(suffix)] + suffix

@@ -19,6 +19,9 @@ memory, stdin always closed, the child killed when the caller goes away).
   checks incoming objects by the node's fsck policy (node.fsck), accepts force-pushes
   and never starts `gc --auto`; upload-pack serves partial clones (filters); the
   repository stays bare.
+- receive-pack's messages to the client (`remote: error: ... Unable to create
+  '/srv/.../refs/heads/main.lock'`) name the repository by its relative path, never by
+  its place on disk (node.answer_filter).
 - A receive-pack cut off (its client went away) leaves its quarantine directory; when
   the last receive-pack running in the repository ends, it is removed (node.janitor).
 - A non-zero exit of git ends the stream, after whatever git wrote (which carries git's
@@ -43,6 +46,7 @@ from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from node import fsck, git_config
 from node import ref_advertisement as refs_on_disk
 from node.advertisement import AdvertisementCache, is_v2
+from node.answer_filter import without_local_paths
 from node.git import GitCommandError
 from node.janitor import WriterCounts
 from node.pipes import GitPipe
@@ -197,7 +201,10 @@ class SmartHTTPServicer(smarthttp_pb2_grpc.SmartHTTPServiceServicer):
                 body = _data_of(head, body)
         writing = self.writers.writing(path) if service == RECEIVE_PACK else contextlib.nullcontext()
         async with writing, GitPipe(args, cwd=path, env=env, chunks=body) as pipe:
-            async for chunk in pipe.stdout_chunks():
+            chunks = pipe.stdout_chunks()
+            if service == RECEIVE_PACK:  # its messages name files by their place on disk
+                chunks = without_local_paths(chunks, path, first.repository.relative_path)
+            async for chunk in chunks:
                 yield chunk
             try:
                 await pipe.check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,26 @@ async def test_a_client_going_away_kills_git(
     # git removes its quarantine only when it ends by itself; the node removes it
     # (it was left for ever before node.janitor)
     await wait_for(lambda: not quarantines(objects))
+
+
+async def test_a_refused_ref_update_names_the_repository_not_its_place_on_disk(
+    smarthttp: Any, node: NodeProcess, pushed_repo: tuple[shared_pb2.Repository, str]
+) -> None:
+    """A ref whose lock another git holds (a concurrent push) is refused; git's message
+    names the lock file by its absolute path, which the client saw as `remote: error:`."""
+    repo, head = pushed_repo
+    (node.storage_path / repo.relative_path / "refs" / "heads" / "held.lock").write_text(head + "\n")
+    empty_pack = b"PACK" + (2).to_bytes(4, "big") + (0).to_bytes(4, "big")
+    empty_pack += hashlib.sha1(empty_pack).digest()
+    command = pkt(f"{'0' * 40} {head} refs/heads/held\0report-status side-band-64k\n") + b"0000"
+
+    async def requests() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
+        yield smarthttp_pb2.PostReceivePackRequest(repository=repo, data=command + empty_pack)
+
+    answer = await collect(smarthttp.PostReceivePack(requests(), metadata=bearer_metadata(node.token)))
+    assert b"ng refs/heads/held" in answer  # refused, as git refuses it
+    assert f"Unable to create '{repo.relative_path}/".encode() in answer, answer
+    assert str(node.storage_path).encode() not in answer and b"'/" not in answer, answer
 
 
 def quarantines(objects: Path) -> list[str]:
