@@ -244,17 +244,19 @@ def metadata_section(sizes: list[int], queue: int) -> None:
 # --- 2. live cluster ----------------------------------------------------------------------
 
 
-# Creates timed once a cluster holds its size: the creation rate *at* that size (the
-# fill's own rate averages over every size on the way, and its first second).
+# Creates timed once a cluster holds its size (--at-size): the creation rate *at* that
+# size (the fill's own rate averages over every size on the way, and its first second).
 AT_SIZE_CREATES = 1000
 
 
-def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) -> None:
+def live_section(
+    sizes: list[int], backlog: int, workers: int, per_target: int, creates: int = AT_SIZE_CREATES
+) -> None:
     print("live cluster (3 proxies, 3 nodes, 127.0.0.1)", flush=True)
     header = [
         "repositories",
         "create/s (fill)",
-        f"create/s at that size ({AT_SIZE_CREATES} more)",
+        f"create/s at that size ({creates} more)",
         "queue empty after s",
         "push p50 ms",
         "leader idle CPU %",
@@ -282,11 +284,9 @@ def live_section(sizes: list[int], backlog: int, workers: int, per_target: int) 
                 rate = live.create_many(cluster, size, "fill")
                 terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
-                at_size, cpu = live.cpu_during(
-                    cluster, lambda: live.create_many(cluster, AT_SIZE_CREATES, "more")
-                )
+                at_size, cpu = live.cpu_during(cluster, lambda: live.create_many(cluster, creates, "more"))
                 live.wait_queue_empty(cluster)
-                per_create = {name: seconds * 1000 / AT_SIZE_CREATES for name, seconds in cpu.items()}
+                per_create = {name: seconds * 1000 / creates for name, seconds in cpu.items()}
                 print(
                     f"  CPU ms per create at {size}: {sum(per_create.values()):.1f} = "
                     + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per_create.items()) if ms >= 0.05),
@@ -368,6 +368,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=0, help="replication_workers per proxy (0 = default)")
     parser.add_argument("--per-target", type=int, default=0, help="replication_per_target (0 = default)")
     parser.add_argument(
+        "--at-size",
+        type=int,
+        default=AT_SIZE_CREATES,
+        help="creates timed once a live cluster holds its size",
+    )
+    parser.add_argument(
         "--drain-only",
         type=int,
         default=-1,
@@ -387,7 +393,13 @@ def main() -> int:
     if sizes:
         metadata_section(sizes, args.queue)
     if args.live:
-        live_section([int(s) for s in args.live.split(",") if s], args.backlog, args.workers, args.per_target)
+        live_section(
+            [int(s) for s in args.live.split(",") if s],
+            args.backlog,
+            args.workers,
+            args.per_target,
+            args.at_size,
+        )
     return 0
 
 
