@@ -293,14 +293,18 @@ class TunnelListener:
     128 random bits, registered by one Tunnel and spent by its first connection, so
     another local process that connects reaches nothing (closed at once) and the source
     node's token never leaves this process. The request line is read within
-    REQUEST_TIMEOUT and at most one pkt-line long."""
+    REQUEST_TIMEOUT and at most one pkt-line long; at most MAX_PENDING connections may
+    be waiting for theirs (more are closed at once: idle strangers cannot hold sockets
+    and tasks without bound)."""
 
     REQUEST_TIMEOUT = 10.0
+    MAX_PENDING = 64
 
     def __init__(self) -> None:
         self._waiting: dict[str, Tunnel] = {}
         self._server: asyncio.Server | None = None
         self.port = 0
+        self.pending = 0  # connections whose request line is not read yet
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -316,6 +320,10 @@ class TunnelListener:
         self._waiting.pop(token, None)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.pending >= self.MAX_PENDING:
+            writer.close()
+            return
+        self.pending += 1
         try:
             async with asyncio.timeout(self.REQUEST_TIMEOUT):
                 length = _pkt_length(await reader.readexactly(4))
@@ -323,6 +331,8 @@ class TunnelListener:
         except (TimeoutError, asyncio.IncompleteReadError, GitraftError, ConnectionError, OSError):
             writer.close()
             return
+        finally:
+            self.pending -= 1
         # "git-upload-pack /<token>\0host=127.0.0.1:<port>\0[\0version=N\0]"
         service, _, rest = line.partition(b" ")
         token = rest.split(b"\0", 1)[0].removeprefix(b"/").decode(errors="replace")

@@ -68,3 +68,28 @@ async def test_a_silent_stranger_is_dropped_after_the_request_timeout(monkeypatc
     writer.write(b"00")  # half a header, then nothing
     assert await asyncio.wait_for(reader.read(), 10) == b""
     writer.close()
+
+
+async def test_idle_strangers_hold_at_most_max_pending_connections() -> None:
+    listener = TunnelListener()
+    listener.MAX_PENDING = 4
+    await listener.start()
+    idle = [await asyncio.open_connection("127.0.0.1", listener.port) for _ in range(4)]
+    for _ in range(100):  # until the listener has accepted all four
+        if listener.pending == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert listener.pending == 4
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed at once, not after 10 s
+    writer.close()
+    for _, idle_writer in idle:
+        idle_writer.close()
+    for _ in range(100):
+        if listener.pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert listener.pending == 0
+    tunnel = RecordingTunnel()
+    token = listener.register(tunnel)
+    assert await exchange(listener.port, request_line(f"/{token}") + b"0000") == b"served:0000"
