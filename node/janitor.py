@@ -22,9 +22,12 @@ milliseconds, a repack's packed-refs.lock for seconds):
   repository ends, that repository's quarantine directories are removed at once (only
   receive-pack makes them; the ones of pushes still running are not touched).
 - At start (`sweep_repository(path, 0.0)` for every repository, before any RPC runs).
-- Periodically (`sweep_storage(root, max_age)`): anything temporary whose newest
+- Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
   modification is older than `max_age` seconds - what a running writer is still
-  writing is newer than that.
+  writing is newer than that - except the quarantines of a repository where a
+  receive-pack runs (`busy`, WriterCounts.running): a push's quarantine stays as old
+  as its last write while its client is slow to send the rest, or while git resolves
+  deltas and checks connectivity, and removing it fails that push.
 
 Only entries with git's own temporary names are removed; a repository's refs,
 packs and loose objects are never touched.
@@ -40,7 +43,7 @@ import shutil
 import stat
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import Counter as MetricCounter
@@ -66,12 +69,13 @@ REMOVED_BYTES = MetricCounter(
 )
 
 
-def sweep_repository(path: Path, max_age: float) -> list[Path]:
+def sweep_repository(path: Path, max_age: float, keep_quarantines: bool = False) -> list[Path]:
     """Blocking: remove the temporaries in the bare repository at `path` whose newest
-    modification is at least `max_age` seconds old (0: all of them). Returns what was
-    removed (a missing repository or entry is no error: it may be removed meanwhile)."""
+    modification is at least `max_age` seconds old (0: all of them), quarantines
+    too unless `keep_quarantines`. Returns what was removed (a missing repository or
+    entry is no error: it may be removed meanwhile)."""
     objects = path / "objects"
-    found = quarantines(path)
+    found = [] if keep_quarantines else quarantines(path)
     found += [
         (objects / "pack" / name, "pack")
         for name in _names(objects / "pack")
@@ -117,11 +121,14 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     return removed
 
 
-def sweep_storage(root: Path, max_age: float) -> list[Path]:
-    """Blocking: `sweep_repository(_, max_age)` for every bare repository under `root`."""
+def sweep_storage(root: Path, max_age: float, busy: Callable[[Path], bool] = lambda _: False) -> list[Path]:
+    """Blocking: `sweep_repository(_, max_age)` for every bare repository under `root`,
+    keeping the quarantines of those where `busy(path)` (a receive-pack runs; asked just
+    before the repository is listed: a push starting later makes a quarantine newer than
+    any `max_age`)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
-        removed += sweep_repository(repository, max_age)
+        removed += sweep_repository(repository, max_age, keep_quarantines=busy(repository))
     return removed
 
 
@@ -180,7 +187,9 @@ class WriterCounts:
             )
 
     def running(self, path: Path) -> int:
-        return self._running[path]
+        """How many receive-packs run in `path` (also safe from another thread: one dict
+        lookup, which inserts nothing)."""
+        return self._running.get(path, 0)
 
 
 def _lock_files(repository: Path) -> list[Path]:

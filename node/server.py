@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -81,9 +82,8 @@ class NodeServer:
         )
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)
-        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
-            SmartHTTPServicer(self.storage), self.server
-        )
+        self.smarthttp = SmartHTTPServicer(self.storage)
+        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(self.smarthttp, self.server)
         server_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.storage), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -132,13 +132,21 @@ class NodeServer:
             await asyncio.sleep(self.config.temporaries_sweep_interval)
             try:
                 removed = await asyncio.to_thread(
-                    janitor.sweep_storage, self.storage.root, self.config.temporaries_max_age
+                    janitor.sweep_storage,
+                    self.storage.root,
+                    self.config.temporaries_max_age,
+                    self._pushing,
                 )
             except OSError as exc:
                 log.warning("temporaries sweep failed", extra={"error": str(exc)})
                 continue
             if removed:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
+
+    def _pushing(self, path: Path) -> bool:
+        """Whether a receive-pack runs in the repository at `path` (asked from the sweep's
+        thread)."""
+        return self.smarthttp.writers.running(path) > 0
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *SERVICE_NAMES):

@@ -6,18 +6,23 @@ test_node_smarthttp.py::test_a_client_going_away_kills_git.)"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cluster.local.ports import free_port
 from cluster.testing.processes import scrape_metrics
+from common.auth import bearer_metadata
+from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from node.storage import init_bare_repository
-from tests.integration.conftest import git_cli
+from tests.integration.conftest import GIT_ENV, git_cli
 from tests.integration.gateway_helpers import wait_for
 from tests.integration.tuned_node import TunedNode
 
@@ -79,3 +84,64 @@ async def test_the_node_removes_stranded_temporaries_at_start_and_old_ones_while
     assert removed.get("quarantine") == 2.0 and removed.get("pack") == 1.0, removed
     assert removed.get("lock") == 1.0, removed
     assert git_cli("symbolic-ref", "HEAD", cwd=repo).strip() == "refs/heads/main"
+
+
+def a_pack(scratch: Path) -> tuple[str, bytes]:
+    """A commit (a file in a tree) made in the new bare repository `scratch`, and the
+    pack of its three objects."""
+    git_cli("init", "-q", "--bare", str(scratch), cwd=scratch.parent)
+    blob = git_cli("hash-object", "-w", "--stdin", cwd=scratch, stdin="pushed\n").strip()
+    tree = git_cli("mktree", cwd=scratch, stdin=f"100644 blob {blob}\tfile\n").strip()
+    commit = git_cli("commit-tree", "-m", "pushed", tree, cwd=scratch).strip()
+    pack = subprocess.run(
+        ["git", "pack-objects", "--stdout", "--revs", "-q"],
+        cwd=scratch,
+        env={**os.environ, **GIT_ENV},
+        input=f"{commit}\n".encode(),
+        check=True,
+        capture_output=True,
+    ).stdout
+    return commit, pack
+
+
+def pkt(text: str) -> bytes:
+    return f"{len(text) + 4:04x}".encode() + text.encode()
+
+
+async def test_a_push_still_running_keeps_its_quarantine_however_old_it_looks(
+    node: TunedNode, tmp_path: Path
+) -> None:
+    repo = node.storage_path / "group" / "a.git"
+    objects = repo / "objects"
+    commit, pack = a_pack(tmp_path / "scratch.git")
+    resume = asyncio.Event()
+
+    async def requests() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
+        line = pkt(f"{'0' * 40} {commit} refs/heads/main\0report-status\n") + b"0000"
+        yield smarthttp_pb2.PostReceivePackRequest(
+            repository=shared_pb2.Repository(relative_path="group/a.git"), data=line + pack[:12]
+        )
+        await resume.wait()  # a client that sends the rest of its pack much later
+        yield smarthttp_pb2.PostReceivePackRequest(data=pack[12:])
+
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        call = smarthttp_pb2_grpc.SmartHTTPServiceStub(channel).PostReceivePack(
+            requests(), metadata=bearer_metadata(node.token)
+        )
+        await wait_for(lambda: bool(list(objects.glob("tmp_objdir-incoming-*"))))
+        (running,) = objects.glob("tmp_objdir-incoming-*")
+        # the push has been waiting for the rest of its pack for longer than
+        # temporaries_max_age: its quarantine's files are that old
+        stamp = time.time() - OLD
+        for directory, _subdirectories, files in os.walk(running):
+            for name in files:
+                os.utime(os.path.join(directory, name), (stamp, stamp))
+            os.utime(directory, (stamp, stamp))
+        decoy = objects / "pack" / "tmp_pack_DECOY"  # its removal: a sweep of `repo` ran
+        decoy.write_bytes(b"half a pack")
+        os.utime(decoy, (stamp, stamp))
+        await wait_for(lambda: not decoy.exists())
+        resume.set()
+        answer = b"".join([message.data async for message in call])
+    assert b"unpack ok" in answer and b"ok refs/heads/main" in answer, answer
+    assert git_cli("rev-parse", "refs/heads/main", cwd=repo).strip() == commit
