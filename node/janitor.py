@@ -110,11 +110,8 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
         size, newest = _size_and_newest(entry)
         if max_age > 0 and newest > cutoff:
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+        if not _removed(entry):
+            continue
         REMOVED.labels(kind).inc()
         REMOVED_BYTES.inc(size)
         removed.append(entry)
@@ -128,7 +125,10 @@ def sweep_storage(root: Path, max_age: float, busy: Callable[[Path], bool] = lam
     any `max_age`)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
-        removed += sweep_repository(repository, max_age, keep_quarantines=busy(repository))
+        try:
+            removed += sweep_repository(repository, max_age, keep_quarantines=busy(repository))
+        except OSError as exc:  # one repository the node cannot read stops no other
+            log.warning("could not sweep a repository", extra={"path": str(repository), "error": str(exc)})
     return removed
 
 
@@ -145,7 +145,11 @@ def repositories_under(root: Path) -> Iterator[Path]:
         for path in directories:
             if TEMP_MARKER in path.name:
                 continue
-            if is_bare_repository(path):
+            try:
+                bare = is_bare_repository(path)
+            except OSError:  # unreadable: neither swept nor descended into
+                continue
+            if bare:
                 yield path
             else:
                 stack.append(path)
@@ -198,6 +202,24 @@ def _lock_files(repository: Path) -> list[Path]:
     for directory, _subdirectories, files in os.walk(repository / "refs"):
         locks += [Path(directory, name) for name in files if name.endswith(LOCK_SUFFIX)]
     return [lock for lock in locks if not lock.is_dir() or lock.is_symlink()]
+
+
+def _removed(entry: Path) -> bool:
+    """Remove the file, symbolic link or directory tree `entry`; whether it is gone (a
+    temporary the node may not remove - another owner's, on a read-only or immutable
+    directory - is logged and left)."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove a temporary", extra={"path": str(entry), "error": str(exc)})
+        return False
+    if os.path.lexists(entry):
+        log.warning("could not remove a temporary entirely", extra={"path": str(entry)})
+        return False
+    return True
 
 
 def _names(directory: Path) -> list[str]:

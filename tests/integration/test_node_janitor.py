@@ -7,6 +7,7 @@ test_node_smarthttp.py::test_a_client_going_away_kills_git.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -145,3 +146,36 @@ async def test_a_push_still_running_keeps_its_quarantine_however_old_it_looks(
         answer = b"".join([message.data async for message in call])
     assert b"unpack ok" in answer and b"ok refs/heads/main" in answer, answer
     assert git_cli("rev-parse", "refs/heads/main", cwd=repo).strip() == commit
+
+
+@contextlib.contextmanager
+def unremovable(directory: Path) -> Iterator[None]:
+    """Nothing in `directory` can be removed, even by root (a file of another owner in a
+    directory not ours, a read-only or immutable mount...)."""
+    if os.geteuid() == 0:
+        done = subprocess.run(["chattr", "+i", str(directory)], capture_output=True, check=False)
+        if done.returncode:
+            pytest.skip(f"chattr +i refused here: {done.stderr.decode().strip()}")
+        undo = ["chattr", "-i", str(directory)]
+    else:
+        directory.chmod(0o555)
+        undo = ["chmod", "0755", str(directory)]
+    try:
+        yield
+    finally:
+        subprocess.run(undo, check=True)
+
+
+def test_a_temporary_the_node_cannot_remove_neither_stops_its_start_nor_other_repositories(
+    tmp_path: Path,
+) -> None:
+    node = TunedNode("node-k", tmp_path, secrets.token_hex(16), extra_toml="temporaries_sweep_interval = 0\n")
+    stuck = node.storage_path / "stuck.git"
+    other = node.storage_path / "other.git"
+    node.storage_path.mkdir(parents=True, exist_ok=True)
+    for repo in (stuck, other):
+        init_bare_repository(repo, "refs/heads/main")
+        (repo / "refs" / "heads" / "main.lock").write_text("0" * 40 + "\n")
+    with unremovable(stuck / "refs" / "heads"), node.start():  # it serves (health)
+        assert not (other / "refs" / "heads" / "main.lock").exists()
+        assert (stuck / "refs" / "heads" / "main.lock").exists()
