@@ -172,15 +172,21 @@ class WriterCounts:
             self._running[path] -= 1
             if not self._running[path]:
                 del self._running[path]
-                await asyncio.shield(self._sweep_quarantines(path))
+                try:  # listed now, before any other task runs: none runs in `path`
+                    found = quarantines(path)
+                except OSError as exc:  # the sweep never fails the push it follows
+                    log.warning("could not list quarantines", extra={"path": str(path), "error": str(exc)})
+                    found = []
+                if found:
+                    await asyncio.shield(self._remove_quarantines(path, found))
 
-    async def _sweep_quarantines(self, path: Path) -> None:
-        """Listed here, on the event loop, while no receive-pack runs in `path`; removed in
-        a thread. A push starting meanwhile makes a quarantine of a new random name,
-        which is not on the list."""
+    async def _remove_quarantines(self, path: Path, found: list[tuple[Path, str]]) -> None:
+        """Remove in a thread the quarantines `found` in `path` when no receive-pack ran
+        there. A push starting meanwhile makes a quarantine of a new random name, which is
+        not on the list. (A task of its own, a shield's: its first step runs only after
+        other ready tasks, so it must not list.)"""
         try:
-            found = quarantines(path)
-            removed = await asyncio.to_thread(remove, found, 0.0) if found else []
+            removed = await asyncio.to_thread(remove, found, 0.0)
         except OSError as exc:  # the sweep never fails the push it follows
             log.warning("could not remove quarantines", extra={"path": str(path), "error": str(exc)})
             return
