@@ -21,7 +21,9 @@ milliseconds, a repack's packed-refs.lock for seconds):
 - `WriterCounts.writing(path)` wraps each receive-pack: when the last one running in a
   repository ends, that repository's quarantine directories are removed at once (only
   receive-pack makes them; the ones of pushes still running are not touched).
-- At start (`sweep_repository(path, 0.0)` for every repository, before any RPC runs).
+- At start (`sweep_storage(root, 0.0, loose=False)`, before any RPC runs): all but the
+  loose-object temporaries, whose 256 directories per repository would delay the
+  node's serving by minutes at 100,000 repositories; the schedule removes those.
 - Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
   modification is older than `max_age` seconds - what a running writer is still
   writing is newer than that - except the quarantines of a repository where a
@@ -69,11 +71,14 @@ REMOVED_BYTES = MetricCounter(
 )
 
 
-def sweep_repository(path: Path, max_age: float, keep_quarantines: bool = False) -> list[Path]:
+def sweep_repository(
+    path: Path, max_age: float, keep_quarantines: bool = False, loose: bool = True
+) -> list[Path]:
     """Blocking: remove the temporaries in the bare repository at `path` whose newest
     modification is at least `max_age` seconds old (0: all of them), quarantines
-    too unless `keep_quarantines`. Returns what was removed (a missing repository or
-    entry is no error: it may be removed meanwhile)."""
+    too unless `keep_quarantines`, loose-object temporaries only with `loose` (up to 256
+    directory reads, most of a sweep's cost). Returns what was removed (a missing
+    repository or entry is no error: it may be removed meanwhile)."""
     objects = path / "objects"
     found = [] if keep_quarantines else quarantines(path)
     found += [
@@ -81,7 +86,7 @@ def sweep_repository(path: Path, max_age: float, keep_quarantines: bool = False)
         for name in _names(objects / "pack")
         if name.startswith(PACK_TEMP_PREFIXES)
     ]
-    for fanout in _names(objects):
+    for fanout in _names(objects) if loose else []:
         if len(fanout) == 2 and (objects / fanout).is_dir():
             found += [
                 (objects / fanout / name, "loose")
@@ -118,15 +123,17 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     return removed
 
 
-def sweep_storage(root: Path, max_age: float, busy: Callable[[Path], bool] = lambda _: False) -> list[Path]:
-    """Blocking: `sweep_repository(_, max_age)` for every bare repository under `root`,
-    keeping the quarantines of those where `busy(path)` (a receive-pack runs; asked just
-    before the repository is listed: a push starting later makes a quarantine newer than
-    any `max_age`)."""
+def sweep_storage(
+    root: Path, max_age: float, busy: Callable[[Path], bool] = lambda _: False, loose: bool = True
+) -> list[Path]:
+    """Blocking: `sweep_repository(_, max_age, loose=loose)` for every bare repository
+    under `root`, keeping the quarantines of those where `busy(path)` (a receive-pack
+    runs; asked just before the repository is listed: a push starting later makes a
+    quarantine newer than any `max_age`)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
         try:
-            removed += sweep_repository(repository, max_age, keep_quarantines=busy(repository))
+            removed += sweep_repository(repository, max_age, busy(repository), loose)
         except OSError as exc:  # one repository the node cannot read stops no other
             log.warning("could not sweep a repository", extra={"path": str(repository), "error": str(exc)})
     return removed

@@ -96,7 +96,9 @@ class NodeServer:
     async def start(self) -> int:
         """Remove leftovers of a crash, bind and start serving; returns the bound port."""
         removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
-        removed += await asyncio.to_thread(janitor.sweep_storage, self.storage.root, 0.0)
+        # loose-object temporaries by age on the schedule: their directories are most of
+        # a sweep's reads, and this one delays serving (node.janitor)
+        removed += await asyncio.to_thread(janitor.sweep_storage, self.storage.root, 0.0, loose=False)
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
         if self.config.temporaries_sweep_interval:
