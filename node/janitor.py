@@ -26,10 +26,12 @@ milliseconds, a repack's packed-refs.lock for seconds):
   node's serving by minutes at 100,000 repositories; the schedule removes those.
 - Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
   modification is older than `max_age` seconds - what a running writer is still
-  writing is newer than that - except the quarantines of a repository where a
-  receive-pack runs (`busy`, WriterCounts.running): a push's quarantine stays as old
-  as its last write while its client is slow to send the rest, or while git resolves
-  deltas and checks connectivity, and removing it fails that push.
+  writing is newer than that - in the repositories where no receive-pack or
+  replication fetch runs (`busy`: WriterCounts.running, node.replication.replicating).
+  A writer's temporary stays as old as its last write while its client is slow to send
+  the rest, or while git resolves deltas and checks connectivity; removing it failed
+  that push ("unpack-objects abnormal exit") or replication ("fetch-pack: invalid
+  index-pack output").
 
 Only entries with git's own temporary names are removed; a repository's refs,
 packs and loose objects are never touched.
@@ -71,16 +73,14 @@ REMOVED_BYTES = MetricCounter(
 )
 
 
-def sweep_repository(
-    path: Path, max_age: float, keep_quarantines: bool = False, loose: bool = True
-) -> list[Path]:
+def sweep_repository(path: Path, max_age: float, loose: bool = True) -> list[Path]:
     """Blocking: remove the temporaries in the bare repository at `path` whose newest
-    modification is at least `max_age` seconds old (0: all of them), quarantines
-    too unless `keep_quarantines`, loose-object temporaries only with `loose` (up to 256
+    modification is at least `max_age` seconds old (0: all of them), loose-object
+    temporaries only with `loose` (up to 256
     directory reads, most of a sweep's cost). Returns what was removed (a missing
     repository or entry is no error: it may be removed meanwhile)."""
     objects = path / "objects"
-    found = [] if keep_quarantines else quarantines(path)
+    found = quarantines(path)
     found += [
         (objects / "pack" / name, "pack")
         for name in _names(objects / "pack")
@@ -127,13 +127,15 @@ def sweep_storage(
     root: Path, max_age: float, busy: Callable[[Path], bool] = lambda _: False, loose: bool = True
 ) -> list[Path]:
     """Blocking: `sweep_repository(_, max_age, loose=loose)` for every bare repository
-    under `root`, keeping the quarantines of those where `busy(path)` (a receive-pack
-    runs; asked just before the repository is listed: a push starting later makes a
-    quarantine newer than any `max_age`)."""
+    under `root` but those where `busy(path)` (a node-run git writes in it; asked just
+    before the repository is listed: a writer starting later makes temporaries newer
+    than any `max_age`)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
+        if busy(repository):
+            continue
         try:
-            removed += sweep_repository(repository, max_age, busy(repository), loose)
+            removed += sweep_repository(repository, max_age, loose=loose)
         except OSError as exc:  # one repository the node cannot read stops no other
             log.warning("could not sweep a repository", extra={"path": str(repository), "error": str(exc)})
     return removed

@@ -34,7 +34,7 @@ from gitraft.v1 import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-from node import janitor, replication_source
+from node import janitor, replication, replication_source
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
@@ -137,7 +137,7 @@ class NodeServer:
                     janitor.sweep_storage,
                     self.storage.root,
                     self.config.temporaries_max_age,
-                    self._pushing,
+                    self._writing,
                 )
             except OSError as exc:
                 log.warning("temporaries sweep failed", extra={"error": str(exc)})
@@ -145,10 +145,10 @@ class NodeServer:
             if removed:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
 
-    def _pushing(self, path: Path) -> bool:
-        """Whether a receive-pack runs in the repository at `path` (asked from the sweep's
-        thread)."""
-        return self.smarthttp.writers.running(path) > 0
+    def _writing(self, path: Path) -> bool:
+        """Whether a receive-pack or a replication fetch runs in the repository at `path`
+        (asked from the sweep's thread)."""
+        return self.smarthttp.writers.running(path) > 0 or replication.replicating(path)
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *SERVICE_NAMES):

@@ -10,21 +10,25 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 import pytest
 
 from cluster.local.ports import free_port
+from cluster.testing import NodeProcess
 from cluster.testing.processes import scrape_metrics
 from common.auth import bearer_metadata
-from gitraft.v1 import shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
+from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2, smarthttp_pb2, smarthttp_pb2_grpc
 from node.storage import init_bare_repository
 from tests.integration.conftest import GIT_ENV, git_cli
 from tests.integration.gateway_helpers import wait_for
+from tests.integration.test_node_replication import fast_import
 from tests.integration.tuned_node import TunedNode
 
 OLD = 2 * 3600.0
@@ -87,6 +91,23 @@ async def test_the_node_removes_stranded_temporaries_at_start_and_old_ones_while
     assert git_cli("symbolic-ref", "HEAD", cwd=repo).strip() == "refs/heads/main"
 
 
+async def full_sweeps_ran(storage: Path) -> None:
+    """Return once a whole scheduled sweep of `storage` started and ended after the call:
+    an old decoy in a quiet repository is removed three times, each put back after the
+    last removal (the sweeps run one after another; a removal shows the sweep that
+    reached the quiet repository, the third one that the second, started after the
+    first removal, ended)."""
+    quiet = storage / "quiet.git"
+    if not quiet.exists():
+        init_bare_repository(quiet, "refs/heads/main")
+    stamp = time.time() - OLD
+    for _ in range(3):
+        decoy = quiet / "objects" / "pack" / "tmp_pack_DECOY"
+        decoy.write_bytes(b"half a pack")
+        os.utime(decoy, (stamp, stamp))
+        await wait_for(lambda: not decoy.exists())  # noqa: B023 - awaited in this iteration
+
+
 def a_pack(scratch: Path) -> tuple[str, bytes]:
     """A commit (a file in a tree) made in the new bare repository `scratch`, and the
     pack of its three objects."""
@@ -138,10 +159,7 @@ async def test_a_push_still_running_keeps_its_quarantine_however_old_it_looks(
             for name in files:
                 os.utime(os.path.join(directory, name), (stamp, stamp))
             os.utime(directory, (stamp, stamp))
-        decoy = objects / "pack" / "tmp_pack_DECOY"  # its removal: a sweep of `repo` ran
-        decoy.write_bytes(b"half a pack")
-        os.utime(decoy, (stamp, stamp))
-        await wait_for(lambda: not decoy.exists())
+        await full_sweeps_ran(node.storage_path)
         resume.set()
         answer = b"".join([message.data async for message in call])
     assert b"unpack ok" in answer and b"ok refs/heads/main" in answer, answer
@@ -179,3 +197,80 @@ def test_a_temporary_the_node_cannot_remove_neither_stops_its_start_nor_other_re
     with unremovable(stuck / "refs" / "heads"), node.start():  # it serves (health)
         assert not (other / "refs" / "heads" / "main.lock").exists()
         assert (stuck / "refs" / "heads" / "main.lock").exists()
+
+
+def descendants_running(pid: int, command: bytes) -> list[int]:
+    """The processes under `pid` (any depth) whose command line contains `command`."""
+    parents: dict[int, int] = {}
+    lines: dict[int, bytes] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            lines[int(entry.name)] = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = []
+    for child, line in lines.items():
+        ancestor = parents.get(child)
+        while ancestor and ancestor != pid:
+            ancestor = parents.get(ancestor)
+        if ancestor == pid and command in line:
+            found.append(child)
+    return found
+
+
+def test_a_replication_still_fetching_keeps_its_half_written_pack_however_old_it_looks(
+    tmp_path: Path,
+) -> None:
+    source = NodeProcess("node-src", tmp_path, secrets.token_hex(16))
+    target = TunedNode(
+        "node-dst",
+        tmp_path,
+        secrets.token_hex(16),
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+    )
+    for node in (source, target):
+        node.storage_path.mkdir(parents=True, exist_ok=True)
+        init_bare_repository(node.storage_path / "r.git", "refs/heads/main")
+    # a pack of ~48 MB: index-pack runs long enough to be caught
+    fast_import(source.storage_path / "r.git", "refs/heads/main", 120, blob_size=400_000)
+    repo = shared_pb2.Repository(relative_path="r.git")
+    pack_dir = target.storage_path / "r.git" / "objects" / "pack"
+    with (
+        source.start(),
+        target.start(),
+        grpc.insecure_channel(target.address) as channel,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert target.process is not None
+        request = repository_pb2.ReplicateRepositoryRequest(
+            repository=repo,
+            source=repo,
+            source_node=shared_pb2.NodeAddress(name=source.name, address=source.address, token=source.token),
+        )
+        stub = repository_pb2_grpc.RepositoryServiceStub(channel)
+        answer = pool.submit(
+            stub.ReplicateRepository, request, metadata=bearer_metadata(target.token), timeout=120
+        )
+        deadline = time.monotonic() + 60  # generous: a bound on polling, not a timing assertion
+        while not (index_packs := descendants_running(target.process.pid, b"index-pack")):
+            assert not answer.done() and time.monotonic() < deadline, "no index-pack was seen"
+        stopped = index_packs[0]
+        os.kill(stopped, signal.SIGSTOP)  # an index-pack resolving deltas for a long time
+        try:
+            half = list(pack_dir.glob("tmp_pack_*"))
+            assert half, "the stopped index-pack writes no temporary pack"
+            stamp = time.time() - OLD
+            for path in half:
+                os.utime(path, (stamp, stamp))
+            asyncio.run(full_sweeps_ran(target.storage_path))
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+        result = answer.result()
+    assert result.checksum
+    assert git_cli("rev-parse", "refs/heads/main", cwd=target.storage_path / "r.git") == git_cli(
+        "rev-parse", "refs/heads/main", cwd=source.storage_path / "r.git"
+    )
