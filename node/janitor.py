@@ -27,11 +27,12 @@ milliseconds, a repack's packed-refs.lock for seconds):
 - Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
   modification is older than `max_age` seconds - what a running writer is still
   writing is newer than that - in the repositories where no receive-pack or
-  replication fetch runs (`busy`: WriterCounts.running, node.replication.replicating).
+  replication fetch or optimization runs (`busy`: WriterCounts.running,
+  node.replication.replicating, RepositoryServicer.optimizing).
   A writer's temporary stays as old as its last write while its client is slow to send
   the rest, or while git resolves deltas and checks connectivity; removing it failed
-  that push ("unpack-objects abnormal exit") or replication ("fetch-pack: invalid
-  index-pack output").
+  that push ("unpack-objects abnormal exit"), replication ("fetch-pack: invalid
+  index-pack output") or optimization ("failed to run repack").
 
 Only entries with git's own temporary names are removed; a repository's refs,
 packs and loose objects are never touched.
@@ -162,6 +163,29 @@ def repositories_under(root: Path) -> Iterator[Path]:
                 yield path
             else:
                 stack.append(path)
+
+
+class Activity:
+    """How many writers of one kind (e.g. `git gc`) run in each repository; changed on
+    the event loop only, `running` also read from the sweep's thread."""
+
+    def __init__(self) -> None:
+        self._running: Counter[Path] = Counter()
+
+    @contextlib.contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """Count one writer in `path` while the block runs."""
+        self._running[path] += 1
+        try:
+            yield
+        finally:
+            self._running[path] -= 1
+            if not self._running[path]:
+                del self._running[path]
+
+    def running(self, path: Path) -> int:
+        """How many such writers run in `path` (one dict lookup, which inserts nothing)."""
+        return self._running.get(path, 0)
 
 
 class WriterCounts:

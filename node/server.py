@@ -77,9 +77,8 @@ class NodeServer:
             options=GRPC_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
-        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
-            RepositoryServicer(self.storage, config.replication_timeout), self.server
-        )
+        self.repositories = RepositoryServicer(self.storage, config.replication_timeout)
+        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(self.repositories, self.server)
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)
         self.smarthttp = SmartHTTPServicer(self.storage)
@@ -146,9 +145,13 @@ class NodeServer:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
 
     def _writing(self, path: Path) -> bool:
-        """Whether a receive-pack or a replication fetch runs in the repository at `path`
-        (asked from the sweep's thread)."""
-        return self.smarthttp.writers.running(path) > 0 or replication.replicating(path)
+        """Whether a receive-pack, a replication fetch or an optimization runs in the
+        repository at `path` (asked from the sweep's thread)."""
+        return (
+            self.smarthttp.writers.running(path) > 0
+            or replication.replicating(path)
+            or self.repositories.optimizing.running(path) > 0
+        )
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *SERVICE_NAMES):

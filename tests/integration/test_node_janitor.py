@@ -274,3 +274,56 @@ def test_a_replication_still_fetching_keeps_its_half_written_pack_however_old_it
     assert git_cli("rev-parse", "refs/heads/main", cwd=target.storage_path / "r.git") == git_cli(
         "rev-parse", "refs/heads/main", cwd=source.storage_path / "r.git"
     )
+
+
+def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_it_looks(
+    tmp_path: Path,
+) -> None:
+    node = TunedNode(
+        "node-o",
+        tmp_path,
+        secrets.token_hex(16),
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+    )
+    node.storage_path.mkdir(parents=True, exist_ok=True)
+    repo_path = node.storage_path / "r.git"
+    init_bare_repository(repo_path, "refs/heads/main")
+    # ~48 MB of loose objects: gc's pack-objects deflates them all while it writes its pack
+    fast_import(repo_path, "refs/heads/main", 120, blob_size=400_000)
+    (pack,) = (repo_path / "objects" / "pack").glob("pack-*.pack")
+    data = pack.read_bytes()
+    for name in (repo_path / "objects" / "pack").iterdir():
+        name.unlink()
+    subprocess.run(["git", "unpack-objects", "-q"], cwd=repo_path, input=data, check=True)
+    pack_dir = repo_path / "objects" / "pack"
+    with node.start(), grpc.insecure_channel(node.address) as channel, ThreadPoolExecutor(1) as pool:
+        assert node.process is not None
+        stub = repository_pb2_grpc.RepositoryServiceStub(channel)
+        request = repository_pb2.OptimizeRepositoryRequest(
+            repository=shared_pb2.Repository(relative_path="r.git")
+        )
+        answer = pool.submit(
+            stub.OptimizeRepository, request, metadata=bearer_metadata(node.token), timeout=120
+        )
+        deadline = time.monotonic() + 60  # generous: a bound on polling, not a timing assertion
+        while not (
+            (half := list(pack_dir.glob("tmp_pack_*")))
+            and (writers := descendants_running(node.process.pid, b"pack-objects"))
+        ):
+            assert not answer.done() and time.monotonic() < deadline, (
+                "no pack-objects writing was seen",
+                answer.done() and answer.exception(),
+            )
+        for pid in writers:
+            os.kill(pid, signal.SIGSTOP)  # a pack-objects slow to write (a large repository)
+        try:
+            stamp = time.time() - OLD
+            for path in half:
+                os.utime(path, (stamp, stamp))
+            asyncio.run(full_sweeps_ran(node.storage_path))
+        finally:
+            for pid in writers:
+                os.kill(pid, signal.SIGCONT)
+        answer.result()
+    git_cli("fsck", "--connectivity-only", cwd=repo_path)
+    assert list(pack_dir.glob("pack-*.pack"))
