@@ -138,8 +138,8 @@ class NodeServer:
                     self.config.temporaries_max_age,
                     self._writing,
                 )
-            except OSError as exc:
-                log.warning("temporaries sweep failed", extra={"error": str(exc)})
+            except Exception:  # the task never ends by an error: the next sweep may work
+                log.exception("temporaries sweep failed")
                 continue
             if removed:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})

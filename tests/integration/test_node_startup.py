@@ -84,3 +84,40 @@ async def test_start_reads_no_loose_object_directory(
         assert all((fanout / ("0" * 38)).is_file() for fanout in fanouts)
     finally:
         await server.stop(0)
+
+
+async def test_the_scheduled_sweep_survives_an_unexpected_error(
+    tmp_path: Path, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error the sweep did not expect (here RuntimeError, as `asyncio.to_thread`
+    raises when no thread can start) is logged, and the next sweep runs on schedule: the
+    task used to end for ever, silently."""
+    calls: list[bool] = []
+    real_sweep = janitor.sweep_storage
+
+    def failing_once(root: Path, max_age: float, *args: Any, **kwargs: Any) -> list[Path]:
+        if max_age:  # a scheduled sweep (the start's is max_age 0)
+            calls.append(True)
+            if len(calls) == 1:
+                raise RuntimeError("can't start new thread")
+        return real_sweep(root, max_age, *args, **kwargs)
+
+    monkeypatch.setattr(janitor, "sweep_storage", failing_once)
+    config = NodeConfig(
+        name="node-s",
+        listen_addr=f"127.0.0.1:{free_port()}",
+        storage_path=tmp_path / "storage",
+        token=token,
+        temporaries_sweep_interval=0.05,
+        temporaries_max_age=3600.0,
+    )
+    server = NodeServer(config)
+    await server.start()
+    try:
+        for _ in range(400):  # generous: sweeps come every 0.05 s
+            if len(calls) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(calls) >= 2, "no sweep ran after the failed one"
+    finally:
+        await server.stop(0)
