@@ -46,6 +46,7 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -125,14 +126,21 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
 
 
 def sweep_storage(
-    root: Path, max_age: float, busy: Callable[[Path], bool] = lambda _: False, loose: bool = True
+    root: Path,
+    max_age: float,
+    busy: Callable[[Path], bool] = lambda _: False,
+    loose: bool = True,
+    stop: threading.Event | None = None,
 ) -> list[Path]:
     """Blocking: `sweep_repository(_, max_age, loose=loose)` for every bare repository
     under `root` but those where `busy(path)` (a node-run git writes in it; asked just
     before the repository is listed: a writer starting later makes temporaries newer
-    than any `max_age`)."""
+    than any `max_age`). Ends before the next repository once `stop` is set (the node
+    stops: a process waits for its threads when it exits)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
+        if stop is not None and stop.is_set():
+            break
         if busy(repository):
             continue
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 import grpc
@@ -91,13 +92,16 @@ class NodeServer:
         self.port = 0
         self.metrics_port = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()  # ends a sweep running in its thread
 
     async def start(self) -> int:
         """Remove leftovers of a crash, bind and start serving; returns the bound port."""
         removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
         # loose-object temporaries by age on the schedule: their directories are most of
         # a sweep's reads, and this one delays serving (node.janitor)
-        removed += await asyncio.to_thread(janitor.sweep_storage, self.storage.root, 0.0, loose=False)
+        removed += await asyncio.to_thread(
+            janitor.sweep_storage, self.storage.root, 0.0, loose=False, stop=self._stopping
+        )
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
         if self.config.temporaries_sweep_interval:
@@ -119,6 +123,7 @@ class NodeServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, then stop, letting RPCs in flight finish for `grace` seconds."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._stopping.set()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
@@ -137,6 +142,7 @@ class NodeServer:
                     self.storage.root,
                     self.config.temporaries_max_age,
                     self._writing,
+                    stop=self._stopping,
                 )
             except Exception:  # the task never ends by an error: the next sweep may work
                 log.exception("temporaries sweep failed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,52 @@ async def test_the_scheduled_sweep_survives_an_unexpected_error(
         assert len(calls) >= 2, "no sweep ran after the failed one"
     finally:
         await server.stop(0)
+
+
+async def test_a_stopping_node_ends_its_sweep_at_the_next_repository(
+    tmp_path: Path, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep of 100,000 repositories takes minutes (in a thread, which the process
+    waits for when it exits): the node's stop ends it before the next repository, so a
+    stop waits for one repository at most."""
+    storage = tmp_path / "storage"
+    for name in ("a.git", "b.git"):
+        pygit2.init_repository(str(storage / name), bare=True)
+    entered, release = threading.Event(), threading.Event()
+    swept: list[Path] = []
+    finished = threading.Event()
+    real_repository, real_storage = janitor.sweep_repository, janitor.sweep_storage
+
+    def slow_repository(path: Path, max_age: float, *args: Any, **kwargs: Any) -> list[Path]:
+        if max_age:  # scheduled sweeps only
+            swept.append(path)
+            entered.set()
+            release.wait(30)
+        return real_repository(path, max_age, *args, **kwargs)
+
+    def watched_storage(root: Path, max_age: float, *args: Any, **kwargs: Any) -> list[Path]:
+        try:
+            return real_storage(root, max_age, *args, **kwargs)
+        finally:
+            if max_age:
+                finished.set()
+
+    monkeypatch.setattr(janitor, "sweep_repository", slow_repository)
+    monkeypatch.setattr(janitor, "sweep_storage", watched_storage)
+    config = NodeConfig(
+        name="node-s",
+        listen_addr=f"127.0.0.1:{free_port()}",
+        storage_path=storage,
+        token=token,
+        temporaries_sweep_interval=0.05,
+        temporaries_max_age=3600.0,
+    )
+    server = NodeServer(config)
+    await server.start()
+    try:
+        assert await asyncio.to_thread(entered.wait, 30), "no scheduled sweep began"
+    finally:
+        await server.stop(0)
+    release.set()
+    assert await asyncio.to_thread(finished.wait, 30), "the sweep did not end"
+    assert len(swept) == 1, f"the sweep went on after the stop: {[p.name for p in swept]}"
