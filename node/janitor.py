@@ -114,8 +114,11 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     cutoff = time.time() - max_age
     removed: list[Path] = []
     for entry, kind in found:
-        size, newest = _size_and_newest(entry)
+        size, newest, holds_repository = _survey(entry)
         if max_age > 0 and newest > cutoff:
+            continue
+        if holds_repository:  # repository paths may nest: a name alone proves nothing
+            log.warning("a repository has a temporary's name; kept", extra={"path": str(entry)})
             continue
         if not _removed(entry):
             continue
@@ -276,21 +279,25 @@ def _names(directory: Path) -> list[str]:
         return []
 
 
-def _size_and_newest(entry: Path) -> tuple[int, float]:
-    """Bytes of the regular files at or under `entry`, and the newest mtime of `entry`
-    and of everything under it ((0, 0.0) when it vanished)."""
+def _survey(entry: Path) -> tuple[int, float, bool]:
+    """Bytes of the regular files at or under `entry`, the newest mtime of `entry` and
+    of everything under it ((0, 0.0) when it vanished), and whether `entry` is or holds
+    a bare repository (HEAD, objects/ and refs/ in one directory: never in what git
+    leaves)."""
     try:
         top = os.lstat(entry)
     except OSError:
-        return 0, 0.0
+        return 0, 0.0, False
     if not stat.S_ISDIR(top.st_mode):
-        return top.st_size, top.st_mtime
-    size, newest = 0, top.st_mtime
+        return top.st_size, top.st_mtime, False
+    size, newest, holds_repository = 0, top.st_mtime, False
     for directory, subdirectories, files in os.walk(entry):
+        if "HEAD" in files and {"objects", "refs"} <= set(subdirectories):
+            holds_repository = True
         for name in (*subdirectories, *files):
             with contextlib.suppress(OSError):
                 info = os.lstat(os.path.join(directory, name))
                 newest = max(newest, info.st_mtime)
                 if stat.S_ISREG(info.st_mode):
                     size += info.st_size
-    return size, newest
+    return size, newest, holds_repository

@@ -327,3 +327,31 @@ def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_i
         answer.result()
     git_cli("fsck", "--connectivity-only", cwd=repo_path)
     assert list(pack_dir.glob("pack-*.pack"))
+
+
+async def test_a_repository_under_another_ones_objects_is_no_quarantine(node: TunedNode) -> None:
+    """Repository paths may nest; one whose directory (or a directory above it) is named
+    like a quarantine stays when a push into the enclosing repository ends."""
+    nested = ["group/a.git/objects/incoming-kept.git", "group/a.git/objects/tmp_objdir-incoming-q/deep.git"]
+    async with grpc.aio.insecure_channel(node.address) as channel:
+        repositories = repository_pb2_grpc.RepositoryServiceStub(channel)
+        for relative_path in nested:
+            await repositories.CreateRepository(
+                repository_pb2.CreateRepositoryRequest(
+                    repository=shared_pb2.Repository(relative_path=relative_path)
+                ),
+                metadata=bearer_metadata(node.token),
+                timeout=10,
+            )
+
+        async def nothing_to_push() -> AsyncIterator[smarthttp_pb2.PostReceivePackRequest]:
+            yield smarthttp_pb2.PostReceivePackRequest(
+                repository=shared_pb2.Repository(relative_path="group/a.git"), data=b"0000"
+            )
+
+        call = smarthttp_pb2_grpc.SmartHTTPServiceStub(channel).PostReceivePack(
+            nothing_to_push(), metadata=bearer_metadata(node.token)
+        )
+        _ = [message async for message in call]  # the push ended: quarantines were swept
+    for relative_path in nested:
+        assert (node.storage_path / relative_path / "HEAD").is_file(), f"{relative_path} was removed"
