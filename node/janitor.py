@@ -34,8 +34,11 @@ milliseconds, a repack's packed-refs.lock for seconds):
   that push ("unpack-objects abnormal exit"), replication ("fetch-pack: invalid
   index-pack output") or optimization ("failed to run repack").
 
-Only entries with git's own temporary names are removed; a repository's refs,
-packs and loose objects are never touched.
+Only entries with git's own temporary names are removed, never one that is or holds
+a repository (repository paths may nest); a repository's refs, packs and loose objects
+are never touched. What the node may not remove (another owner's file, an immutable
+directory) is logged and left; a node that stops ends its sweep before the next
+repository.
 """
 
 from __future__ import annotations
