@@ -235,8 +235,10 @@ def test_a_replication_still_fetching_keeps_its_half_written_pack_however_old_it
     for node in (source, target):
         node.storage_path.mkdir(parents=True, exist_ok=True)
         init_bare_repository(node.storage_path / "r.git", "refs/heads/main")
-    # a pack of ~48 MB: index-pack runs long enough to be caught
-    fast_import(source.storage_path / "r.git", "refs/heads/main", 120, blob_size=400_000)
+    # a pack of ~24 MB: index-pack runs long enough to be caught (random data: no delta
+    # search, which only costs time)
+    git_cli("config", "pack.window", "0", cwd=source.storage_path / "r.git")
+    fast_import(source.storage_path / "r.git", "refs/heads/main", 60, blob_size=400_000)
     repo = shared_pb2.Repository(relative_path="r.git")
     pack_dir = target.storage_path / "r.git" / "objects" / "pack"
     with (
@@ -288,8 +290,10 @@ def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_i
     node.storage_path.mkdir(parents=True, exist_ok=True)
     repo_path = node.storage_path / "r.git"
     init_bare_repository(repo_path, "refs/heads/main")
-    # ~48 MB of loose objects: gc's pack-objects deflates them all while it writes its pack
-    fast_import(repo_path, "refs/heads/main", 120, blob_size=400_000)
+    # ~24 MB of loose objects: gc's pack-objects deflates them all while it writes its
+    # pack (random data: no delta search, which only costs time)
+    git_cli("config", "pack.window", "0", cwd=repo_path)
+    fast_import(repo_path, "refs/heads/main", 60, blob_size=400_000)
     (pack,) = (repo_path / "objects" / "pack").glob("pack-*.pack")
     data = pack.read_bytes()
     for name in (repo_path / "objects" / "pack").iterdir():
