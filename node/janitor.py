@@ -92,7 +92,7 @@ def sweep_repository(path: Path, max_age: float, loose: bool = True) -> list[Pat
         if name.startswith(PACK_TEMP_PREFIXES)
     ]
     for fanout in _names(objects) if loose else []:
-        if len(fanout) == 2 and (objects / fanout).is_dir():
+        if len(fanout) == 2:  # no stat first: _names of a file is []
             found += [
                 (objects / fanout / name, "loose")
                 for name in _names(objects / fanout)
