@@ -21,13 +21,24 @@ milliseconds, a repack's packed-refs.lock for seconds):
 - `WriterCounts.writing(path)` wraps each receive-pack: when the last one running in a
   repository ends, that repository's quarantine directories are removed at once (only
   receive-pack makes them; the ones of pushes still running are not touched).
-- At start (`sweep_repository(path, 0.0)` for every repository, before any RPC runs).
-- Periodically (`sweep_storage(root, max_age)`): anything temporary whose newest
+- At start (`sweep_storage(root, 0.0, loose=False)`, before any RPC runs): all but the
+  loose-object temporaries, whose 256 directories per repository would delay the
+  node's serving by minutes at 100,000 repositories; the schedule removes those.
+- Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
   modification is older than `max_age` seconds - what a running writer is still
-  writing is newer than that.
+  writing is newer than that - in the repositories where no receive-pack or
+  replication fetch or optimization runs (`busy`: WriterCounts.running,
+  node.replication.replicating, RepositoryServicer.optimizing).
+  A writer's temporary stays as old as its last write while its client is slow to send
+  the rest, or while git resolves deltas and checks connectivity; removing it failed
+  that push ("unpack-objects abnormal exit"), replication ("fetch-pack: invalid
+  index-pack output") or optimization ("failed to run repack").
 
-Only entries with git's own temporary names are removed; a repository's refs,
-packs and loose objects are never touched.
+Only entries with git's own temporary names are removed, never one that is or holds
+a repository (repository paths may nest); a repository's refs, packs and loose objects
+are never touched. What the node may not remove (another owner's file, an immutable
+directory) is logged and left; a node that stops ends its sweep before the next
+repository.
 """
 
 from __future__ import annotations
@@ -38,9 +49,10 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import Counter as MetricCounter
@@ -66,10 +78,12 @@ REMOVED_BYTES = MetricCounter(
 )
 
 
-def sweep_repository(path: Path, max_age: float) -> list[Path]:
+def sweep_repository(path: Path, max_age: float, loose: bool = True) -> list[Path]:
     """Blocking: remove the temporaries in the bare repository at `path` whose newest
-    modification is at least `max_age` seconds old (0: all of them). Returns what was
-    removed (a missing repository or entry is no error: it may be removed meanwhile)."""
+    modification is at least `max_age` seconds old (0: all of them), loose-object
+    temporaries only with `loose` (up to 256
+    directory reads, most of a sweep's cost). Returns what was removed (a missing
+    repository or entry is no error: it may be removed meanwhile)."""
     objects = path / "objects"
     found = quarantines(path)
     found += [
@@ -77,8 +91,8 @@ def sweep_repository(path: Path, max_age: float) -> list[Path]:
         for name in _names(objects / "pack")
         if name.startswith(PACK_TEMP_PREFIXES)
     ]
-    for fanout in _names(objects):
-        if len(fanout) == 2 and (objects / fanout).is_dir():
+    for fanout in _names(objects) if loose else []:
+        if len(fanout) == 2:  # no stat first: _names of a file is []
             found += [
                 (objects / fanout / name, "loose")
                 for name in _names(objects / fanout)
@@ -103,25 +117,42 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     cutoff = time.time() - max_age
     removed: list[Path] = []
     for entry, kind in found:
-        size, newest = _size_and_newest(entry)
+        size, newest, holds_repository = _survey(entry)
         if max_age > 0 and newest > cutoff:
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                entry.unlink()
+        if holds_repository:  # repository paths may nest: a name alone proves nothing
+            log.warning("a repository has a temporary's name; kept", extra={"path": str(entry)})
+            continue
+        if not _removed(entry):
+            continue
         REMOVED.labels(kind).inc()
         REMOVED_BYTES.inc(size)
         removed.append(entry)
     return removed
 
 
-def sweep_storage(root: Path, max_age: float) -> list[Path]:
-    """Blocking: `sweep_repository(_, max_age)` for every bare repository under `root`."""
+def sweep_storage(
+    root: Path,
+    max_age: float,
+    busy: Callable[[Path], bool] = lambda _: False,
+    loose: bool = True,
+    stop: threading.Event | None = None,
+) -> list[Path]:
+    """Blocking: `sweep_repository(_, max_age, loose=loose)` for every bare repository
+    under `root` but those where `busy(path)` (a node-run git writes in it; asked just
+    before the repository is listed: a writer starting later makes temporaries newer
+    than any `max_age`). Ends before the next repository once `stop` is set (the node
+    stops: a process waits for its threads when it exits)."""
     removed: list[Path] = []
     for repository in repositories_under(root):
-        removed += sweep_repository(repository, max_age)
+        if stop is not None and stop.is_set():
+            break
+        if busy(repository):
+            continue
+        try:
+            removed += sweep_repository(repository, max_age, loose=loose)
+        except OSError as exc:  # one repository the node cannot read stops no other
+            log.warning("could not sweep a repository", extra={"path": str(repository), "error": str(exc)})
     return removed
 
 
@@ -138,10 +169,37 @@ def repositories_under(root: Path) -> Iterator[Path]:
         for path in directories:
             if TEMP_MARKER in path.name:
                 continue
-            if is_bare_repository(path):
+            try:
+                bare = is_bare_repository(path)
+            except OSError:  # unreadable: neither swept nor descended into
+                continue
+            if bare:
                 yield path
             else:
                 stack.append(path)
+
+
+class Activity:
+    """How many writers of one kind (e.g. `git gc`) run in each repository; changed on
+    the event loop only, `running` also read from the sweep's thread."""
+
+    def __init__(self) -> None:
+        self._running: Counter[Path] = Counter()
+
+    @contextlib.contextmanager
+    def writing(self, path: Path) -> Iterator[None]:
+        """Count one writer in `path` while the block runs."""
+        self._running[path] += 1
+        try:
+            yield
+        finally:
+            self._running[path] -= 1
+            if not self._running[path]:
+                del self._running[path]
+
+    def running(self, path: Path) -> int:
+        """How many such writers run in `path` (one dict lookup, which inserts nothing)."""
+        return self._running.get(path, 0)
 
 
 class WriterCounts:
@@ -161,15 +219,21 @@ class WriterCounts:
             self._running[path] -= 1
             if not self._running[path]:
                 del self._running[path]
-                await asyncio.shield(self._sweep_quarantines(path))
+                try:  # listed now, before any other task runs: none runs in `path`
+                    found = quarantines(path)
+                except OSError as exc:  # the sweep never fails the push it follows
+                    log.warning("could not list quarantines", extra={"path": str(path), "error": str(exc)})
+                    found = []
+                if found:
+                    await asyncio.shield(self._remove_quarantines(path, found))
 
-    async def _sweep_quarantines(self, path: Path) -> None:
-        """Listed here, on the event loop, while no receive-pack runs in `path`; removed in
-        a thread. A push starting meanwhile makes a quarantine of a new random name,
-        which is not on the list."""
+    async def _remove_quarantines(self, path: Path, found: list[tuple[Path, str]]) -> None:
+        """Remove in a thread the quarantines `found` in `path` when no receive-pack ran
+        there. A push starting meanwhile makes a quarantine of a new random name, which is
+        not on the list. (A task of its own, a shield's: its first step runs only after
+        other ready tasks, so it must not list.)"""
         try:
-            found = quarantines(path)
-            removed = await asyncio.to_thread(remove, found, 0.0) if found else []
+            removed = await asyncio.to_thread(remove, found, 0.0)
         except OSError as exc:  # the sweep never fails the push it follows
             log.warning("could not remove quarantines", extra={"path": str(path), "error": str(exc)})
             return
@@ -180,7 +244,9 @@ class WriterCounts:
             )
 
     def running(self, path: Path) -> int:
-        return self._running[path]
+        """How many receive-packs run in `path` (also safe from another thread: one dict
+        lookup, which inserts nothing)."""
+        return self._running.get(path, 0)
 
 
 def _lock_files(repository: Path) -> list[Path]:
@@ -191,6 +257,24 @@ def _lock_files(repository: Path) -> list[Path]:
     return [lock for lock in locks if not lock.is_dir() or lock.is_symlink()]
 
 
+def _removed(entry: Path) -> bool:
+    """Remove the file, symbolic link or directory tree `entry`; whether it is gone (a
+    temporary the node may not remove - another owner's, on a read-only or immutable
+    directory - is logged and left)."""
+    try:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not remove a temporary", extra={"path": str(entry), "error": str(exc)})
+        return False
+    if os.path.lexists(entry):
+        log.warning("could not remove a temporary entirely", extra={"path": str(entry)})
+        return False
+    return True
+
+
 def _names(directory: Path) -> list[str]:
     try:
         return os.listdir(directory)
@@ -198,21 +282,25 @@ def _names(directory: Path) -> list[str]:
         return []
 
 
-def _size_and_newest(entry: Path) -> tuple[int, float]:
-    """Bytes of the regular files at or under `entry`, and the newest mtime of `entry`
-    and of everything under it ((0, 0.0) when it vanished)."""
+def _survey(entry: Path) -> tuple[int, float, bool]:
+    """Bytes of the regular files at or under `entry`, the newest mtime of `entry` and
+    of everything under it ((0, 0.0) when it vanished), and whether `entry` is or holds
+    a bare repository (HEAD, objects/ and refs/ in one directory: never in what git
+    leaves)."""
     try:
         top = os.lstat(entry)
     except OSError:
-        return 0, 0.0
+        return 0, 0.0, False
     if not stat.S_ISDIR(top.st_mode):
-        return top.st_size, top.st_mtime
-    size, newest = 0, top.st_mtime
+        return top.st_size, top.st_mtime, False
+    size, newest, holds_repository = 0, top.st_mtime, False
     for directory, subdirectories, files in os.walk(entry):
+        if "HEAD" in files and {"objects", "refs"} <= set(subdirectories):
+            holds_repository = True
         for name in (*subdirectories, *files):
             with contextlib.suppress(OSError):
                 info = os.lstat(os.path.join(directory, name))
                 newest = max(newest, info.st_mtime)
                 if stat.S_ISREG(info.st_mode):
                     size += info.st_size
-    return size, newest
+    return size, newest, holds_repository

@@ -214,6 +214,13 @@ async def _forward_stdout(
     await out.put(None)
 
 
+def replicating(path: Path) -> bool:
+    """Whether a replication into `path` runs in this process (node.janitor asks it from
+    its sweep's thread: a dict lookup and a flag, no change)."""
+    lock = _locks.get(path)
+    return lock is not None and lock.locked()
+
+
 @contextlib.asynccontextmanager
 async def _exclusive(path: Path) -> AsyncIterator[None]:
     """One replication of `path` at a time in this process."""

@@ -23,6 +23,7 @@ import pygit2
 
 from common.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError, UnavailableError
 from gitraft.v1 import repository_pb2, repository_pb2_grpc
+from node import janitor
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
@@ -47,6 +48,7 @@ class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryService
     def __init__(self, storage: Storage, replication_timeout: float = 300.0) -> None:
         self.storage = storage
         self.replication_timeout = replication_timeout
+        self.optimizing = janitor.Activity()  # its gc's temporaries are kept (node.janitor)
 
     async def CreateRepository(
         self, request: repository_pb2.CreateRepositoryRequest, context: grpc.aio.ServicerContext
@@ -104,7 +106,8 @@ class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryService
         path = self.storage.existing_path_of(request.repository)
         prune = f"--prune={PRUNE_EXPIRE}" if request.prune else "--no-prune"
         try:
-            await run_git(["-c", "gc.auto=0", "gc", "--quiet", prune], git_dir=path)
+            with self.optimizing.writing(path):
+                await run_git(["-c", "gc.auto=0", "gc", "--quiet", prune], git_dir=path)
         except GitCommandError as exc:
             if "already running" in exc.stderr_text:
                 raise UnavailableError(

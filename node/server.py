@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -33,7 +35,7 @@ from gitraft.v1 import (
     smarthttp_pb2,
     smarthttp_pb2_grpc,
 )
-from node import janitor, replication_source
+from node import janitor, replication, replication_source
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
@@ -76,14 +78,12 @@ class NodeServer:
             options=GRPC_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
-        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(
-            RepositoryServicer(self.storage, config.replication_timeout), self.server
-        )
+        self.repositories = RepositoryServicer(self.storage, config.replication_timeout)
+        repository_pb2_grpc.add_RepositoryServiceServicer_to_server(self.repositories, self.server)
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)
-        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(
-            SmartHTTPServicer(self.storage), self.server
-        )
+        self.smarthttp = SmartHTTPServicer(self.storage)
+        smarthttp_pb2_grpc.add_SmartHTTPServiceServicer_to_server(self.smarthttp, self.server)
         server_pb2_grpc.add_ServerServiceServicer_to_server(ServerServicer(self.storage), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -92,11 +92,16 @@ class NodeServer:
         self.port = 0
         self.metrics_port = 0
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()  # ends a sweep running in its thread
 
     async def start(self) -> int:
         """Remove leftovers of a crash, bind and start serving; returns the bound port."""
         removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
-        removed += await asyncio.to_thread(janitor.sweep_storage, self.storage.root, 0.0)
+        # loose-object temporaries by age on the schedule: their directories are most of
+        # a sweep's reads, and this one delays serving (node.janitor)
+        removed += await asyncio.to_thread(
+            janitor.sweep_storage, self.storage.root, 0.0, loose=False, stop=self._stopping
+        )
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
         if self.config.temporaries_sweep_interval:
@@ -118,6 +123,7 @@ class NodeServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, then stop, letting RPCs in flight finish for `grace` seconds."""
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._stopping.set()
         if self._sweeper is not None:
             self._sweeper.cancel()
         await self.server.stop(self.config.shutdown_grace if grace is None else grace)
@@ -132,13 +138,26 @@ class NodeServer:
             await asyncio.sleep(self.config.temporaries_sweep_interval)
             try:
                 removed = await asyncio.to_thread(
-                    janitor.sweep_storage, self.storage.root, self.config.temporaries_max_age
+                    janitor.sweep_storage,
+                    self.storage.root,
+                    self.config.temporaries_max_age,
+                    self._writing,
+                    stop=self._stopping,
                 )
-            except OSError as exc:
-                log.warning("temporaries sweep failed", extra={"error": str(exc)})
+            except Exception:  # the task never ends by an error: the next sweep may work
+                log.exception("temporaries sweep failed")
                 continue
             if removed:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
+
+    def _writing(self, path: Path) -> bool:
+        """Whether a receive-pack, a replication fetch or an optimization runs in the
+        repository at `path` (asked from the sweep's thread)."""
+        return (
+            self.smarthttp.writers.running(path) > 0
+            or replication.replicating(path)
+            or self.repositories.optimizing.running(path) > 0
+        )
 
     async def _set_health(self, status: int) -> None:
         for service in ("", *SERVICE_NAMES):

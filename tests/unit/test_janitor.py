@@ -163,3 +163,34 @@ async def test_a_push_starting_while_the_quarantines_are_removed_keeps_its_own(
         cut_off = quarantine(repo, "CUTOFF")
     assert not cut_off.exists()
     assert started_meanwhile and started_meanwhile[0].exists()
+
+
+async def test_a_push_starting_as_the_last_one_ends_keeps_its_own(tmp_path: Path) -> None:
+    """A push that gets its turn on the event loop right after the last push ended (and
+    before anything else ran) is counted and its quarantine kept: the list of what to
+    remove was taken when the last one ended, not one loop step later."""
+    repo = repository(tmp_path / "a.git")
+    writers = WriterCounts()
+    end_first, end_second = asyncio.Event(), asyncio.Event()
+    second_quarantine: list[Path] = []
+
+    async def first() -> None:
+        async with writers.writing(repo):
+            quarantine(repo, "CUTOFF")
+            await end_first.wait()
+
+    async def second() -> None:
+        async with writers.writing(repo):
+            second_quarantine.append(quarantine(repo, "SECOND"))  # as its git makes it
+            await end_second.wait()
+
+    one = asyncio.create_task(first())
+    await asyncio.sleep(0)
+    end_first.set()  # the first push's end and the second's start are ready together
+    two = asyncio.create_task(second())
+    await one
+    assert writers.running(repo) == 1
+    assert second_quarantine[0].exists(), "the quarantine of a running push was removed"
+    assert not list((repo / "objects").glob("tmp_objdir-incoming-CUTOFF"))
+    end_second.set()
+    await two
