@@ -138,14 +138,12 @@ async def _guarded(
             raise check.error
     except grpc.aio.AbortError:
         raise
-    except grpc.aio.BaseError as exc:
-        # grpc's own UsageError / InternalError (e.g. a write on a call the client already
-        # left): re-raised, grpc would answer "Unexpected <class '...UsageError'>: ..."
-        if context.done():
+    except Exception as exc:
+        # grpc's own UsageError / InternalError too (e.g. a write on a call the client
+        # already left): re-raised, grpc would answer "Unexpected <class '...UsageError'>"
+        if isinstance(exc, grpc.aio.BaseError) and context.done():
             log.debug("grpc error after the call ended", extra={"method": method, "error": str(exc)})
             return
-        await _abort_for(exc, context, method)
-    except Exception as exc:
         if streaming:
             await drain_requests(context)
         await _abort_for(check.error or exc, context, method)
