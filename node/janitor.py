@@ -131,6 +131,20 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     return removed
 
 
+# Loose-object directories are read by a scheduled sweep at most once a day (and by the
+# first one after start): a repository has up to 256 of them, ten times the cost of the
+# rest of a sweep (2.0 against 0.2 s of CPU for 2,000 repositories of 100 directories,
+# ~100 s a sweep at 100,000), for `tmp_obj_*` files of one object each that `git prune`
+# (OptimizeRepository) also removes.
+LOOSE_SWEEP_INTERVAL = 86400.0
+
+
+def loose_due(last_loose: float | None, now: float) -> bool:
+    """Whether a scheduled sweep at monotonic time `now` reads loose-object directories,
+    the last one that did having run at `last_loose` (None: none since start)."""
+    return last_loose is None or now - last_loose >= LOOSE_SWEEP_INTERVAL
+
+
 def sweep_storage(
     root: Path,
     max_age: float,

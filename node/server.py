@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
@@ -134,19 +135,25 @@ class NodeServer:
     async def _sweep_temporaries(self) -> None:
         """Every temporaries_sweep_interval: remove what git left in repositories when
         cut off, older than temporaries_max_age (node.janitor). Never ends by itself."""
+        last_loose: float | None = None
         while True:
             await asyncio.sleep(self.config.temporaries_sweep_interval)
+            now = time.monotonic()
+            loose = janitor.loose_due(last_loose, now)
             try:
                 removed = await asyncio.to_thread(
                     janitor.sweep_storage,
                     self.storage.root,
                     self.config.temporaries_max_age,
                     self._writing,
+                    loose=loose,
                     stop=self._stopping,
                 )
             except Exception:  # the task never ends by an error: the next sweep may work
                 log.exception("temporaries sweep failed")
                 continue
+            if loose:
+                last_loose = now
             if removed:
                 log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
 

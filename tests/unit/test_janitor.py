@@ -194,3 +194,10 @@ async def test_a_push_starting_as_the_last_one_ends_keeps_its_own(tmp_path: Path
     assert not list((repo / "objects").glob("tmp_objdir-incoming-CUTOFF"))
     end_second.set()
     await two
+
+
+def test_loose_object_directories_are_swept_first_after_start_then_once_a_day() -> None:
+    assert janitor.loose_due(None, 5.0)  # the first scheduled sweep: a crash's leftovers
+    assert not janitor.loose_due(100.0, 100.0 + 900.0)
+    assert not janitor.loose_due(100.0, 100.0 + janitor.LOOSE_SWEEP_INTERVAL - 1)
+    assert janitor.loose_due(100.0, 100.0 + janitor.LOOSE_SWEEP_INTERVAL)
