@@ -113,12 +113,14 @@ def quarantines(path: Path) -> list[tuple[Path, str]]:
 
 def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
     """Blocking: remove each (path, kind) of `found` whose newest modification is at
-    least `max_age` seconds old (0: each); returns the paths removed."""
-    cutoff = time.time() - max_age
+    least `max_age` seconds old (0: each) - a lock file once STALE_LOCK_AGE old, if
+    that is sooner; returns the paths removed."""
+    now = time.time()
     removed: list[Path] = []
     for entry, kind in found:
         size, newest, holds_repository = _survey(entry)
-        if max_age > 0 and newest > cutoff:
+        age = min(max_age, STALE_LOCK_AGE) if kind == "lock" else max_age
+        if age > 0 and newest > now - age:
             continue
         if holds_repository:  # repository paths may nest: a name alone proves nothing
             log.warning("a repository has a temporary's name; kept", extra={"path": str(entry)})
@@ -130,6 +132,12 @@ def remove(found: list[tuple[Path, str]], max_age: float) -> list[Path]:
         removed.append(entry)
     return removed
 
+
+# A lock file this old is stale whatever temporaries_max_age says: git holds a ref lock
+# for the milliseconds of an update (a pack-refs of many refs: seconds), and a stale one
+# refuses every later update of its ref - a push to that branch failed until a sweep
+# removed it (a receive-pack the node killed as it updated refs: its client went away).
+STALE_LOCK_AGE = 300.0
 
 # Loose-object directories are read by a scheduled sweep at most once a day (and by the
 # first one after start): a repository has up to 256 of them, ten times the cost of the

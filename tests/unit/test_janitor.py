@@ -201,3 +201,18 @@ def test_loose_object_directories_are_swept_first_after_start_then_once_a_day() 
     assert not janitor.loose_due(100.0, 100.0 + 900.0)
     assert not janitor.loose_due(100.0, 100.0 + janitor.LOOSE_SWEEP_INTERVAL - 1)
     assert janitor.loose_due(100.0, 100.0 + janitor.LOOSE_SWEEP_INTERVAL)
+
+
+def test_a_lock_is_stale_after_stale_lock_age_whatever_the_max_age(tmp_path: Path) -> None:
+    repo = repository(tmp_path / "a.git")
+    stale = repo / "refs" / "heads" / "main.lock"
+    stale.write_text("x")
+    aged(stale, age=janitor.STALE_LOCK_AGE + 10)
+    held = repo / "refs" / "heads" / "other.lock"
+    held.write_text("x")
+    aged(held, age=janitor.STALE_LOCK_AGE - 60)
+    old_pack = repo / "objects" / "pack" / "tmp_pack_x"
+    old_pack.write_bytes(b"x")
+    aged(old_pack, age=janitor.STALE_LOCK_AGE + 10)  # other temporaries keep max_age
+    assert sweep_repository(repo, 24 * HOUR) == [stale]
+    assert held.exists() and old_pack.exists()
