@@ -22,13 +22,19 @@ log = logging.getLogger(__name__)
 # whole path leaves room below PATH_MAX (4096) for the storage root.
 MAX_PATH_BYTES = 1024
 MAX_SEGMENT_BYTES = 200
+# Marks a node's hidden temporary directories (a create, remove or replication in
+# progress; node.storage.temp_sibling): listings skip them and a starting node deletes
+# them as crash leftovers. A client's path holding it is refused: such a repository was
+# created, acknowledged, and then deleted by the node's next start.
+TEMP_MARKER = ".gitraft-tmp-"
 
 
 def validate_relative_path(path: str) -> str:
     """Return `path` normalised (no `.` segments, no doubled slashes) or raise.
 
     Refused: empty, absolute, `..` segments, control characters (incl. NUL, DEL),
-    backslashes, a leading `-` in any segment (would read as a git option), paths over
+    backslashes, a leading `-` in any segment (would read as a git option), TEMP_MARKER
+    in any segment (the node's own temporaries), paths over
     MAX_PATH_BYTES and segments over MAX_SEGMENT_BYTES (UTF-8), and text that is not
     valid UTF-8 (lone surrogates).
     """
@@ -53,6 +59,8 @@ def validate_relative_path(path: str) -> str:
         raise InvalidArgumentError(f"repository path leaves the storage: {quoted(path)}")
     if any(p.startswith("-") for p in parts):
         raise InvalidArgumentError(f"repository path segment starts with '-': {quoted(path)}")
+    if any(TEMP_MARKER in p for p in parts):
+        raise InvalidArgumentError(f"repository path holds the reserved {TEMP_MARKER!r}: {quoted(path)}")
     if any(len(p.encode()) > MAX_SEGMENT_BYTES for p in parts):
         raise InvalidArgumentError(
             f"repository path has a segment over {MAX_SEGMENT_BYTES} bytes: {quoted(path)}"

@@ -13,12 +13,8 @@ from pathlib import Path
 import pygit2
 
 from common.errors import InvalidArgumentError, NotFoundError, quoted
-from common.paths import resolve_under
+from common.paths import TEMP_MARKER, resolve_under
 from gitraft.v1 import shared_pb2
-
-# Marks the hidden temporary directories of a create, remove or replication in progress:
-# storage listings skip them and a starting node deletes them (crash leftovers).
-TEMP_MARKER = ".gitraft-tmp-"
 
 
 def temp_sibling(path: Path, purpose: str) -> Path:

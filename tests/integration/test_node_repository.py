@@ -69,7 +69,12 @@ def test_create_refuses_a_bad_default_branch(stub: Any, node: NodeProcess) -> No
     assert not (node.storage_path / "tests/bad-branch.git").exists()
 
 
-@pytest.mark.parametrize("bad", ["../escape.git", "/abs.git", "a/../../b.git", "ctl\x01.git", "", "-opt.git"])
+# The last one holds the node's temporary marker: before, it was created, acknowledged,
+# and deleted by the node's next start (a crash leftover to it).
+@pytest.mark.parametrize(
+    "bad",
+    ["../escape.git", "/abs.git", "a/../../b.git", "ctl\x01.git", "", "-opt.git", "g/.a.git.gitraft-tmp-x"],
+)
 def test_bad_paths_are_invalid_argument_everywhere(stub: Any, node: NodeProcess, bad: str) -> None:
     repo = shared_pb2.Repository(relative_path=bad)
     calls = [

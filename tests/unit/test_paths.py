@@ -31,6 +31,8 @@ from common.paths import resolve_under, validate_relative_path
         "x/" + "é" * 101,  # a segment of 202 bytes
         "c/" * 600,  # 1,200 bytes
         "bad\udc80.git",  # not UTF-8
+        "g/a.git.gitraft-tmp-x",  # the node's temporary marker: its next start deleted it
+        ".gitraft-tmp-/a.git",
     ],
 )
 def test_bad_paths_are_refused(path: str) -> None:
