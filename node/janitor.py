@@ -225,22 +225,21 @@ class Activity:
 
 
 class WriterCounts:
-    """How many receive-packs run in each repository of this node (event loop only)."""
+    """How many receive-packs run in each repository of this node (an Activity), and
+    the removal of a repository's quarantines when the last one there ends."""
 
     def __init__(self) -> None:
-        self._running: Counter[Path] = Counter()
+        self._pushes = Activity()
 
     @contextlib.asynccontextmanager
     async def writing(self, path: Path) -> AsyncIterator[None]:
         """Count one receive-pack in `path`; when the last one there ends (however it
         ends), remove the repository's quarantine directories."""
-        self._running[path] += 1
         try:
-            yield
+            with self._pushes.writing(path):
+                yield
         finally:
-            self._running[path] -= 1
-            if not self._running[path]:
-                del self._running[path]
+            if not self._pushes.running(path):
                 try:  # listed now, before any other task runs: none runs in `path`
                     found = quarantines(path)
                 except OSError as exc:  # the sweep never fails the push it follows
@@ -266,9 +265,8 @@ class WriterCounts:
             )
 
     def running(self, path: Path) -> int:
-        """How many receive-packs run in `path` (also safe from another thread: one dict
-        lookup, which inserts nothing)."""
-        return self._running.get(path, 0)
+        """How many receive-packs run in `path` (also safe from another thread)."""
+        return self._pushes.running(path)
 
 
 def _lock_files(repository: Path) -> list[Path]:
