@@ -21,7 +21,8 @@ milliseconds, a repack's packed-refs.lock for seconds):
 - `WriterCounts.writing(path)` wraps each receive-pack: when the last one running in a
   repository ends, that repository's quarantine directories are removed at once (only
   receive-pack makes them; the ones of pushes still running are not touched).
-- At start (`sweep_storage(root, 0.0, loose=False)`, before any RPC runs): all but the
+- At start (`sweep_at_start`, before any RPC runs, in the same walk as the node's own
+  crash leftovers): all but the
   loose-object temporaries, whose 256 directories per repository would delay the
   node's serving by minutes at 100,000 repositories; the schedule removes those.
 - Periodically (`sweep_storage(root, max_age, busy)`): anything temporary whose newest
@@ -159,14 +160,16 @@ def sweep_storage(
     busy: Callable[[Path], bool] = lambda _: False,
     loose: bool = True,
     stop: threading.Event | None = None,
+    leftover: Callable[[Path], None] = lambda _: None,
 ) -> list[Path]:
     """Blocking: `sweep_repository(_, max_age, loose=loose)` for every bare repository
     under `root` but those where `busy(path)` (a node-run git writes in it; asked just
     before the repository is listed: a writer starting later makes temporaries newer
     than any `max_age`). Ends before the next repository once `stop` is set (the node
-    stops: a process waits for its threads when it exits)."""
+    stops: a process waits for its threads when it exits). The node's own temporary
+    directories met on the way go to `leftover` (repositories_under)."""
     removed: list[Path] = []
-    for repository in repositories_under(root):
+    for repository in repositories_under(root, leftover):
         if stop is not None and stop.is_set():
             break
         if busy(repository):
@@ -178,9 +181,24 @@ def sweep_storage(
     return removed
 
 
-def repositories_under(root: Path) -> Iterator[Path]:
-    """The bare repositories under `root` (not descending into one; the node's own
-    temporary directories, TEMP_MARKER, skipped)."""
+def sweep_at_start(root: Path, stop: threading.Event | None = None) -> list[Path]:
+    """Blocking, while no RPC runs (the node starts): in one walk of `root`, remove the
+    node's own leftovers of a crashed create, remove or replication (directories named
+    with TEMP_MARKER, outside repositories) and every repository's temporaries but the
+    loose ones (see the module doc). Returns what was removed."""
+    leftovers: list[Path] = []
+
+    def remove_leftover(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        leftovers.append(path)
+
+    removed = sweep_storage(root, 0.0, loose=False, stop=stop, leftover=remove_leftover)
+    return leftovers + removed
+
+
+def repositories_under(root: Path, leftover: Callable[[Path], None] = lambda _: None) -> Iterator[Path]:
+    """The bare repositories under `root` (not descending into one); the node's own
+    temporary directories (TEMP_MARKER) are not descended into but given to `leftover`."""
     stack = [root]
     while stack:
         try:
@@ -190,6 +208,7 @@ def repositories_under(root: Path) -> Iterator[Path]:
             continue
         for path in directories:
             if TEMP_MARKER in path.name:
+                leftover(path)
                 continue
             try:
                 bare = is_bare_repository(path)

@@ -8,7 +8,7 @@ work run in worker threads. ReplicateRepository and UploadPackSession come from
 Creation and removal are atomic on disk: a repository is initialised in a temporary
 directory beside its target and renamed into place; removal renames it aside and then
 deletes it. Temporary names contain TEMP_MARKER and are skipped by
-ListStorageRepositories.
+ListStorageRepositories; a starting node removes those a crash left (node.janitor.sweep_at_start).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from node import janitor
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
-from node.storage import TEMP_MARKER, Storage, init_bare_repository, is_bare_repository, temp_sibling
+from node.storage import Storage, init_bare_repository, is_bare_repository, temp_sibling
 
 DEFAULT_BRANCH = "main"
 # gc's own default expiry for unreachable objects (gc.pruneExpire).
@@ -136,26 +136,6 @@ async def create_bare_repository(path: Path, branch: str) -> bool:
     finally:
         if temp.exists():
             await asyncio.to_thread(shutil.rmtree, temp, True)
-
-
-def remove_stale_temporaries(root: Path) -> list[Path]:
-    """Blocking: delete what a crashed create, remove or replication left under `root`
-    (names containing TEMP_MARKER); returns what was removed. Only safe while no RPC runs
-    on this storage, i.e. when the node starts. Does not descend into repositories."""
-    removed: list[Path] = []
-    stack = [root]
-    while stack:
-        with os.scandir(stack.pop()) as entries:
-            for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-                path = Path(entry.path)
-                if TEMP_MARKER in entry.name:
-                    shutil.rmtree(path, ignore_errors=True)
-                    removed.append(path)
-                elif not is_bare_repository(path):
-                    stack.append(path)
-    return removed
 
 
 def repository_info(path: Path, refs_only: bool = False) -> repository_pb2.RepositoryInfoResponse:

@@ -40,7 +40,7 @@ from node import janitor, replication, replication_source
 from node.commit_service import CommitServicer
 from node.config import NodeConfig
 from node.ref_service import RefServicer
-from node.repository_service import RepositoryServicer, remove_stale_temporaries
+from node.repository_service import RepositoryServicer
 from node.server_service import ServerServicer
 from node.smarthttp_service import SmartHTTPServicer
 from node.storage import Storage
@@ -97,12 +97,7 @@ class NodeServer:
 
     async def start(self) -> int:
         """Remove leftovers of a crash, bind and start serving; returns the bound port."""
-        removed = await asyncio.to_thread(remove_stale_temporaries, self.storage.root)
-        # loose-object temporaries by age on the schedule: their directories are most of
-        # a sweep's reads, and this one delays serving (node.janitor)
-        removed += await asyncio.to_thread(
-            janitor.sweep_storage, self.storage.root, 0.0, loose=False, stop=self._stopping
-        )
+        removed = await asyncio.to_thread(janitor.sweep_at_start, self.storage.root, self._stopping)
         if removed:
             log.info("removed stale temporaries", extra={"paths": [str(p) for p in removed]})
         if self.config.temporaries_sweep_interval:

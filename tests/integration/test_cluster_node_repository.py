@@ -4,7 +4,7 @@ Not rerun, because they are about one node's own disk or identity:
 `test_wrong_storage_name_is_invalid_argument` (the proxy sets storage_name itself when
 forwarding), `test_concurrent_creates_of_one_path_make_exactly_one_repository` (looks
 for the client path on disk; replicas live under `@cluster/`) and
-`test_remove_stale_temporaries_leaves_repositories_alone` (no RPC at all).
+`test_the_start_sweep_removes_the_nodes_leftovers_and_leaves_repositories_alone` (no RPC at all).
 """
 
 from __future__ import annotations

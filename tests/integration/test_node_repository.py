@@ -13,7 +13,7 @@ import pytest
 from cluster.testing import NodeProcess
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
-from node.repository_service import remove_stale_temporaries
+from node.janitor import sweep_at_start
 from tests.integration.conftest import NewRepo, commit_file, git_cli
 
 
@@ -206,7 +206,7 @@ def test_concurrent_creates_of_one_path_make_exactly_one_repository(stub: Any, n
     git_cli("fsck", cwd=parent / "one.git")
 
 
-def test_remove_stale_temporaries_leaves_repositories_alone(tmp_path: Path) -> None:
+def test_the_start_sweep_removes_the_nodes_leftovers_and_leaves_repositories_alone(tmp_path: Path) -> None:
     keep = tmp_path / "a/keep.git"
     git_cli("init", "-q", "--bare", str(keep), cwd=tmp_path)
     stale = [tmp_path / "a/.x.git.gitraft-tmp-new-1", tmp_path / "b/c/.y.git.gitraft-tmp-rm-2"]
@@ -214,5 +214,5 @@ def test_remove_stale_temporaries_leaves_repositories_alone(tmp_path: Path) -> N
         git_cli("init", "-q", "--bare", str(path), cwd=tmp_path)
     inside = keep / "objects/.z.gitraft-tmp-new-3"  # never looked at: inside a repository
     inside.mkdir()
-    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert sorted(sweep_at_start(tmp_path)) == sorted(stale)
     assert keep.is_dir() and inside.is_dir() and not any(p.exists() for p in stale)
