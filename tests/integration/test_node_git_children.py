@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,10 +22,7 @@ import grpc
 
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2, repository_pb2_grpc, shared_pb2
-from node.storage import init_bare_repository
-from tests.integration.conftest import git_cli
-from tests.integration.test_node_janitor import descendants_running
-from tests.integration.test_node_replication import fast_import
+from tests.integration.test_node_janitor import descendants_running, loose_repository
 from tests.integration.tuned_node import TunedNode
 
 POLL_LIMIT = 60.0  # a bound on polling, not a timing assertion
@@ -56,16 +52,7 @@ def direct_git_children(pid: int) -> list[int]:
 
 def test_a_killed_nodes_git_children_die_with_it(tmp_path: Path) -> None:
     node = TunedNode("node-g", tmp_path, secrets.token_hex(16))
-    node.storage_path.mkdir(parents=True, exist_ok=True)
-    repo_path = node.storage_path / "r.git"
-    init_bare_repository(repo_path, "refs/heads/main")
-    git_cli("config", "pack.window", "0", cwd=repo_path)
-    fast_import(repo_path, "refs/heads/main", 30, blob_size=400_000)
-    (pack,) = (repo_path / "objects" / "pack").glob("pack-*.pack")
-    data = pack.read_bytes()
-    for name in (repo_path / "objects" / "pack").iterdir():
-        name.unlink()
-    subprocess.run(["git", "unpack-objects", "-q"], cwd=repo_path, input=data, check=True)
+    loose_repository(node.storage_path / "r.git", commits=30)
     stopped: list[int] = []
     try:
         with node.start(), grpc.insecure_channel(node.address) as channel, ThreadPoolExecutor(1) as pool:

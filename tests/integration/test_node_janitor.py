@@ -278,6 +278,23 @@ def test_a_replication_still_fetching_keeps_its_half_written_pack_however_old_it
     )
 
 
+def loose_repository(repo_path: Path, commits: int) -> Path:
+    """A new bare repository at `repo_path` whose `commits` commits of a 400 kB random
+    blob each are loose objects (60: ~24 MB), so that a gc's pack-objects deflates them
+    all while it writes its pack (random data, pack.window 0: no delta search, which
+    only costs time)."""
+    repo_path.parent.mkdir(parents=True, exist_ok=True)
+    init_bare_repository(repo_path, "refs/heads/main")
+    git_cli("config", "pack.window", "0", cwd=repo_path)
+    fast_import(repo_path, "refs/heads/main", commits, blob_size=400_000)
+    (pack,) = (repo_path / "objects" / "pack").glob("pack-*.pack")
+    data = pack.read_bytes()
+    for name in (repo_path / "objects" / "pack").iterdir():
+        name.unlink()
+    subprocess.run(["git", "unpack-objects", "-q"], cwd=repo_path, input=data, check=True)
+    return repo_path
+
+
 def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_it_looks(
     tmp_path: Path,
 ) -> None:
@@ -287,18 +304,7 @@ def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_i
         secrets.token_hex(16),
         extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
     )
-    node.storage_path.mkdir(parents=True, exist_ok=True)
-    repo_path = node.storage_path / "r.git"
-    init_bare_repository(repo_path, "refs/heads/main")
-    # ~24 MB of loose objects: gc's pack-objects deflates them all while it writes its
-    # pack (random data: no delta search, which only costs time)
-    git_cli("config", "pack.window", "0", cwd=repo_path)
-    fast_import(repo_path, "refs/heads/main", 60, blob_size=400_000)
-    (pack,) = (repo_path / "objects" / "pack").glob("pack-*.pack")
-    data = pack.read_bytes()
-    for name in (repo_path / "objects" / "pack").iterdir():
-        name.unlink()
-    subprocess.run(["git", "unpack-objects", "-q"], cwd=repo_path, input=data, check=True)
+    repo_path = loose_repository(node.storage_path / "r.git", commits=60)
     pack_dir = repo_path / "objects" / "pack"
     with node.start(), grpc.insecure_channel(node.address) as channel, ThreadPoolExecutor(1) as pool:
         assert node.process is not None

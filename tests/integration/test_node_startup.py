@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +21,29 @@ from node.server import NodeServer
 from node.storage import TEMP_MARKER
 
 
+@contextlib.asynccontextmanager
+async def started(storage: Path, token: str, **settings: Any) -> AsyncIterator[NodeServer]:
+    """A NodeServer over `storage` with `settings`, started, and stopped on exit."""
+    config = NodeConfig(
+        name="node-s", listen_addr=f"127.0.0.1:{free_port()}", storage_path=storage, token=token, **settings
+    )
+    server = NodeServer(config)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop(0)
+
+
 async def test_start_removes_crash_leftovers_and_keeps_repositories(tmp_path: Path, token: str) -> None:
     storage = tmp_path / "storage"
     repo = storage / "group" / "kept.git"
     pygit2.init_repository(str(repo), bare=True)
     leftover = storage / "group" / f"half{TEMP_MARKER}made"
     (leftover / "objects").mkdir(parents=True)
-    config = NodeConfig(
-        name="node-s", listen_addr=f"127.0.0.1:{free_port()}", storage_path=storage, token=token
-    )
-    server = NodeServer(config)
-    await server.start()
-    try:
+    async with started(storage, token):
         assert not leftover.exists()
         assert (repo / "HEAD").is_file()
-    finally:
-        await server.stop(0)
 
 
 async def test_start_reads_no_loose_object_directory(
@@ -64,17 +73,7 @@ async def test_start_reads_no_loose_object_directory(
         return real_listdir(path)
 
     monkeypatch.setattr(janitor.os, "listdir", counting_listdir)
-    config = NodeConfig(
-        name="node-s",
-        listen_addr=f"127.0.0.1:{free_port()}",
-        storage_path=storage,
-        token=token,
-        temporaries_sweep_interval=0.2,
-        temporaries_max_age=3600.0,
-    )
-    server = NodeServer(config)
-    await server.start()
-    try:
+    async with started(storage, token, temporaries_sweep_interval=0.2, temporaries_max_age=3600.0):
         loose_reads = [p for p in map(Path, read) if p.parent == repo / "objects" and len(p.name) == 2]
         assert loose_reads == [], f"the start read {len(loose_reads)} loose-object directories"
         for _ in range(400):  # generous; the first scheduled sweep comes after 0.2 s
@@ -83,8 +82,6 @@ async def test_start_reads_no_loose_object_directory(
             await asyncio.sleep(0.05)
         assert not stale.exists()
         assert all((fanout / ("0" * 38)).is_file() for fanout in fanouts)
-    finally:
-        await server.stop(0)
 
 
 async def test_the_scheduled_sweep_survives_an_unexpected_error(
@@ -104,24 +101,14 @@ async def test_the_scheduled_sweep_survives_an_unexpected_error(
         return real_sweep(root, max_age, *args, **kwargs)
 
     monkeypatch.setattr(janitor, "sweep_storage", failing_once)
-    config = NodeConfig(
-        name="node-s",
-        listen_addr=f"127.0.0.1:{free_port()}",
-        storage_path=tmp_path / "storage",
-        token=token,
-        temporaries_sweep_interval=0.05,
-        temporaries_max_age=3600.0,
-    )
-    server = NodeServer(config)
-    await server.start()
-    try:
+    async with started(
+        tmp_path / "storage", token, temporaries_sweep_interval=0.05, temporaries_max_age=3600.0
+    ):
         for _ in range(400):  # generous: sweeps come every 0.05 s
             if len(calls) >= 2:
                 break
             await asyncio.sleep(0.05)
         assert len(calls) >= 2, "no sweep ran after the failed one"
-    finally:
-        await server.stop(0)
 
 
 async def test_a_stopping_node_ends_its_sweep_at_the_next_repository(
@@ -154,20 +141,8 @@ async def test_a_stopping_node_ends_its_sweep_at_the_next_repository(
 
     monkeypatch.setattr(janitor, "sweep_repository", slow_repository)
     monkeypatch.setattr(janitor, "sweep_storage", watched_storage)
-    config = NodeConfig(
-        name="node-s",
-        listen_addr=f"127.0.0.1:{free_port()}",
-        storage_path=storage,
-        token=token,
-        temporaries_sweep_interval=0.05,
-        temporaries_max_age=3600.0,
-    )
-    server = NodeServer(config)
-    await server.start()
-    try:
+    async with started(storage, token, temporaries_sweep_interval=0.05, temporaries_max_age=3600.0):
         assert await asyncio.to_thread(entered.wait, 30), "no scheduled sweep began"
-    finally:
-        await server.stop(0)
     release.set()
     assert await asyncio.to_thread(finished.wait, 30), "the sweep did not end"
     assert len(swept) == 1, f"the sweep went on after the stop: {[p.name for p in swept]}"
