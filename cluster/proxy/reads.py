@@ -14,6 +14,13 @@
   call fails before its first message) the call is dropped and the read runs as above,
   its request replayed. See speculation_holds for why such a read sees every write
   acknowledged before it began.
+- a PostUploadPack whose replica answers "not our ref" (a want it lacks) before
+  anything was relayed is tried again on another up-to-date replica, the primary
+  first, writing or not: a fetch is two requests routed independently, and the
+  advertisement may have come from the primary with a write in flight (every other
+  candidate outdated) while the POST lands on a replica a job raised meanwhile without
+  that write. The primary holds whatever any replica advertised (writes in flight
+  execute there), unless it moved since.
 - maintenance: every healthy assigned replica, no generation change; the first answer
   is the client's.
 """
@@ -49,6 +56,11 @@ HALF_DUPLEX = frozenset({"/gitraft.v1.SmartHTTPService/PostUploadPack"})
 # How a node words NOT_FOUND for a repository missing at the path it was asked about
 # (node.storage.Storage.existing_path_of).
 MISSING_REPLICA = "repository not found: "
+# upload-pack's first answer when a want names an object its repository lacks (git's
+# `packet_writer_error` in upload-pack.c, protocol v0 and v2 alike); an answer that
+# starts so and is no larger than LACKS_WANTED_HEAD is retried (see read_stream).
+LACKS_WANTED = b"ERR upload-pack: not our ref "
+LACKS_WANTED_HEAD = 512
 
 
 class ReadPath(Calls):
@@ -89,10 +101,11 @@ class ReadPath(Calls):
             else:
                 body = None
         request_log = RequestLog(rest) if rest is not None else None
+        tried: list[str] = []
         if body is not None:
             barrier = asyncio.ensure_future(self.barrier.wait())
             try:
-                speculative = await self._speculate(info, request, path, request_log, barrier, context)
+                speculative = await self._speculate(info, request, path, request_log, barrier, context, tried)
             finally:
                 if not barrier.done():
                     barrier.cancel()
@@ -108,10 +121,10 @@ class ReadPath(Calls):
             if repo is None:
                 raise NotFoundError(f"repository not found: {path!r}")
         healthy = await self.store.healthy_storages(self.clock())
-        tried: list[str] = []
         writing = await self._writing(repo)
+        lacking = bool(tried)  # the speculative call lacked a wanted object
         while True:
-            storage = self._read_from(repo, healthy, tried, writing)
+            storage = self._read_from(repo, healthy, tried, writing, lacking)
             first = rewrite(info, request, repo, storage)
             relayed = False
             attempt = request_log.attempt() if request_log is not None else None
@@ -121,6 +134,16 @@ class ReadPath(Calls):
                 head = await self._first_response(responses, storage, bounded)
                 if head is None:
                     return
+                replayable = request_log is None or request_log.replayable
+                if (
+                    _lacks_wanted(info, head)
+                    and replayable
+                    and _another_replica(repo, healthy, tried, storage)
+                ):
+                    log.info("read retried: the replica lacks a wanted object", extra={"storage": storage})
+                    tried.append(storage)
+                    lacking = True
+                    continue
                 relayed = True
                 yield head
                 async for chunk in responses:
@@ -143,10 +166,12 @@ class ReadPath(Calls):
         request_log: RequestLog | None,
         barrier: asyncio.Future[None],
         context: Any,
+        tried: list[str],
     ) -> AsyncIterator[bytes] | None:
         """The read's relay when its call on the local route, started before `barrier`
         completed, may serve it (speculation_holds); else None once `barrier` is done,
-        with the call dropped and `request_log` still replayable."""
+        with the call dropped and `request_log` still replayable. A replica whose first
+        answer says it lacks a wanted object is appended to `tried`."""
         bind_fields(repository=path)
         local, healthy = await asyncio.gather(
             self.store.get_repository(path), self.store.healthy_storages(self.clock())
@@ -178,7 +203,11 @@ class ReadPath(Calls):
                 bounded = _another_replica(fresh, healthy, [], storage)
                 timeout = self.read_first_response_timeout if bounded else None
                 first = await asyncio.wait_for(asyncio.shield(head), timeout)
-                served = True
+                if first is not None and _lacks_wanted(info, first):
+                    log.info("read retried: the replica lacks a wanted object", extra={"storage": storage})
+                    tried.append(storage)
+                else:
+                    served = True
         except (NodeError, TimeoutError) as exc:  # the read runs again, unspeculated
             log.info("speculative read failed", extra={"storage": storage, "error": str(exc)})
         finally:
@@ -246,13 +275,22 @@ class ReadPath(Calls):
             ) from None
 
     def _read_from(
-        self, repo: Repository, healthy: set[str], tried: list[str], writing: frozenset[str] = frozenset()
+        self,
+        repo: Repository,
+        healthy: set[str],
+        tried: list[str],
+        writing: frozenset[str] = frozenset(),
+        lacking: bool = False,
     ) -> str:
         """A replica to read from, preferring ones not yet `tried` (then any again), and
-        ones not in `writing` (see route_accessor)."""
+        ones not in `writing` (see route_accessor). When `lacking` (a replica tried
+        lacked a wanted object), the primary if it is an untried candidate."""
         untried = healthy - set(tried)
         candidates = [s for s in repo.up_to_date() if s in untried]
-        storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
+        if lacking and repo.primary in candidates:
+            storage = repo.primary
+        else:
+            storage = route_accessor(repo, untried if candidates else healthy, writing=writing).storage
         self.metrics.reads.labels(storage=storage).inc()
         bind_fields(storage=storage)
         return storage
@@ -317,6 +355,15 @@ async def _relay(first: bytes | None, responses: AsyncIterator[bytes]) -> AsyncI
             yield chunk
     finally:
         await responses.aclose()  # type: ignore[attr-defined]
+
+
+def _lacks_wanted(info: MethodInfo, head: bytes) -> bool:
+    """Whether `head`, a PostUploadPack's first response message, is upload-pack's
+    refusal of a want its repository lacks."""
+    if info.path not in HALF_DUPLEX or len(head) > LACKS_WANTED_HEAD:
+        return False
+    data = bytes(info.response_class().FromString(head).data)  # type: ignore[attr-defined]
+    return data[4:].startswith(LACKS_WANTED)
 
 
 def _another_replica(repo: Repository, healthy: set[str], tried: list[str], storage: str) -> bool:
