@@ -29,6 +29,8 @@ DEFAULT_CONCURRENCY = (
 )
 
 
+# The largest replication_copy_limit (the whole copy is one gRPC message).
+MAX_REPLICATION_COPY_LIMIT = 8 * 1024 * 1024
 # The shortest temporaries_max_age accepted.
 MIN_TEMPORARIES_AGE = 60.0
 
@@ -57,6 +59,10 @@ class NodeConfig:
     # Seconds a ReplicateRepository may take on this node, whatever the caller's deadline
     # (a silent source must not hold it forever).
     replication_timeout: float = 300.0
+    # Bytes: a replication from a source whose object files fit in this many copies the
+    # files instead of running `git fetch` (node.replica_copy); 0: always fetch. At most
+    # MAX_REPLICATION_COPY_LIMIT.
+    replication_copy_limit: int = 1024 * 1024
     # Seconds between sweeps of the temporaries git left in repositories when cut off
     # (node.janitor; 0 = only at start and after each push); what is removed is older
     # than `temporaries_max_age` seconds (its newest file), so a write still running is
@@ -79,6 +85,10 @@ class NodeConfig:
             raise ConfigError("node config: 'name' must not be empty")
         if self.replication_timeout <= 0:
             raise ConfigError("node config: 'replication_timeout' must be positive")
+        if not 0 <= self.replication_copy_limit <= MAX_REPLICATION_COPY_LIMIT:
+            raise ConfigError(
+                f"node config: 'replication_copy_limit' must be 0..{MAX_REPLICATION_COPY_LIMIT} bytes"
+            )
         if self.temporaries_sweep_interval < 0:
             raise ConfigError("node config: 'temporaries_sweep_interval' must be 0 (off) or positive")
         if self.temporaries_max_age < MIN_TEMPORARIES_AGE:

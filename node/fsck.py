@@ -125,6 +125,12 @@ def fetch_config() -> tuple[str, ...]:
     return ("fetch.fsckObjects=true", *_settings("fetch.fsck"))
 
 
+def fsck_config() -> tuple[str, ...]:
+    """`key=value` settings for `git fsck --strict` of objects a replication copied
+    (node.replica_copy): the same checks as a push."""
+    return _settings("fsck")
+
+
 _FINDING = re.compile(rb"error: (object [0-9a-f]{40,64}: [A-Za-z]+: [^\n]*)")
 
 

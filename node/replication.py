@@ -60,13 +60,16 @@ from common.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     UnavailableError,
+    hide_paths,
     quoted,
 )
 from gitraft.v1 import repository_pb2
 from node import fsck
 from node.checksum import repository_checksum
+from node.config import MAX_REPLICATION_COPY_LIMIT
 from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
+from node.replica_copy import CopyRefused, copy_into, export_repository
 from node.replication_source import SourceRepository
 from node.smarthttp_service import protocol_env
 from node.storage import Storage, head_points_at, init_bare_repository, is_bare_repository, temp_sibling
@@ -107,6 +110,16 @@ class ReplicationMixin:
     storage: Storage
     # Seconds a ReplicateRepository may take (NodeConfig.replication_timeout).
     replication_timeout: float
+    # Bytes of object files a replication copies instead of fetching (NodeConfig).
+    replication_copy_limit: int
+
+    async def ExportRepository(
+        self, request: repository_pb2.ExportRepositoryRequest, context: grpc.aio.ServicerContext
+    ) -> repository_pb2.ExportRepositoryResponse:
+        """See node.replica_copy; the request's limit is capped at MAX_REPLICATION_COPY_LIMIT."""
+        path = self.storage.existing_path_of(request.repository)
+        limit = min(int(request.limit), MAX_REPLICATION_COPY_LIMIT)
+        return await asyncio.to_thread(export_repository, path, limit)
 
     async def UploadPackSession(
         self,
@@ -149,7 +162,7 @@ class ReplicationMixin:
         relative = request.repository.relative_path
         try:
             async with asyncio.timeout(self.replication_timeout):
-                created = await _replicate(target, relative, source)
+                created, copied = await _replicate(target, relative, source, self.replication_copy_limit)
         except TimeoutError:
             raise DeadlineExceededError(
                 f"replication of {quoted(relative)} from {quoted(node.address)} did not finish "
@@ -162,32 +175,37 @@ class ReplicationMixin:
                 "relative_path": request.repository.relative_path,
                 "source_node": node.name,
                 "repository_created": created,
+                "copied": copied,
                 "bytes_fetched": source.bytes_received,
                 "checksum": checksum,
             },
         )
         return repository_pb2.ReplicateRepositoryResponse(
-            created=created, bytes_fetched=source.bytes_received, checksum=checksum
+            created=created, bytes_fetched=source.bytes_received, checksum=checksum, copied=copied
         )
 
 
-async def _replicate(target: Path, relative: str, source: SourceRepository) -> bool:
-    """Make `target` a mirror of `source`; True when it had to be created."""
+async def _replicate(
+    target: Path, relative: str, source: SourceRepository, copy_limit: int
+) -> tuple[bool, bool]:
+    """Make `target` a mirror of `source`: (whether it had to be created, whether the
+    objects were copied). Object files up to `copy_limit` bytes are copied rather than
+    fetched (node.replica_copy)."""
     async with _exclusive(target), source:
         created = not is_bare_repository(target)
         if created and _occupied(target):
             raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
-        info = await source.info()  # NotFoundError when the source does not exist
+        info = await source.export(copy_limit)  # NotFoundError when the source does not exist
         empty = created and info.ref_count == 0
         # HEAD's symbolic target as the source reads it from disk ("HEAD": detached)
         head: str | None = info.default_branch if info.default_branch != "HEAD" else None
         if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
             raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
         if created:
-            await _copy_new(target, relative, None if empty else source, head)
+            copied = await _copy_new(target, relative, None if empty else source, head, info)
         else:
-            await _mirror(target, source, head)
-    return created
+            copied = await _mirror(target, source, head, info)
+    return created, copied
 
 
 def _occupied(path: Path) -> bool:
@@ -231,7 +249,13 @@ async def _exclusive(path: Path) -> AsyncIterator[None]:
         yield
 
 
-async def _copy_new(target: Path, relative: str, source: SourceRepository | None, head: str | None) -> None:
+async def _copy_new(
+    target: Path,
+    relative: str,
+    source: SourceRepository | None,
+    head: str | None,
+    export: repository_pb2.ExportRepositoryResponse,
+) -> bool:
     """A full copy into a temporary sibling, renamed to `target` when complete; without
     `source` (it has no refs) only HEAD is set: nothing to fetch. A HEAD under refs/
     (the usual case) is written with the new repository, without a git process."""
@@ -242,19 +266,53 @@ async def _copy_new(target: Path, relative: str, source: SourceRepository | None
             init_bare_repository(temp, head)
         else:  # detached source HEAD: git's default HEAD, as before the fetch
             await run_git(["init", "--bare", "--quiet", str(temp)])
+        copied = False
         if source is not None:
-            await _mirror(temp, source, head)
+            copied = await _mirror(temp, source, head, export)
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it
             raise UnavailableError(f"repository appeared during replication: {quoted(relative)}") from exc
+        return copied
     finally:
         if temp.exists():
             await asyncio.to_thread(shutil.rmtree, temp, True)
 
 
-async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> None:
-    """Fetch every ref of `source` into `repo` (pruning the others), then set HEAD."""
+async def _mirror(
+    repo: Path, source: SourceRepository, head: str | None, export: repository_pb2.ExportRepositoryResponse
+) -> bool:
+    """Copy (`export` when copyable) or else fetch every ref of `source` into `repo`
+    (pruning the others), then set HEAD; whether it was a copy."""
+    copied = await _copied(repo, source, export)
+    if not copied:
+        await _fetch(repo, source)
+    if await asyncio.to_thread(_loose_refs_over, repo, LOOSE_REFS_LIMIT):
+        await run_git(["pack-refs", "--all"], git_dir=repo)
+    if head is not None and not head_points_at(repo, head):
+        await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
+    return copied
+
+
+async def _copied(
+    repo: Path, source: SourceRepository, export: repository_pb2.ExportRepositoryResponse
+) -> bool:
+    """Whether `export`'s files and refs are now in `repo` (node.replica_copy); False when
+    it was not copyable or the copy was refused or failed (the caller fetches: git then
+    reports any error in its own words, and mends whatever the copy left half done)."""
+    if not export.copyable:
+        return False
+    try:
+        applied = await copy_into(repo, export)
+    except (CopyRefused, OSError, pygit2.GitError, ValueError) as exc:
+        log.info("replication copy refused, fetching", extra={"reason": hide_paths(str(exc))})
+        return False
+    source.bytes_received += applied.bytes_received
+    return True
+
+
+async def _fetch(repo: Path, source: SourceRepository) -> None:
+    """`git fetch` of every ref of `source` into `repo`, over the tunnel (module doc)."""
     async with source.tunnel() as link:
         config = [arg for option in FETCH_CONFIG for arg in ("-c", option)]
         result = await run_git(
@@ -270,10 +328,6 @@ async def _mirror(repo: Path, source: SourceRepository, head: str | None) -> Non
         if (finding := fsck.rejection(result.stderr)) is not None:
             stderr += f"\nrejected by the fsck policy: {finding}".encode()
         raise GitCommandError(["fetch"], result.exit_code, stderr)
-    if await asyncio.to_thread(_loose_refs_over, repo, LOOSE_REFS_LIMIT):
-        await run_git(["pack-refs", "--all"], git_dir=repo)
-    if head is not None and not head_points_at(repo, head):
-        await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
 
 
 def _insteadof_env(url: str) -> dict[str, str]:

@@ -93,6 +93,10 @@ def failure_of(exc: grpc.aio.AioRpcError, what: str) -> GitraftError:
     return error_for_status(exc.code(), f"{what}: {exc.details() or exc.code()}")
 
 
+class _Unimplemented(Exception):
+    """The source does not serve this method (an older version)."""
+
+
 class SourceRepository:
     """A repository on another node; use it inside `async with` (which takes this
     process's shared channel to the node)."""
@@ -132,10 +136,31 @@ class SourceRepository:
     async def info(self) -> repository_pb2.RepositoryInfoResponse:
         """RepositoryInfo of the source, `refs_only` (ref count, HEAD's target: no
         directory walk on the source); NotFoundError when it does not exist, or the
-        call's error. UnavailableError when the source cannot be reached within
-        CONNECT_TIMEOUT (the shared channel may be reconnecting: the source restarted);
-        once reached, its answer is waited for (a busy source may take seconds: the
-        node's replication_timeout bounds the whole replication)."""
+        call's error (see `_ask`)."""
+        request = repository_pb2.RepositoryInfoRequest(repository=self.repository, refs_only=True)
+        answer: repository_pb2.RepositoryInfoResponse = await self._ask("RepositoryInfo", request)
+        return answer
+
+    async def export(self, limit: int) -> repository_pb2.ExportRepositoryResponse:
+        """ExportRepository of the source (node.replica_copy): HEAD's target and the ref
+        count always; the refs and object files too when they fit in `limit` bytes.
+        Errors as `info`."""
+        request = repository_pb2.ExportRepositoryRequest(repository=self.repository, limit=limit)
+        try:
+            answer: repository_pb2.ExportRepositoryResponse = await self._ask("ExportRepository", request)
+        except _Unimplemented:  # a source of an older version (a rolling upgrade)
+            info = await self.info()
+            return repository_pb2.ExportRepositoryResponse(
+                default_branch=info.default_branch, ref_count=info.ref_count
+            )
+        return answer
+
+    async def _ask(self, method: str, request: Any) -> Any:
+        """A unary call of RepositoryService `method` on the source. UnavailableError
+        when the source cannot be reached within CONNECT_TIMEOUT (the shared channel may
+        be reconnecting: the source restarted); once reached, its answer is waited for
+        (a busy source may take seconds: the node's replication_timeout bounds the whole
+        replication)."""
         channel = self._require_channel()
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -145,14 +170,12 @@ class SourceRepository:
                 f"source {self.address}: unreachable (not connected within {CONNECT_TIMEOUT:g} s)"
             ) from None
         stub = repository_pb2_grpc.RepositoryServiceStub(channel)
-        request = repository_pb2.RepositoryInfoRequest(repository=self.repository, refs_only=True)
         try:
-            answer: repository_pb2.RepositoryInfoResponse = await stub.RepositoryInfo(
-                request, metadata=self._metadata
-            )
+            return await getattr(stub, method)(request, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise _Unimplemented(method) from exc
             raise failure_of(exc, f"source {self.address}") from exc
-        return answer
 
     def open_session(self, git_protocol: str = "") -> Session:
         """A started UploadPackSession on the source repository."""

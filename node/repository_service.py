@@ -45,9 +45,12 @@ def is_valid_branch_name(branch: str) -> bool:
 class RepositoryServicer(ReplicationMixin, repository_pb2_grpc.RepositoryServiceServicer):
     """Serves RepositoryService for one storage."""
 
-    def __init__(self, storage: Storage, replication_timeout: float = 300.0) -> None:
+    def __init__(
+        self, storage: Storage, replication_timeout: float = 300.0, replication_copy_limit: int = 1024 * 1024
+    ) -> None:
         self.storage = storage
         self.replication_timeout = replication_timeout
+        self.replication_copy_limit = replication_copy_limit
         self.optimizing = janitor.Activity()  # its gc's temporaries are kept (node.janitor)
 
     async def CreateRepository(

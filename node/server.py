@@ -79,7 +79,9 @@ class NodeServer:
             options=GRPC_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
-        self.repositories = RepositoryServicer(self.storage, config.replication_timeout)
+        self.repositories = RepositoryServicer(
+            self.storage, config.replication_timeout, config.replication_copy_limit
+        )
         repository_pb2_grpc.add_RepositoryServiceServicer_to_server(self.repositories, self.server)
         ref_pb2_grpc.add_RefServiceServicer_to_server(RefServicer(self.storage), self.server)
         commit_pb2_grpc.add_CommitServiceServicer_to_server(CommitServicer(self.storage), self.server)

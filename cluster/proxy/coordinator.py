@@ -44,7 +44,7 @@ from cluster.proxy.forwarding import (
     code_of,
     first_message,
     parse,
-    refuse_second_repository,
+    refuse_node_internal,
     target_path,
 )
 from cluster.proxy.nodes import NodePool
@@ -184,7 +184,7 @@ class Coordinator(ReadPath, WritePath):
                 return Plan(PlanKind.LOCAL)
             return Plan(PlanKind.NODE, storage=await self._any_healthy_storage())
         path = target_path(info, request)
-        refuse_second_repository(info)
+        refuse_node_internal(info)
         return Plan(_BY_METHOD.get(info.path, _BY_OP[info.op]), path=path)
 
     async def _unary(self, info: MethodInfo, request: message.Message, context: Any) -> bytes:

@@ -48,9 +48,12 @@ def parse(info: MethodInfo, data: bytes) -> message.Message:
         raise InvalidArgumentError(f"malformed {info.request_class.__name__}: {exc}") from exc
 
 
-def refuse_second_repository(info: MethodInfo) -> None:
+def refuse_node_internal(info: MethodInfo) -> None:
     """RPCs naming a second repository (node-internal replication) are not served: the
-    proxy could not rewrite it to a replica, and replication is the proxy's own job."""
+    proxy could not rewrite it to a replica, and replication is the proxy's own job.
+    Nor are RPCs marked node_internal (e.g. ExportRepository)."""
+    if info.node_internal:
+        raise InvalidArgumentError(f"{info.name} is node-internal, not served by the proxy")
     if info.additional_field:
         raise InvalidArgumentError(
             f"{info.name} names a second repository ({info.additional_field!r}): node-internal, "

@@ -90,6 +90,8 @@ class MethodInfo:
     # Request field marked additional_repository (a second repository, e.g. a source).
     additional_field: str = ""
     local: bool = False
+    # Marked node_internal: node-to-node only, never served by a proxy.
+    node_internal: bool = False
 
     @property
     def route_label(self) -> str:
@@ -163,6 +165,7 @@ def method_info(method: descriptor.MethodDescriptor) -> MethodInfo:
         storage_field=storage,
         additional_field=_marked_field(method.input_type, lint_pb2.additional_repository),
         local=service in LOCAL_SERVICES,
+        node_internal=bool(options.Extensions[lint_pb2.node_internal]),
     )
 
 

@@ -7,6 +7,8 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 OP_TYPE_FIELD_NUMBER: _ClassVar[int]
 op_type: _descriptor.FieldDescriptor
+NODE_INTERNAL_FIELD_NUMBER: _ClassVar[int]
+node_internal: _descriptor.FieldDescriptor
 TARGET_REPOSITORY_FIELD_NUMBER: _ClassVar[int]
 target_repository: _descriptor.FieldDescriptor
 ADDITIONAL_REPOSITORY_FIELD_NUMBER: _ClassVar[int]

@@ -1,8 +1,9 @@
 from gitraft.v1 import lint_pb2 as _lint_pb2
 from gitraft.v1 import shared_pb2 as _shared_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -98,14 +99,54 @@ class ReplicateRepositoryRequest(_message.Message):
     def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ..., source: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ..., source_node: _Optional[_Union[_shared_pb2.NodeAddress, _Mapping]] = ...) -> None: ...
 
 class ReplicateRepositoryResponse(_message.Message):
-    __slots__ = ("created", "bytes_fetched", "checksum")
+    __slots__ = ("created", "bytes_fetched", "checksum", "copied")
     CREATED_FIELD_NUMBER: _ClassVar[int]
     BYTES_FETCHED_FIELD_NUMBER: _ClassVar[int]
     CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
     created: bool
     bytes_fetched: int
     checksum: str
-    def __init__(self, created: _Optional[bool] = ..., bytes_fetched: _Optional[int] = ..., checksum: _Optional[str] = ...) -> None: ...
+    copied: bool
+    def __init__(self, created: _Optional[bool] = ..., bytes_fetched: _Optional[int] = ..., checksum: _Optional[str] = ..., copied: _Optional[bool] = ...) -> None: ...
+
+class ExportRepositoryRequest(_message.Message):
+    __slots__ = ("repository", "limit")
+    REPOSITORY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    repository: _shared_pb2.Repository
+    limit: int
+    def __init__(self, repository: _Optional[_Union[_shared_pb2.Repository, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExportedRef(_message.Message):
+    __slots__ = ("name", "oid")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    oid: str
+    def __init__(self, name: _Optional[str] = ..., oid: _Optional[str] = ...) -> None: ...
+
+class ObjectFile(_message.Message):
+    __slots__ = ("name", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ExportRepositoryResponse(_message.Message):
+    __slots__ = ("default_branch", "ref_count", "copyable", "refs", "files")
+    DEFAULT_BRANCH_FIELD_NUMBER: _ClassVar[int]
+    REF_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COPYABLE_FIELD_NUMBER: _ClassVar[int]
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    default_branch: str
+    ref_count: int
+    copyable: bool
+    refs: _containers.RepeatedCompositeFieldContainer[ExportedRef]
+    files: _containers.RepeatedCompositeFieldContainer[ObjectFile]
+    def __init__(self, default_branch: _Optional[str] = ..., ref_count: _Optional[int] = ..., copyable: _Optional[bool] = ..., refs: _Optional[_Iterable[_Union[ExportedRef, _Mapping]]] = ..., files: _Optional[_Iterable[_Union[ObjectFile, _Mapping]]] = ...) -> None: ...
 
 class UploadPackSessionRequest(_message.Message):
     __slots__ = ("repository", "stdin", "git_protocol")

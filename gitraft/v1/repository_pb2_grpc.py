@@ -69,6 +69,11 @@ class RepositoryServiceStub:
                 request_serializer=gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryRequest.SerializeToString,
                 response_deserializer=gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryResponse.FromString,
                 _registered_method=True)
+        self.ExportRepository = channel.unary_unary(
+                '/gitraft.v1.RepositoryService/ExportRepository',
+                request_serializer=gitraft_dot_v1_dot_repository__pb2.ExportRepositoryRequest.SerializeToString,
+                response_deserializer=gitraft_dot_v1_dot_repository__pb2.ExportRepositoryResponse.FromString,
+                _registered_method=True)
         self.UploadPackSession = channel.stream_stream(
                 '/gitraft.v1.RepositoryService/UploadPackSession',
                 request_serializer=gitraft_dot_v1_dot_repository__pb2.UploadPackSessionRequest.SerializeToString,
@@ -129,6 +134,15 @@ class RepositoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportRepository(self, request, context):
+        """Node-internal (ReplicateRepository on the target asks it of the source): the
+        repository's refs, HEAD's target and, when they fit in `limit` bytes, its object
+        files as they are on disk, for a replication that copies them instead of fetching.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UploadPackSession(self, request_iterator, context):
         """Full-duplex git upload-pack session (the git pack protocol, as over ssh) on a
         bidirectional stream. Used by ReplicateRepository on the target to fetch from the
@@ -175,6 +189,11 @@ def add_RepositoryServiceServicer_to_server(servicer, server):
                     servicer.ReplicateRepository,
                     request_deserializer=gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryRequest.FromString,
                     response_serializer=gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryResponse.SerializeToString,
+            ),
+            'ExportRepository': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportRepository,
+                    request_deserializer=gitraft_dot_v1_dot_repository__pb2.ExportRepositoryRequest.FromString,
+                    response_serializer=gitraft_dot_v1_dot_repository__pb2.ExportRepositoryResponse.SerializeToString,
             ),
             'UploadPackSession': grpc.stream_stream_rpc_method_handler(
                     servicer.UploadPackSession,
@@ -371,6 +390,33 @@ class RepositoryService:
             '/gitraft.v1.RepositoryService/ReplicateRepository',
             gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryRequest.SerializeToString,
             gitraft_dot_v1_dot_repository__pb2.ReplicateRepositoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportRepository(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gitraft.v1.RepositoryService/ExportRepository',
+            gitraft_dot_v1_dot_repository__pb2.ExportRepositoryRequest.SerializeToString,
+            gitraft_dot_v1_dot_repository__pb2.ExportRepositoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,8 @@
-"""ReplicateRepository between two real node processes, checked with git on both disks."""
+"""ReplicateRepository between two real node processes, checked with git on both disks.
+
+Every test runs twice (the `nodes` fixture's params): with the nodes' default
+`replication_copy_limit`, where these small repositories are copied as files
+(node.replica_copy), and with it 0, where every replication runs `git fetch`."""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from typing import Any
 import grpc
 import pytest
 
-from cluster.testing import NodeProcess
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
@@ -25,6 +28,7 @@ from node.replication_source import CONNECT_TIMEOUT
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
 from tests.integration.git_objects import dangerous_commits, legacy_history
+from tests.integration.tuned_node import TunedNode
 
 _names = itertools.count()
 
@@ -33,7 +37,7 @@ _names = itertools.count()
 class Node:
     """A running node with a RepositoryService stub that carries its token."""
 
-    process: NodeProcess
+    process: TunedNode
     stub: Any
 
     def call(self, method: str, request: Any) -> Any:
@@ -53,12 +57,16 @@ class Node:
         return repo
 
 
+# The nodes' extra configuration per mode of the `nodes` fixture.
+MODES = {"copy": "", "fetch": "replication_copy_limit = 0\n"}
+
+
 @contextlib.contextmanager
-def node_pair(workdir: Path) -> Iterator[tuple[Node, Node]]:
+def node_pair(workdir: Path, extra_toml: str = "") -> Iterator[tuple[Node, Node]]:
     """node-a and node-b started under `workdir`, each with a client; stopped on exit."""
     with (
-        NodeProcess("node-a", workdir, secrets.token_hex(16)).start() as a,
-        NodeProcess("node-b", workdir, secrets.token_hex(16)).start() as b,
+        TunedNode("node-a", workdir, secrets.token_hex(16), extra_toml=extra_toml).start() as a,
+        TunedNode("node-b", workdir, secrets.token_hex(16), extra_toml=extra_toml).start() as b,
         grpc.insecure_channel(a.address) as channel_a,
         grpc.insecure_channel(b.address) as channel_b,
     ):
@@ -68,10 +76,17 @@ def node_pair(workdir: Path) -> Iterator[tuple[Node, Node]]:
         )
 
 
-@pytest.fixture(scope="module")
-def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]]:
-    with node_pair(tmp_path_factory.mktemp("replication")) as pair:
+@pytest.fixture(scope="module", params=sorted(MODES))
+def nodes(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Node, Node]]:
+    with node_pair(tmp_path_factory.mktemp(f"replication-{request.param}"), MODES[request.param]) as pair:
         yield pair
+
+
+def copying(nodes: tuple[Node, Node]) -> bool:
+    """Whether the pair copies small repositories (the `copy` mode)."""
+    return "replication_copy_limit = 0" not in nodes[1].process.extra_toml
 
 
 def replicate(
@@ -118,6 +133,7 @@ def test_full_copy_mirrors_refs_tags_and_head(nodes: tuple[Node, Node], work_tre
     target = shared_pb2.Repository(relative_path="copies/full.git")
     answer = replicate(b, target, a, source)
     assert answer.created
+    assert answer.copied == copying(nodes)
     assert answer.bytes_fetched > 0
     assert answer.checksum == a.checksum(source)
     assert_mirrored(a, source, b, target)
@@ -136,6 +152,7 @@ def test_incremental_replication_moves_only_the_new_objects(
     fast_import(a.path(source), "refs/heads/main", 3000)
     target = shared_pb2.Repository(relative_path="copies/large.git")
     full = replicate(b, target, a, source)
+    assert not full.copied  # ~2 MB: over the default replication_copy_limit
     assert_mirrored(a, source, b, target)
 
     fast_import(a.path(source), "refs/heads/main", 1, start=3000, blob_size=100)
@@ -171,13 +188,14 @@ def test_deleted_rewound_refs_and_head_are_mirrored(nodes: tuple[Node, Node], wo
     git_cli("symbolic-ref", "HEAD", "refs/heads/rewound", cwd=src)
     answer = replicate(b, target, a, source)
     assert not answer.created
+    assert answer.copied == copying(nodes)
     assert_mirrored(a, source, b, target)
     assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound", "refs/heads/dir/file"}
 
     # refs/heads/dir/file replaced by refs/heads/dir: a directory/file conflict.
     git_cli("update-ref", "-d", "refs/heads/dir/file", cwd=src)
     git_cli("update-ref", "refs/heads/dir", "refs/heads/main", cwd=src)
-    replicate(b, target, a, source)
+    assert replicate(b, target, a, source).copied == copying(nodes)
     assert_mirrored(a, source, b, target)
     assert set(refs_of(b.path(target))) == {"refs/heads/main", "refs/heads/rewound", "refs/heads/dir"}
     assert head_of(b.path(target)) == "refs/heads/rewound"
@@ -266,7 +284,9 @@ def test_replication_checks_objects_by_the_push_policy(nodes: tuple[Node, Node],
     legacy = a.create()
     git_cli("push", "-q", str(a.path(legacy)), "main", "v-legacy", cwd=work)
     target = shared_pb2.Repository(relative_path="copies/legacy.git")
-    assert replicate(b, target, a, legacy).created
+    answer = replicate(b, target, a, legacy)
+    assert answer.created
+    assert answer.copied == copying(nodes)  # the copy's git fsck ignores the legacy quirks too
     assert_mirrored(a, legacy, b, target)
 
     hostile = a.create()

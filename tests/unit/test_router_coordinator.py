@@ -393,6 +393,22 @@ async def test_node_internal_replication_is_not_served(store: LocalStore, coordi
     assert await generations(store) == {"a": 0, "b": 0, "c": 0}
 
 
+async def test_export_of_object_files_is_not_served(
+    store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
+) -> None:
+    """ExportRepository answers object files as they are on disk, unreachable ones
+    included: node-to-node only (node_internal), never through a proxy."""
+    path = await make_repo(store)
+    request = repository_pb2.ExportRepositoryRequest(
+        repository=shared_pb2.Repository(relative_path=path), limit=1
+    )
+    with pytest.raises(InvalidArgumentError, match="node-internal"):
+        await coordinator.unary(
+            info("/gitraft.v1.RepositoryService/ExportRepository"), request.SerializeToString(), None
+        )
+    assert not nodes.calls
+
+
 async def test_a_read_that_finds_a_replica_unreachable_is_served_by_another(
     store: LocalStore, nodes: FakeNodes, coordinator: Coordinator
 ) -> None:

@@ -1,0 +1,256 @@
+"""Replication of a small repository by copying its object files.
+
+A replication that fetches (node.replication) runs five git processes - `git fetch`,
+`unpack-objects` or `index-pack` and the connectivity check's `rev-list` on the target,
+`upload-pack` and `pack-objects` on the source - which is most of what replicating a
+small repository costs. For a repository whose object files fit in the target's
+`replication_copy_limit`, the target asks the source for them instead (ExportRepository,
+one unary call that also answers what RepositoryInfo did) and runs one git process:
+
+- Source (`export_repository`): HEAD's target and every ref (symbolic ones resolved),
+  read *before* the object files are listed, then the loose objects and the packs that
+  have their index - never a temporary (`tmp_*`), a push's quarantine
+  (`tmp_objdir-incoming-*`, whose objects fsck has not passed yet) or a pack still
+  being written (no `.idx`). Not copyable (refs only): files over the limit, a file
+  that vanished while read (a concurrent repack), alternates, an unreadable ref.
+- Target (`copy_into`): the files the replica lacks go to a quarantine beside it,
+  where `git fsck --strict` checks them by the push policy (node.fsck: the same checks
+  as a push and a fetch), checks every hash and pack checksum, and checks that every
+  object reachable from the exported refs is present (a concurrent repack on the
+  source may have hidden one); then they are moved in and the refs mirrored exactly
+  (deletions first, so a directory/file conflict such as refs/heads/a ->
+  refs/heads/a/b resolves). Anything refused raises CopyRefused before a ref changed
+  or a file moved in, and the caller fetches instead (git then names any problem in
+  its own words).
+
+A copy may bring objects no ref reaches (a fetch would not): they passed the same
+checks, and gc treats them as any unreachable object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from gitraft.v1 import repository_pb2
+from node import fsck
+from node.git import run_git
+from node.storage import temp_sibling
+
+# Bytes of a ref counted against the limit (name and oid on the wire).
+REF_COST = 64
+_LOOSE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{38}")
+_PACK = re.compile(r"pack/pack-[0-9a-f]{40}\.(pack|idx)")
+# A copy's tips are git fsck's arguments: past this many distinct ones, fetch instead.
+MAX_TIPS = 2000
+# `git fsck` as a copy runs it: strict, by the push policy; no commit-graph or
+# multi-pack-index verification (two more git processes, for files a copy never brings).
+FSCK_CONFIG = ("core.commitGraph=false", "core.multiPackIndex=false", *fsck.fsck_config())
+# The quarantine's objects and the repository's own (an alternate of the quarantine:
+# fsck --full reads both, and its reachability walk from the tips given only finds
+# objects it has read); the repository is small too, or the source would not be.
+FSCK_FLAGS = ("--strict", "--full", "--no-dangling", "--no-reflogs", "--no-progress")
+_HEX2 = re.compile(r"[0-9a-f]{2}")
+_HEX38 = re.compile(r"[0-9a-f]{38}")
+_OID = re.compile(r"[0-9a-f]{40}")
+
+
+class CopyRefused(Exception):
+    """The export cannot be applied as it is (nothing about refs changed): fetch instead."""
+
+
+# --- source ---------------------------------------------------------------------------
+
+
+def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepositoryResponse:
+    """The repository at `path` as ExportRepository answers it (see module doc).
+    Blocking: reads files; call it from a worker thread."""
+    repo = pygit2.Repository(str(path))
+    head = repo.lookup_reference("HEAD")
+    default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
+    names = [name for name in repo.listall_references() if name != "HEAD"]
+    answer = repository_pb2.ExportRepositoryResponse(default_branch=str(default_branch), ref_count=len(names))
+    if limit <= 0 or len(names) * REF_COST > limit:
+        return answer
+    objects = path / "objects"
+    if (objects / "info" / "alternates").exists():
+        return answer
+    try:
+        refs = [
+            repository_pb2.ExportedRef(name=name, oid=str(repo.lookup_reference(name).resolve().target))
+            for name in names
+        ]
+        files = _object_files(objects, limit - len(names) * REF_COST)
+    except (KeyError, ValueError, pygit2.GitError, OSError):
+        return answer  # a ref deleted or dangling, a file gone (repack): fetch instead
+    if files is None:
+        return answer
+    answer.copyable = True
+    answer.refs.extend(refs)
+    answer.files.extend(files)
+    return answer
+
+
+def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile] | None:
+    """The loose objects and indexed packs under `objects`, read; None past `budget` bytes."""
+    listed: list[tuple[str, Path]] = []
+    total = 0
+    with os.scandir(objects) as entries:
+        fanout = [e for e in entries if len(e.name) == 2 and _HEX2.fullmatch(e.name) and e.is_dir()]
+    for directory in fanout:
+        with os.scandir(directory.path) as entries:
+            for entry in entries:
+                if len(entry.name) == 38 and _HEX38.fullmatch(entry.name) and entry.is_file():
+                    total += entry.stat().st_size
+                    listed.append((f"{directory.name}/{entry.name}", Path(entry.path)))
+        if total > budget:
+            return None
+    pack_dir = objects / "pack"
+    names = set(os.listdir(pack_dir)) if pack_dir.is_dir() else set()
+    for name in sorted(names):
+        if not (name.startswith("pack-") and name.endswith(".pack")):
+            continue
+        index = name[: -len(".pack")] + ".idx"
+        if index not in names or not _PACK.fullmatch(f"pack/{name}"):
+            continue  # still being written, or not a name git gives
+        for part in (name, index):
+            total += (pack_dir / part).stat().st_size
+            listed.append((f"pack/{part}", pack_dir / part))
+        if total > budget:
+            return None
+    return [repository_pb2.ObjectFile(name=name, data=file.read_bytes()) for name, file in listed]
+
+
+# --- target ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `copy_into` did: object bytes received, files added, refs changed."""
+
+    bytes_received: int
+    files_added: int
+    refs_changed: int
+
+
+async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse) -> Applied:
+    """Make the bare repository at `repo` hold `export`'s objects and exactly its refs
+    (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
+    by `git fsck` (FSCK_CONFIG: the push policy, every object's hash, each pack against
+    its checksum, and every object reachable from the new refs present), then moved in;
+    then refs are mirrored. CopyRefused, with no ref changed and nothing moved in, when
+    the export is not copyable, malformed, or fails the check."""
+    if not export.copyable:
+        raise CopyRefused("the source did not export its objects")
+    desired = _desired_refs(export)
+    objects = repo / "objects"
+    quarantine = temp_sibling(repo, "copy")
+    try:
+        added = await asyncio.to_thread(_write_quarantine, objects, quarantine, export.files)
+        tips = sorted(set(desired.values()))
+        if tips:
+            checked = await run_git(
+                [*(arg for option in FSCK_CONFIG for arg in ("-c", option)), "fsck", *FSCK_FLAGS, *tips],
+                git_dir=repo,
+                env={
+                    "GIT_OBJECT_DIRECTORY": str(quarantine),
+                    "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
+                },
+                check=False,
+            )
+            if checked.exit_code != 0:
+                finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr)
+                raise CopyRefused(f"the copied objects fail git fsck: {finding}")
+        await asyncio.to_thread(_move_in, quarantine, objects)
+        changed = await asyncio.to_thread(_mirror_refs, repo, desired)
+    finally:
+        await asyncio.to_thread(shutil.rmtree, quarantine, True)
+    return Applied(sum(len(f.data) for f in export.files), added, changed)
+
+
+def _desired_refs(export: repository_pb2.ExportRepositoryResponse) -> dict[str, str]:
+    desired: dict[str, str] = {}
+    for ref in export.refs:
+        if not (ref.name.startswith("refs/") and pygit2.reference_is_valid_name(ref.name)):
+            raise CopyRefused(f"invalid ref name {ref.name!r}")
+        if not _OID.fullmatch(ref.oid):
+            raise CopyRefused(f"invalid object id for {ref.name!r}")
+        desired[ref.name] = ref.oid
+    if len(set(desired.values())) > MAX_TIPS:
+        raise CopyRefused(f"more than {MAX_TIPS} distinct ref targets")
+    return desired
+
+
+def _first_error(stderr: bytes) -> str:
+    lines = [line for line in stderr.decode(errors="replace").splitlines() if line.startswith("error")]
+    return lines[0] if lines else "no reason given"
+
+
+def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repository_pb2.ObjectFile]) -> int:
+    """Write the files of `files` that `objects` lacks under `quarantine` (created);
+    CopyRefused for a name that is no loose object or pack file, or a pack without its
+    index. Returns the number written."""
+    parts: dict[str, set[str]] = {}
+    quarantine.mkdir()
+    written = 0
+    for f in files:
+        name = str(f.name)
+        if _PACK.fullmatch(name):
+            stem, kind = name.rsplit(".", 1)
+            parts.setdefault(stem, set()).add(kind)
+        elif not _LOOSE.fullmatch(name):
+            raise CopyRefused(f"unexpected object file {name!r}")
+        if (objects / name).exists():
+            continue
+        path = quarantine / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(f.data)
+        written += 1
+    incomplete = [stem for stem, kinds in parts.items() if kinds != {"pack", "idx"}]
+    if incomplete:
+        raise CopyRefused(f"{incomplete[0]} comes without its pack or its index")
+    return written
+
+
+def _move_in(quarantine: Path, objects: Path) -> None:
+    """Move every file of `quarantine` to the same place under `objects` (read-only, as
+    git leaves objects); packs before their indexes, since readers find a pack by its
+    index. A file that appeared meanwhile (same name: same content) is kept."""
+    for directory in sorted(p for p in quarantine.iterdir() if p.is_dir()):
+        names = sorted(os.listdir(directory), key=lambda n: (n.endswith(".idx"), n))
+        for name in names:
+            destination = objects / directory.name / name
+            if destination.exists():
+                continue
+            destination.parent.mkdir(exist_ok=True)
+            os.chmod(directory / name, 0o444)
+            os.rename(directory / name, destination)
+
+
+def _mirror_refs(repo_path: Path, desired: dict[str, str]) -> int:
+    """Set refs to exactly `desired` (HEAD untouched); the number changed. Deletions
+    first, so that a name freed (refs/heads/a) may become a directory (refs/heads/a/b)."""
+    repo = pygit2.Repository(str(repo_path))
+    existing: dict[str, str | None] = {}
+    for name in repo.listall_references():
+        if name == "HEAD":
+            continue
+        ref = repo.lookup_reference(name)
+        direct = ref.type == pygit2.enums.ReferenceType.DIRECT
+        existing[name] = str(ref.target) if direct else None
+    changed = 0
+    for name in sorted(existing.keys() - desired.keys()):
+        repo.references.delete(name)
+        changed += 1
+    for name, oid in desired.items():
+        if existing.get(name) != oid:
+            repo.references.create(name, pygit2.Oid(hex=oid), force=True)
+            changed += 1
+    return changed

@@ -1,0 +1,170 @@
+"""node.replica_copy on real repositories (real git, no node process): what an export
+holds, and every way a copy is refused - with no ref changed, nothing moved in and no
+quarantine left - so that the replication falls back to `git fetch`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from gitraft.v1 import repository_pb2 as pb
+from node.replica_copy import REF_COST, CopyRefused, copy_into, export_repository
+from node.storage import TEMP_MARKER, init_bare_repository
+from tests.integration.conftest import git_cli
+from tests.integration.gateway_helpers import refs_of
+
+LIMIT = 1024 * 1024
+
+
+def source_repository(tmp_path: Path) -> Path:
+    """A bare repository with a pack (two commits, a tag) and loose objects (a third
+    commit on another branch), HEAD at refs/heads/main."""
+    work = tmp_path / "work"
+    git_cli("init", "-q", "-b", "main", str(work), cwd=tmp_path)
+    for n in range(2):
+        (work / f"f{n}.txt").write_text(f"{n}\n")
+        git_cli("add", ".", cwd=work)
+        git_cli("commit", "-q", "-m", f"c{n}", cwd=work)
+    git_cli("tag", "-a", "-m", "t", "v1", cwd=work)
+    source = tmp_path / "source.git"
+    git_cli("clone", "-q", "--bare", str(work), str(source), cwd=tmp_path)
+    git_cli("repack", "-a", "-d", "-q", cwd=source)
+    git_cli("checkout", "-q", "-b", "side", cwd=work)
+    (work / "side.txt").write_text("side\n")
+    git_cli("add", ".", cwd=work)
+    git_cli("commit", "-q", "-m", "side", cwd=work)
+    git_cli("push", "-q", str(source), "side", cwd=work)
+    return source
+
+
+def target_repository(tmp_path: Path) -> Path:
+    target = tmp_path / "target.git"
+    init_bare_repository(target, "refs/heads/main")
+    return target
+
+
+def quarantines_left(repo: Path) -> list[str]:
+    return [p.name for p in repo.parent.iterdir() if TEMP_MARKER in p.name]
+
+
+def test_an_export_copies_into_an_exact_mirror(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    assert export.copyable and export.default_branch == "refs/heads/main"
+    names = sorted(f.name for f in export.files)
+    assert any(n.endswith(".pack") for n in names) and any(n.endswith(".idx") for n in names)
+    assert any("/" in n and not n.startswith("pack/") for n in names)  # loose objects too
+    target = target_repository(tmp_path)
+    applied = asyncio.run(copy_into(target, export))
+    assert refs_of(target) == refs_of(source)
+    assert applied.refs_changed == len(refs_of(source))
+    git_cli("fsck", "--strict", "--no-dangling", cwd=target)
+    assert not quarantines_left(target)
+    # Again: nothing new to add, nothing to change.
+    again = asyncio.run(copy_into(target, export_repository(source, LIMIT)))
+    assert (again.files_added, again.refs_changed) == (0, 0)
+
+
+def test_refs_deleted_and_a_directory_file_conflict_are_mirrored(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    git_cli("update-ref", "refs/heads/dir/file", "main", cwd=source)
+    asyncio.run(copy_into(target, export_repository(source, LIMIT)))
+    git_cli("update-ref", "-d", "refs/heads/dir/file", cwd=source)
+    git_cli("update-ref", "refs/heads/dir", "main", cwd=source)
+    git_cli("update-ref", "-d", "refs/heads/side", cwd=source)
+    asyncio.run(copy_into(target, export_repository(source, LIMIT)))
+    assert refs_of(target) == refs_of(source)
+    assert "refs/heads/side" not in refs_of(target)
+
+
+def test_a_repository_over_the_limit_or_with_alternates_exports_refs_only(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    size = sum(len(f.data) for f in export_repository(source, LIMIT).files)
+    refs = len(refs_of(source))
+    assert export_repository(source, size + refs * REF_COST).copyable
+    small = export_repository(source, size + refs * REF_COST - 1)
+    assert not small.copyable and not small.files and not small.refs
+    assert small.ref_count == refs and small.default_branch == "refs/heads/main"
+    assert not export_repository(source, 0).copyable
+    (source / "objects" / "info" / "alternates").write_text("/elsewhere/objects\n")
+    assert not export_repository(source, LIMIT).copyable
+
+
+def test_a_quarantined_push_and_a_pack_being_written_are_not_exported(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    expected = {f.name for f in export_repository(source, LIMIT).files}
+    quarantine = source / "objects" / "tmp_objdir-incoming-abc123" / "ab"
+    quarantine.mkdir(parents=True)
+    (quarantine / ("c" * 38)).write_bytes(b"not yet checked")
+    (source / "objects" / "pack" / f"pack-{'d' * 40}.pack").write_bytes(b"PACK being written")
+    (source / "objects" / "pack" / "tmp_pack_xyz").write_bytes(b"temporary")
+    assert {f.name for f in export_repository(source, LIMIT).files} == expected
+
+
+def refused(target: Path, export: pb.ExportRepositoryResponse, match: str) -> None:
+    """copy_into refuses `export`: no ref of `target` changed, no object file moved in,
+    no quarantine left."""
+    before_refs = refs_of(target)
+    before_files = sorted(str(p.relative_to(target)) for p in (target / "objects").rglob("*") if p.is_file())
+    with pytest.raises(CopyRefused, match=match):
+        asyncio.run(copy_into(target, export))
+    assert refs_of(target) == before_refs
+    after = sorted(str(p.relative_to(target)) for p in (target / "objects").rglob("*") if p.is_file())
+    assert after == before_files
+    assert not quarantines_left(target)
+
+
+def test_an_export_missing_an_object_is_refused(tmp_path: Path) -> None:
+    """As after a repack on the source between its listing and its reads."""
+    source = source_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    loose = [f for f in export.files if not f.name.startswith("pack/")]
+    export.files.remove(loose[0])
+    refused(target_repository(tmp_path), export, "fail git fsck")
+
+
+def test_a_changed_object_is_refused(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    loose = next(f for f in export.files if not f.name.startswith("pack/"))
+    blob = pygit2.Repository(str(source)).odb.write(pygit2.enums.ObjectType.BLOB, b"something else")
+    loose.data = (source / "objects" / str(blob)[:2] / str(blob)[2:]).read_bytes()
+    target = target_repository(tmp_path)
+    refused(target, export, "fail git fsck")
+
+    export = export_repository(source, LIMIT)
+    pack = next(f for f in export.files if f.name.endswith(".pack"))
+    pack.data = pack.data[:-21] + bytes([pack.data[-21] ^ 1]) + pack.data[-20:]
+    refused(target, export, "fail git fsck")
+
+
+def test_malformed_exports_are_refused(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    for name in ("../../escape", "ab/../../x", "pack/pack-1.pack", "info/alternates", "ab/cd"):
+        export = export_repository(source, LIMIT)
+        export.files.add(name=name, data=b"x")
+        refused(target, export, "unexpected object file")
+    export = export_repository(source, LIMIT)
+    index = next(f for f in export.files if f.name.endswith(".idx"))
+    export.files.remove(index)
+    refused(target, export, "without its pack or its index")
+    for name, oid in (("refs/heads/../x", "a" * 40), ("HEAD", "a" * 40), ("refs/heads/ok", "zz")):
+        export = export_repository(source, LIMIT)
+        export.refs.add(name=name, oid=oid)
+        refused(target, export, "invalid")
+    refused(target, pb.ExportRepositoryResponse(copyable=False), "did not export")
+
+
+def test_a_dangerous_object_is_refused_by_the_push_policy(tmp_path: Path) -> None:
+    """A tree with a `.git` entry, placed on the source's disk directly (a push refuses it)."""
+    source = source_repository(tmp_path)
+    blob = git_cli("hash-object", "-w", "--stdin", cwd=source, stdin="x\n").strip()
+    tree = git_cli("mktree", cwd=source, stdin=f"100644 blob {blob}\t.git\n").strip()
+    commit = git_cli("commit-tree", tree, "-m", "dotgit", cwd=source).strip()
+    git_cli("update-ref", "refs/heads/evil", commit, cwd=source)
+    refused(target_repository(tmp_path), export_repository(source, LIMIT), "hasDotgit")
