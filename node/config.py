@@ -25,6 +25,8 @@ DEFAULT_CONCURRENCY = (
     ConcurrencyLimit(_SMART_HTTP + "InfoRefsUploadPack", 32, 16, 64, 10.0),
     ConcurrencyLimit(_SMART_HTTP + "InfoRefsReceivePack", 32, 16, 64, 10.0),
     ConcurrencyLimit(_REPOSITORY + "ReplicateRepository", 8, 0, 64, 30.0),
+    # Each holds up to replication_copy_limit (at most 8 MiB) of object files in memory.
+    ConcurrencyLimit(_REPOSITORY + "ExportRepository", 16, 0, 64, 30.0),
     ConcurrencyLimit(_REPOSITORY + "OptimizeRepository", 2, 0, 16, 60.0),
 )
 
