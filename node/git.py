@@ -28,7 +28,9 @@ import contextlib
 import functools
 import os
 import shutil
+import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +112,26 @@ def _executable(git_binary: str, search_path: str) -> str:
     start does not try every PATH entry before git's (one failed exec per entry); the
     name itself when it is not found (exec then fails as it would have)."""
     return shutil.which(git_binary, path=search_path) or git_binary
+
+
+def watch_children_by_pidfd() -> bool:
+    """Have asyncio learn of git's exits through pidfds (Linux 5.3+) instead of a thread
+    per child: Python before 3.12 starts a ThreadedChildWatcher thread for every git,
+    ~0.2 ms of the node's CPU each (300 starts of `git --version`: 0.38-0.51 against
+    0.57-0.73 ms a start). Call it on the node's event loop before it starts git; False
+    (nothing changed) where pidfds are missing or Python already does this."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        asyncio.set_child_watcher(watcher)
+    return True
 
 
 @functools.lru_cache(maxsize=4)

@@ -152,7 +152,7 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     desired = _desired_refs(export)
     objects = repo / "objects"
     quarantine = temp_sibling(repo, "copy")
-    try:
+    try:  # each blocking step is one hand-off to a thread: they cost more than the work
         added = await asyncio.to_thread(_write_quarantine, objects, quarantine, export.files)
         tips = sorted(set(desired.values()))
         if tips:
@@ -168,10 +168,10 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
             if checked.exit_code != 0:
                 finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr)
                 raise CopyRefused(f"the copied objects fail git fsck: {finding}")
-        await asyncio.to_thread(_move_in, quarantine, objects)
-        changed = await asyncio.to_thread(_mirror_refs, repo, desired)
-    finally:
+        changed = await asyncio.to_thread(_move_in_and_mirror, quarantine, objects, repo, desired)
+    except BaseException:
         await asyncio.to_thread(shutil.rmtree, quarantine, True)
+        raise
     return Applied(sum(len(f.data) for f in export.files), added, changed)
 
 
@@ -232,6 +232,15 @@ def _move_in(quarantine: Path, objects: Path) -> None:
             destination.parent.mkdir(exist_ok=True)
             os.chmod(directory / name, 0o444)
             os.rename(directory / name, destination)
+
+
+def _move_in_and_mirror(quarantine: Path, objects: Path, repo: Path, desired: dict[str, str]) -> int:
+    """`_move_in`, remove the emptied quarantine, then `_mirror_refs`."""
+    try:
+        _move_in(quarantine, objects)
+    finally:
+        shutil.rmtree(quarantine, True)
+    return _mirror_refs(repo, desired)
 
 
 def _mirror_refs(repo_path: Path, desired: dict[str, str]) -> int:

@@ -162,13 +162,16 @@ class ReplicationMixin:
         relative = request.repository.relative_path
         try:
             async with asyncio.timeout(self.replication_timeout):
-                created, copied = await _replicate(target, relative, source, self.replication_copy_limit)
+                created, copied, checksum = await _replicate(
+                    target, relative, source, self.replication_copy_limit
+                )
         except TimeoutError:
             raise DeadlineExceededError(
                 f"replication of {quoted(relative)} from {quoted(node.address)} did not finish "
                 f"within {self.replication_timeout:g} s"
             ) from None
-        checksum = await asyncio.to_thread(lambda: repository_checksum(pygit2.Repository(str(target))))
+        if checksum is None:  # a new replica of a repository without refs: nothing mirrored
+            checksum = await asyncio.to_thread(lambda: repository_checksum(pygit2.Repository(str(target))))
         log.info(
             "replicated repository",
             extra={
@@ -187,10 +190,10 @@ class ReplicationMixin:
 
 async def _replicate(
     target: Path, relative: str, source: SourceRepository, copy_limit: int
-) -> tuple[bool, bool]:
+) -> tuple[bool, bool, str | None]:
     """Make `target` a mirror of `source`: (whether it had to be created, whether the
-    objects were copied). Object files up to `copy_limit` bytes are copied rather than
-    fetched (node.replica_copy)."""
+    objects were copied, its checksum when refs were mirrored). Object files up to
+    `copy_limit` bytes are copied rather than fetched (node.replica_copy)."""
     async with _exclusive(target), source:
         created = not is_bare_repository(target)
         if created and _occupied(target):
@@ -202,10 +205,10 @@ async def _replicate(
         if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
             raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
         if created:
-            copied = await _copy_new(target, relative, None if empty else source, head, info)
+            copied, checksum = await _copy_new(target, relative, None if empty else source, head, info)
         else:
-            copied = await _mirror(target, source, head, info)
-    return created, copied
+            copied, checksum = await _mirror(target, source, head, info)
+    return created, copied, checksum
 
 
 def _occupied(path: Path) -> bool:
@@ -255,7 +258,7 @@ async def _copy_new(
     source: SourceRepository | None,
     head: str | None,
     export: repository_pb2.ExportRepositoryResponse,
-) -> bool:
+) -> tuple[bool, str | None]:
     """A full copy into a temporary sibling, renamed to `target` when complete; without
     `source` (it has no refs) only HEAD is set: nothing to fetch. A HEAD under refs/
     (the usual case) is written with the new repository, without a git process."""
@@ -266,14 +269,14 @@ async def _copy_new(
             init_bare_repository(temp, head)
         else:  # detached source HEAD: git's default HEAD, as before the fetch
             await run_git(["init", "--bare", "--quiet", str(temp)])
-        copied = False
+        copied, checksum = False, None
         if source is not None:
-            copied = await _mirror(temp, source, head, export)
+            copied, checksum = await _mirror(temp, source, head, export)
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it
             raise UnavailableError(f"repository appeared during replication: {quoted(relative)}") from exc
-        return copied
+        return copied, checksum
     finally:
         if temp.exists():
             await asyncio.to_thread(shutil.rmtree, temp, True)
@@ -281,17 +284,27 @@ async def _copy_new(
 
 async def _mirror(
     repo: Path, source: SourceRepository, head: str | None, export: repository_pb2.ExportRepositoryResponse
-) -> bool:
+) -> tuple[bool, str]:
     """Copy (`export` when copyable) or else fetch every ref of `source` into `repo`
-    (pruning the others), then set HEAD; whether it was a copy."""
+    (pruning the others), then set HEAD: (whether it was a copy, the refs' checksum)."""
     copied = await _copied(repo, source, export)
     if not copied:
         await _fetch(repo, source)
-    if await asyncio.to_thread(_loose_refs_over, repo, LOOSE_REFS_LIMIT):
+    loose_over, head_set, checksum = await asyncio.to_thread(_settled, repo, head)
+    if loose_over:
         await run_git(["pack-refs", "--all"], git_dir=repo)
-    if head is not None and not head_points_at(repo, head):
-        await run_git(["symbolic-ref", "HEAD", head], git_dir=repo)
-    return copied
+    if not head_set:
+        await run_git(["symbolic-ref", "HEAD", str(head)], git_dir=repo)
+    return copied, checksum
+
+
+def _settled(repo: Path, head: str | None) -> tuple[bool, bool, str]:
+    """Blocking, once refs are mirrored (one hand-off to a thread for the three): whether
+    `repo` holds more than LOOSE_REFS_LIMIT loose refs, whether HEAD is as wanted (None:
+    left as it is), and the refs' checksum (packing refs or moving HEAD changes none)."""
+    loose_over = _loose_refs_over(repo, LOOSE_REFS_LIMIT)
+    head_set = head is None or head_points_at(repo, head)
+    return loose_over, head_set, repository_checksum(pygit2.Repository(str(repo)))
 
 
 async def _copied(
