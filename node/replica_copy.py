@@ -166,7 +166,7 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
                 check=False,
             )
             if checked.exit_code != 0:
-                finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr)
+                finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr + checked.stdout)
                 raise CopyRefused(f"the copied objects fail git fsck: {finding}")
         changed = await asyncio.to_thread(_move_in_and_mirror, quarantine, objects, repo, desired)
     except BaseException:
@@ -188,8 +188,15 @@ def _desired_refs(export: repository_pb2.ExportRepositoryResponse) -> dict[str, 
     return desired
 
 
-def _first_error(stderr: bytes) -> str:
-    lines = [line for line in stderr.decode(errors="replace").splitlines() if line.startswith("error")]
+def _first_error(output: bytes) -> str:
+    """git fsck's first error line in `output` (its stderr then stdout), else its first
+    line (a missing object reached through a tree is reported on stdout as "broken link
+    from tree ..." then "missing blob ...")."""
+    lines = [line.strip() for line in output.decode(errors="replace").splitlines() if line.strip()]
+    for start in ("error", "missing", "broken link"):
+        found = [line for line in lines if line.startswith(start)]
+        if found:
+            return found[0]
     return lines[0] if lines else "no reason given"
 
 

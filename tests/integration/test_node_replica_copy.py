@@ -122,9 +122,9 @@ def test_an_export_missing_an_object_is_refused(tmp_path: Path) -> None:
     """As after a repack on the source between its listing and its reads."""
     source = source_repository(tmp_path)
     export = export_repository(source, LIMIT)
-    loose = [f for f in export.files if not f.name.startswith("pack/")]
-    export.files.remove(loose[0])
-    refused(target_repository(tmp_path), export, "fail git fsck")
+    blob = git_cli("rev-parse", "side:side.txt", cwd=source).strip()  # a loose object
+    export.files.remove(next(f for f in export.files if f.name == f"{blob[:2]}/{blob[2:]}"))
+    refused(target_repository(tmp_path), export, f"fail git fsck: missing blob {blob}")
 
 
 def test_a_changed_object_is_refused(tmp_path: Path) -> None:
