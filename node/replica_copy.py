@@ -206,6 +206,7 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
     index. Returns the number written."""
     parts: dict[str, set[str]] = {}
     quarantine.mkdir()
+    made = {quarantine}
     written = 0
     for f in files:
         name = str(f.name)
@@ -217,8 +218,12 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
         if (objects / name).exists():
             continue
         path = quarantine / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(f.data)
+        if path.parent not in made:
+            path.parent.mkdir(exist_ok=True)
+            made.add(path.parent)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)  # read-only, as git's
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(f.data)
         written += 1
     incomplete = [stem for stem, kinds in parts.items() if kinds != {"pack", "idx"}]
     if incomplete:
@@ -227,26 +232,32 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
 
 
 def _move_in(quarantine: Path, objects: Path) -> None:
-    """Move every file of `quarantine` to the same place under `objects` (read-only, as
-    git leaves objects); packs before their indexes, since readers find a pack by its
-    index. A file that appeared meanwhile (same name: same content) is kept."""
-    for directory in sorted(p for p in quarantine.iterdir() if p.is_dir()):
-        names = sorted(os.listdir(directory), key=lambda n: (n.endswith(".idx"), n))
+    """Move every file of `quarantine` to the same place under `objects`, packs before
+    their indexes (readers find a pack by its index), removing the emptied directories
+    and `quarantine` itself. A file that appeared meanwhile under `objects` is replaced
+    by its twin (the same name is the same content)."""
+    with os.scandir(quarantine) as entries:
+        directories = sorted(entry.name for entry in entries)
+    for directory in directories:
+        source = quarantine / directory
+        names = sorted(os.listdir(source), key=lambda n: (n.endswith(".idx"), n))
         for name in names:
-            destination = objects / directory.name / name
-            if destination.exists():
-                continue
-            destination.parent.mkdir(exist_ok=True)
-            os.chmod(directory / name, 0o444)
-            os.rename(directory / name, destination)
+            try:
+                os.rename(source / name, objects / directory / name)
+            except FileNotFoundError:  # a loose-object directory the replica lacks
+                os.mkdir(objects / directory)
+                os.rename(source / name, objects / directory / name)
+        os.rmdir(source)
+    os.rmdir(quarantine)
 
 
 def _move_in_and_mirror(quarantine: Path, objects: Path, repo: Path, desired: dict[str, str]) -> int:
-    """`_move_in`, remove the emptied quarantine, then `_mirror_refs`."""
+    """`_move_in` (the quarantine removed whatever happens), then `_mirror_refs`."""
     try:
         _move_in(quarantine, objects)
-    finally:
+    except BaseException:
         shutil.rmtree(quarantine, True)
+        raise
     return _mirror_refs(repo, desired)
 
 
