@@ -149,11 +149,14 @@ def _dies_with_node(search_path: str) -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
 
 
-def _argv(args: Sequence[str], git_dir: Path | None, git_binary: str) -> list[str]:
+def _argv(
+    args: Sequence[str], git_dir: Path | None, git_binary: str, dies_with_node: bool = True
+) -> list[str]:
     if isinstance(args, str):
         raise TypeError("git arguments must be a list, not a string")
     search_path = git_env()["PATH"]
-    prefix = [*_dies_with_node(search_path), _executable(git_binary, search_path)]
+    wrapper = _dies_with_node(search_path) if dies_with_node else ()
+    prefix = [*wrapper, _executable(git_binary, search_path)]
     if git_dir is not None:
         prefix.append(f"--git-dir={git_dir}")
     return [*prefix, *args]
@@ -169,10 +172,13 @@ async def start_git(
     stdout: int | None = asyncio.subprocess.PIPE,
     stderr: int | None = asyncio.subprocess.PIPE,
     git_binary: str = GIT_BINARY,
+    dies_with_node: bool = True,
 ) -> asyncio.subprocess.Process:
-    """Start git for streaming I/O; the caller owns the process (wait/kill it, close stdin)."""
+    """Start git for streaming I/O; the caller owns the process (wait/kill it, close stdin).
+    `dies_with_node` False: no `setpriv` wrapper (see _dies_with_node), for a short
+    read-only git whose outliving the node for milliseconds harms nothing."""
     return await asyncio.create_subprocess_exec(
-        *_argv(args, git_dir, git_binary),
+        *_argv(args, git_dir, git_binary, dies_with_node),
         cwd=str(cwd) if cwd is not None else None,
         env=git_env(env),
         stdin=stdin,
@@ -190,8 +196,9 @@ async def run_git(
     env: Mapping[str, str] | None = None,
     check: bool = True,
     git_binary: str = GIT_BINARY,
+    dies_with_node: bool = True,
 ) -> GitResult:
-    """Run git to completion and collect its output.
+    """Run git to completion and collect its output (`dies_with_node`: see start_git).
 
     Raises GitCommandError on a non-zero exit when `check`; kills the child when the
     calling task is cancelled.
@@ -204,6 +211,7 @@ async def run_git(
         env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         git_binary=git_binary,
+        dies_with_node=dies_with_node,
     )
     try:
         out, err = await proc.communicate(stdin)
