@@ -24,6 +24,7 @@ SMALL = {
     "clone_fleet": ["--clones", "2", "--commits", "20", "--files", "10"],
     "replication_refs": ["--refs", "50", "--commits", "5", "--rounds", "1"],
     "large_push": ["--mib", "2"],
+    "replica_copy": ["--repositories", "5", "--in-flight", "2"],
 }
 # What each must print: its table's header, or its last figure (proxy_bench's table of
 # issue #13's ratios names the machine it ran on).
@@ -33,6 +34,7 @@ EXPECTED = {
     "clone_fleet": ("2 clones: wall",),
     "replication_refs": ("one new commit: median",),
     "large_push": ("VmHWM",),
+    "replica_copy": ("copy | 5 | 5 |", "fetch | 5 | 0 |"),
 }
 
 
