@@ -206,14 +206,14 @@ class Replicator:
             if obsolete(job, repo):
                 log.info("replication job obsolete", extra={"job_id": job.id, "target": job.target})
                 return
-            await self._replicate(job)
+            await self._replicate(job, repo)
         elif job.change is ChangeType.OPTIMIZE:
             request2 = repository_pb2.OptimizeRepositoryRequest(repository=_replica(repo, job.target))
             await self._call(
                 job.target, "OptimizeRepository", request2, repository_pb2.OptimizeRepositoryResponse
             )
 
-    async def _confirmed(self, job: Job) -> Repository | None:
+    async def _confirmed(self, job: Job, read: Repository) -> Repository | None:
         """Confirm the lease, then read the repository: the job's repository as this
         proxy's state has it once the confirming command applied here - which includes
         every command committed before it, as after a barrier - or None when it was
@@ -223,7 +223,8 @@ class Replicator:
         The confirming command is the lease itself while it is fresh (taken less than
         CONFIRM_AFTER of its time ago, by this proxy's clock: the job started right after
         `lease_jobs` returned), otherwise a `renew_leases` (the worker waited or was paused
-        since)."""
+        since). With a fresh lease `read` (the repository as `execute` read it, after the
+        lease applied here) is that state: no second read."""
         if self.clock() > job.lease_expires_at - self.lease_seconds * (1 - CONFIRM_AFTER):
             try:
                 await self.store.renew_leases(self.owner, [job.id], self.clock(), self.lease_seconds)
@@ -231,7 +232,9 @@ class Replicator:
                 # a removal ends the repository's in-progress jobs: the lease goes with it
                 if await self.store.get_repository_by_id(job.repository_id) is not None:
                     raise
-        fresh = await self.store.get_repository_by_id(job.repository_id)
+            fresh = await self.store.get_repository_by_id(job.repository_id)
+        else:
+            fresh = read
         if fresh is not None and any(r.storage == job.target for r in fresh.replicas):
             return fresh
         log.info(
@@ -240,10 +243,10 @@ class Replicator:
         )
         return None
 
-    async def _replicate(self, job: Job) -> None:
+    async def _replicate(self, job: Job, read: Repository) -> None:
         # The lease must still be ours: a worker that was paused past its lease (another
         # owner may have copied newer data meanwhile) must not mirror older refs over it.
-        repo = await self._confirmed(job)
+        repo = await self._confirmed(job, read)
         if repo is None:
             return
         request = repository_pb2.ReplicateRepositoryRequest(
