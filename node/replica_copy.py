@@ -145,16 +145,18 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
     by `git fsck` (FSCK_CONFIG: the push policy, every object's hash, each pack against
     its checksum, and every object reachable from the new refs present), then moved in;
-    then refs are mirrored. CopyRefused, with no ref changed and nothing moved in, when
+    then refs are mirrored. An export without refs brings no file (no fsck would check it). CopyRefused, with no ref changed and nothing moved in, when
     the export is not copyable, malformed, or fails the check."""
     if not export.copyable:
         raise CopyRefused("the source did not export its objects")
     desired = _desired_refs(export)
     objects = repo / "objects"
     quarantine = temp_sibling(repo, "copy")
+    tips = sorted(set(desired.values()))
+    # Without a tip git fsck would not run: no file is brought unchecked (none is needed).
+    files = export.files if tips else ()
     try:  # each blocking step is one hand-off to a thread: they cost more than the work
-        added = await asyncio.to_thread(_write_quarantine, objects, quarantine, export.files)
-        tips = sorted(set(desired.values()))
+        added = await asyncio.to_thread(_write_quarantine, objects, quarantine, files)
         if tips:
             checked = await run_git(
                 [*(arg for option in FSCK_CONFIG for arg in ("-c", option)), "fsck", *FSCK_FLAGS, *tips],

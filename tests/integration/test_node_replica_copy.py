@@ -168,3 +168,19 @@ def test_a_dangerous_object_is_refused_by_the_push_policy(tmp_path: Path) -> Non
     commit = git_cli("commit-tree", tree, "-m", "dotgit", cwd=source).strip()
     git_cli("update-ref", "refs/heads/evil", commit, cwd=source)
     refused(target_repository(tmp_path), export_repository(source, LIMIT), "hasDotgit")
+
+
+def test_a_source_without_refs_brings_no_unchecked_object(tmp_path: Path) -> None:
+    """A source whose refs were all deleted still has its object files; with no tip,
+    the copy ran no git fsck and moved them all in unchecked - a dangerous tree a push
+    refuses among them. Nothing reaches them: none is brought (as a fetch brings none)."""
+    source = source_repository(tmp_path)
+    blob = git_cli("hash-object", "-w", "--stdin", cwd=source, stdin="x\n").strip()
+    tree = git_cli("mktree", cwd=source, stdin=f"100644 blob {blob}\t.git\n").strip()
+    for name in refs_of(source):
+        git_cli("update-ref", "-d", name, cwd=source)
+    target = target_repository(tmp_path)
+    asyncio.run(copy_into(target, export_repository(source, LIMIT)))
+    assert refs_of(target) == {}
+    assert tree not in pygit2.Repository(str(target)).odb
+    assert not quarantines_left(target)
