@@ -145,8 +145,9 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
     by `git fsck` (FSCK_CONFIG: the push policy, every object's hash, each pack against
     its checksum, and every object reachable from the new refs present), then moved in;
-    then refs are mirrored. An export without refs brings no file (no fsck would check it). CopyRefused, with no ref changed and nothing moved in, when
-    the export is not copyable, malformed, or fails the check."""
+    then refs are mirrored. An export without refs brings no file (no fsck would check
+    it). CopyRefused, with no ref changed and nothing moved in, when the export is not
+    copyable, malformed, or fails the check."""
     if not export.copyable:
         raise CopyRefused("the source did not export its objects")
     desired = _desired_refs(export)
