@@ -44,8 +44,12 @@ from node import fsck
 from node.git import run_git
 from node.storage import temp_sibling
 
-# Bytes of a ref counted against the limit (name and oid on the wire).
-REF_COST = 64
+# Bytes counted against the limit besides a ref's name (its oid, the message's framing)
+# and besides an object file's name and data (framing): the whole answer stays within
+# the limit but for its three header fields, so that the largest (MAX_REPLICATION_COPY_
+# LIMIT) stays under the nodes' gRPC message size.
+REF_FRAMING = 48
+FILE_FRAMING = 16
 _LOOSE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{38}")
 _PACK = re.compile(r"pack/pack-[0-9a-f]{40}\.(pack|idx)")
 # A copy's tips are git fsck's arguments: past this many distinct ones, fetch instead.
@@ -77,7 +81,8 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
     default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
     names = [name for name in repo.listall_references() if name != "HEAD"]
     answer = repository_pb2.ExportRepositoryResponse(default_branch=str(default_branch), ref_count=len(names))
-    if limit <= 0 or len(names) * REF_COST > limit:
+    refs_cost = sum(ref_cost(name) for name in names)
+    if limit <= 0 or refs_cost > limit:
         return answer
     objects = path / "objects"
     if (objects / "info" / "alternates").exists():
@@ -87,7 +92,7 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
             repository_pb2.ExportedRef(name=name, oid=str(repo.lookup_reference(name).resolve().target))
             for name in names
         ]
-        files = _object_files(objects, limit - len(names) * REF_COST)
+        files = _object_files(objects, limit - refs_cost)
     except (KeyError, ValueError, pygit2.GitError, OSError):
         return answer  # a ref deleted or dangling, a file gone (repack): fetch instead
     if files is None:
@@ -98,8 +103,20 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
     return answer
 
 
+def ref_cost(name: str) -> int:
+    """Bytes a ref named `name` takes of an export's limit."""
+    return len(name.encode()) + REF_FRAMING
+
+
+def file_cost(name: str, size: int) -> int:
+    """Bytes an object file named `name` (under objects/) of `size` bytes takes of an
+    export's limit."""
+    return len(name) + size + FILE_FRAMING
+
+
 def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile] | None:
-    """The loose objects and indexed packs under `objects`, read; None past `budget` bytes."""
+    """The loose objects and indexed packs under `objects`, read; None past `budget`
+    bytes (file_cost)."""
     listed: list[tuple[str, Path]] = []
     total = 0
     with os.scandir(objects) as entries:
@@ -108,8 +125,9 @@ def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile]
         with os.scandir(directory.path) as entries:
             for entry in entries:
                 if len(entry.name) == 38 and _HEX38.fullmatch(entry.name) and entry.is_file():
-                    total += entry.stat().st_size
-                    listed.append((f"{directory.name}/{entry.name}", Path(entry.path)))
+                    name = f"{directory.name}/{entry.name}"
+                    total += file_cost(name, entry.stat().st_size)
+                    listed.append((name, Path(entry.path)))
         if total > budget:
             return None
     pack_dir = objects / "pack"
@@ -121,7 +139,7 @@ def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile]
         if index not in names or not _PACK.fullmatch(f"pack/{name}"):
             continue  # still being written, or not a name git gives
         for part in (name, index):
-            total += (pack_dir / part).stat().st_size
+            total += file_cost(f"pack/{part}", (pack_dir / part).stat().st_size)
             listed.append((f"pack/{part}", pack_dir / part))
         if total > budget:
             return None

@@ -11,7 +11,7 @@ import pygit2
 import pytest
 
 from gitraft.v1 import repository_pb2 as pb
-from node.replica_copy import REF_COST, CopyRefused, copy_into, export_repository
+from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
 from node.storage import TEMP_MARKER, init_bare_repository
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
@@ -83,10 +83,11 @@ def test_refs_deleted_and_a_directory_file_conflict_are_mirrored(tmp_path: Path)
 
 def test_a_repository_over_the_limit_or_with_alternates_exports_refs_only(tmp_path: Path) -> None:
     source = source_repository(tmp_path)
-    size = sum(len(f.data) for f in export_repository(source, LIMIT).files)
+    full = export_repository(source, LIMIT)
+    size = sum(file_cost(f.name, len(f.data)) for f in full.files) + sum(ref_cost(r.name) for r in full.refs)
     refs = len(refs_of(source))
-    assert export_repository(source, size + refs * REF_COST).copyable
-    small = export_repository(source, size + refs * REF_COST - 1)
+    assert export_repository(source, size).copyable
+    small = export_repository(source, size - 1)
     assert not small.copyable and not small.files and not small.refs
     assert small.ref_count == refs and small.default_branch == "refs/heads/main"
     assert not export_repository(source, 0).copyable
@@ -184,3 +185,18 @@ def test_a_source_without_refs_brings_no_unchecked_object(tmp_path: Path) -> Non
     assert refs_of(target) == {}
     assert tree not in pygit2.Repository(str(target)).odb
     assert not quarantines_left(target)
+
+
+def test_an_export_fits_its_limit_whatever_the_length_of_ref_names(tmp_path: Path) -> None:
+    """Refs were counted 64 bytes each whatever their names: with long names
+    the answer was many times the limit - past the 16 MiB a node's gRPC sends and
+    receives (8 MiB limit or 1 MiB and ~1 KiB names), the ExportRepository call failed
+    and with it the replication, which should have fetched."""
+    source = source_repository(tmp_path)
+    main = git_cli("rev-parse", "refs/heads/main", cwd=source).strip()
+    commands = "".join(f"create refs/heads/{'x' * 200}-{n} {main}\n" for n in range(1000))
+    git_cli("update-ref", "--stdin", cwd=source, stdin=commands)
+    git_cli("pack-refs", "--all", cwd=source)
+    limit = 1010 * 64 + 16 * 1024  # the refs at 64 bytes each, the object files (~3 KiB)
+    export = export_repository(source, limit)
+    assert export.ByteSize() <= limit + len(export.default_branch) + 16
