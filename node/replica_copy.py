@@ -104,8 +104,9 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
 
 
 def ref_cost(name: str) -> int:
-    """Bytes a ref named `name` takes of an export's limit."""
-    return len(name.encode()) + REF_FRAMING
+    """Bytes a ref named `name` takes of an export's limit (a name that is not UTF-8 has
+    no place in a protobuf string: export_repository then answers refs only)."""
+    return len(name.encode(errors="surrogateescape")) + REF_FRAMING  # as pygit2 decodes it
 
 
 def file_cost(name: str, size: int) -> int:

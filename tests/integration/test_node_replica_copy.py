@@ -200,3 +200,15 @@ def test_an_export_fits_its_limit_whatever_the_length_of_ref_names(tmp_path: Pat
     limit = 1010 * 64 + 16 * 1024  # the refs at 64 bytes each, the object files (~3 KiB)
     export = export_repository(source, limit)
     assert export.ByteSize() <= limit + len(export.default_branch) + 16
+
+
+def test_a_ref_name_that_is_not_utf8_exports_refs_only(tmp_path: Path) -> None:
+    """git takes any bytes in a ref name; protobuf strings take UTF-8 only, so such a
+    repository is fetched. (Counting the name's bytes against the limit raised
+    UnicodeEncodeError: ExportRepository failed, and the replication with it.)"""
+    source = source_repository(tmp_path)
+    main = git_cli("rev-parse", "refs/heads/main", cwd=source).strip()
+    refs = len(refs_of(source))
+    (source / "refs" / "heads" / "caf\udce9").write_text(f"{main}\n")  # b"caf\xe9"
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and export.ref_count == refs + 1
