@@ -30,12 +30,14 @@ checks, and gc treats them as any unreachable object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pygit2
 
@@ -64,6 +66,7 @@ FSCK_FLAGS = ("--strict", "--full", "--no-dangling", "--no-reflogs", "--no-progr
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX38 = re.compile(r"[0-9a-f]{38}")
 _OID = re.compile(r"[0-9a-f]{40}")
+_T = TypeVar("_T")
 
 
 class CopyRefused(Exception):
@@ -176,7 +179,7 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     # Without a tip git fsck would not run: no file is brought unchecked (none is needed).
     files = export.files if tips else ()
     try:  # each blocking step is one hand-off to a thread: they cost more than the work
-        added = await asyncio.to_thread(_write_quarantine, objects, quarantine, files)
+        added = await _to_thread_to_its_end(_write_quarantine, objects, quarantine, files)
         if tips:
             checked = await run_git(
                 [*(arg for option in FSCK_CONFIG for arg in ("-c", option)), "fsck", *FSCK_FLAGS, *tips],
@@ -190,11 +193,25 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
             if checked.exit_code != 0:
                 finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr + checked.stdout)
                 raise CopyRefused(f"the copied objects fail git fsck: {finding}")
-        changed = await asyncio.to_thread(_move_in_and_mirror, quarantine, objects, repo, desired)
+        changed = await _to_thread_to_its_end(_move_in_and_mirror, quarantine, objects, repo, desired)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, quarantine, True)
         raise
     return Applied(sum(len(f.data) for f in export.files), added, changed)
+
+
+async def _to_thread_to_its_end(function: Callable[..., _T], *args: Any) -> _T:
+    """`function(*args)` in a worker thread, waited for to its end even when the caller
+    is cancelled (the cancellation is raised then): a thread writing the repository
+    must not outlive the replication holding it (its lock, its quarantine's removal)."""
+    step = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        while not step.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({step})
+        raise
 
 
 def _desired_refs(export: repository_pb2.ExportRepositoryResponse) -> dict[str, str]:

@@ -5,12 +5,14 @@ quarantine left - so that the replication falls back to `git fetch`."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pygit2
 import pytest
 
 from gitraft.v1 import repository_pb2 as pb
+from node import replica_copy
 from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
 from node.storage import TEMP_MARKER, init_bare_repository
 from tests.integration.conftest import git_cli
@@ -212,3 +214,44 @@ def test_a_ref_name_that_is_not_utf8_exports_refs_only(tmp_path: Path) -> None:
     (source / "refs" / "heads" / "caf\udce9").write_text(f"{main}\n")  # b"caf\xe9"
     export = export_repository(source, LIMIT)
     assert not export.copyable and export.ref_count == refs + 1
+
+
+def test_a_cancelled_copy_ends_only_once_its_refs_are_mirrored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy cancelled (its replication timed out, its caller went away) while its
+    thread moved files in and mirrored refs returned at once, the thread still running:
+    the replication's lock was released, and a later replication's refs could be
+    overwritten by this older export's."""
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    mirror = replica_copy._mirror_refs
+
+    def slow_mirror(repo: Path, desired: dict[str, str]) -> int:
+        entered.set()
+        release.wait(30)
+        changed = mirror(repo, desired)
+        finished.set()
+        return changed
+
+    monkeypatch.setattr(replica_copy, "_mirror_refs", slow_mirror)
+
+    async def cancel_while_mirroring() -> None:
+        task = asyncio.create_task(copy_into(target, export))
+        await asyncio.to_thread(entered.wait, 30)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        assert not done, "the cancelled copy returned while its thread still mirrored refs"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert finished.is_set()
+
+    try:
+        asyncio.run(cancel_while_mirroring())
+    finally:
+        release.set()
+    assert refs_of(target) == refs_of(source)
+    assert not quarantines_left(target)
