@@ -240,9 +240,9 @@ def _first_error(output: bytes) -> str:
 
 
 def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repository_pb2.ObjectFile]) -> int:
-    """Write the files of `files` that `objects` lacks under `quarantine` (created);
-    CopyRefused for a name that is no loose object or pack file, or a pack without its
-    index. Returns the number written."""
+    """Write the files of `files` that `objects` lacks under `quarantine` (created; the
+    others are freshened); CopyRefused for a name that is no loose object or pack file,
+    or a pack without its index. Returns the number written."""
     parts: dict[str, set[str]] = {}
     quarantine.mkdir()
     written = 0
@@ -253,7 +253,7 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
             parts.setdefault(stem, set()).add(kind)
         elif not _LOOSE.fullmatch(name):
             raise CopyRefused(f"unexpected object file {name!r}")
-        if (objects / name).exists():
+        if _freshened(objects / name):
             continue
         path = quarantine / name
         path.parent.mkdir(exist_ok=True)
@@ -263,6 +263,17 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
     if incomplete:
         raise CopyRefused(f"{incomplete[0]} comes without its pack or its index")
     return written
+
+
+def _freshened(path: Path) -> bool:
+    """Whether the object file at `path` exists, its time then set to now (as git
+    freshens an object it would write again): it may be unreachable and old, and a gc
+    pruning before the copy's refs are mirrored must not remove it."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _move_in(quarantine: Path, objects: Path) -> None:

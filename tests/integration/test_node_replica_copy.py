@@ -5,7 +5,9 @@ quarantine left - so that the replication falls back to `git fetch`."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from pathlib import Path
 
 import pygit2
@@ -255,3 +257,31 @@ def test_a_cancelled_copy_ends_only_once_its_refs_are_mirrored(
         release.set()
     assert refs_of(target) == refs_of(source)
     assert not quarantines_left(target)
+
+
+def test_objects_the_target_already_has_are_freshened_against_a_concurrent_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy skips the files the replica already has. Unreachable there and older than
+    gc's prune expiry (a branch deleted weeks ago, now restored on the source), they were
+    left old: a gc --prune landing before the refs were mirrored removed them, and the
+    new refs pointed at missing objects. git freshens an object it would write again."""
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    weeks_ago = time.time() - 21 * 86400
+    for f in export.files:  # the replica holds every object already, unreachable and old
+        path = target / "objects" / f.name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(f.data)
+        os.utime(path, (weeks_ago, weeks_ago))
+    mirror = replica_copy._mirror_refs
+
+    def pruned_then_mirrored(repo: Path, desired: dict[str, str]) -> int:
+        git_cli("-c", "gc.auto=0", "gc", "--quiet", "--prune=2.weeks.ago", cwd=repo)
+        return mirror(repo, desired)
+
+    monkeypatch.setattr(replica_copy, "_mirror_refs", pruned_then_mirrored)
+    asyncio.run(copy_into(target, export))
+    assert refs_of(target) == refs_of(source)
+    git_cli("fsck", "--strict", "--no-dangling", cwd=target)
