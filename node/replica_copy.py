@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -41,10 +42,10 @@ from typing import Any, TypeVar
 
 import pygit2
 
+from common.paths import TEMP_MARKER
 from gitraft.v1 import repository_pb2
 from node import fsck
 from node.git import run_git
-from node.storage import temp_sibling
 
 # Bytes counted against the limit besides a ref's name (its oid, the message's framing)
 # and besides an object file's name and data (framing): the whole answer stays within
@@ -174,7 +175,9 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
         raise CopyRefused("the source did not export its objects")
     desired = _desired_refs(export)
     objects = repo / "objects"
-    quarantine = temp_sibling(repo, "copy")
+    # Beside `repo` (a rename moves files in), named apart from it: `repo` may be a new
+    # replica's temporary, whose name leaves no room for another suffix below NAME_MAX.
+    quarantine = repo.parent / f"{TEMP_MARKER}copy-{secrets.token_hex(6)}"
     tips = sorted(set(desired.values()))
     # Without a tip git fsck would not run: no file is brought unchecked (none is needed).
     files = export.files if tips else ()

@@ -13,10 +13,11 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from common.paths import MAX_SEGMENT_BYTES
 from gitraft.v1 import repository_pb2 as pb
 from node import replica_copy
 from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
-from node.storage import TEMP_MARKER, init_bare_repository
+from node.storage import TEMP_MARKER, init_bare_repository, temp_sibling
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
 
@@ -285,3 +286,15 @@ def test_objects_the_target_already_has_are_freshened_against_a_concurrent_prune
     asyncio.run(copy_into(target, export))
     assert refs_of(target) == refs_of(source)
     git_cli("fsck", "--strict", "--no-dangling", cwd=target)
+
+
+def test_a_new_replica_with_the_longest_name_is_copied(tmp_path: Path) -> None:
+    """A path segment of MAX_SEGMENT_BYTES leaves room for one temporary sibling named
+    after it - a new replica's - but the copy's quarantine was named after that one:
+    past NAME_MAX, every copy into a new replica of such a name failed (and fetched)."""
+    source = source_repository(tmp_path)
+    temp = temp_sibling(tmp_path / ("x" * (MAX_SEGMENT_BYTES - 4) + ".git"), "replicate")
+    init_bare_repository(temp, "refs/heads/main")
+    asyncio.run(copy_into(temp, export_repository(source, LIMIT)))
+    assert refs_of(temp) == refs_of(source)
+    assert quarantines_left(temp) == [temp.name]
