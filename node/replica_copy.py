@@ -11,8 +11,9 @@ one unary call that also answers what RepositoryInfo did) and runs one git proce
   read *before* the object files are listed, then the loose objects and the packs that
   have their index - never a temporary (`tmp_*`), a push's quarantine
   (`tmp_objdir-incoming-*`, whose objects fsck has not passed yet) or a pack still
-  being written (no `.idx`). Not copyable (refs only): files over the limit, a file
-  that vanished while read (a concurrent repack), alternates, an unreadable ref.
+  being written (no `.idx`). Not copyable (refs only): files and refs over the limit
+  (file_cost, ref_cost), a file that vanished while read (a concurrent repack),
+  alternates, an unreadable ref or one not UTF-8, more than MAX_TIPS distinct tips.
 - Target (`copy_into`): the files the replica lacks go to a quarantine beside it,
   where `git fsck --strict` checks them by the push policy (node.fsck: the same checks
   as a push and a fetch), checks every hash and pack checksum, and checks that every
@@ -96,6 +97,8 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
             repository_pb2.ExportedRef(name=name, oid=str(repo.lookup_reference(name).resolve().target))
             for name in names
         ]
+        if len({ref.oid for ref in refs}) > MAX_TIPS:
+            return answer  # more tips than a copy takes (copy_into refuses it)
         files = _object_files(objects, limit - refs_cost)
     except (KeyError, ValueError, pygit2.GitError, OSError):
         return answer  # a ref deleted or dangling, a file gone (repack): fetch instead

@@ -298,3 +298,17 @@ def test_a_new_replica_with_the_longest_name_is_copied(tmp_path: Path) -> None:
     asyncio.run(copy_into(temp, export_repository(source, LIMIT)))
     assert refs_of(temp) == refs_of(source)
     assert quarantines_left(temp) == [temp.name]
+
+
+def test_a_source_with_more_distinct_tips_than_a_copy_takes_exports_refs_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target refuses a copy of more than MAX_TIPS distinct ref targets (git fsck's
+    arguments); the source shipped all its object files anyway, for every replication."""
+    source = source_repository(tmp_path)
+    tips = len(set(refs_of(source).values()))
+    monkeypatch.setattr(replica_copy, "MAX_TIPS", tips - 1)
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
+    monkeypatch.setattr(replica_copy, "MAX_TIPS", tips)
+    assert export_repository(source, LIMIT).copyable
