@@ -13,7 +13,8 @@ one unary call that also answers what RepositoryInfo did) and runs one git proce
   (`tmp_objdir-incoming-*`, whose objects fsck has not passed yet) or a pack still
   being written (no `.idx`). Not copyable (refs only): files and refs over the limit
   (file_cost, ref_cost), a file that vanished while read (a concurrent repack),
-  alternates, an unreadable ref or one not UTF-8, more than MAX_TIPS distinct tips.
+  alternates, a symbolic link among the object files (never followed), an unreadable
+  ref or one not UTF-8, more than MAX_TIPS distinct tips.
 - Target (`copy_into`): the files the replica lacks go to a quarantine beside it,
   where `git fsck --strict` checks them by the push policy (node.fsck: the same checks
   as a push and a fetch), checks every hash and pack checksum, and checks that every
@@ -36,6 +37,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,21 +126,32 @@ def file_cost(name: str, size: int) -> int:
 
 def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile] | None:
     """The loose objects and indexed packs under `objects`, read; None past `budget`
-    bytes (file_cost)."""
+    bytes (file_cost), or for a symbolic link among them (never followed: it may lead
+    out of the repository; a fetch reads such a repository as git does)."""
     listed: list[tuple[str, Path]] = []
     total = 0
     with os.scandir(objects) as entries:
-        fanout = [e for e in entries if len(e.name) == 2 and _HEX2.fullmatch(e.name) and e.is_dir()]
+        fanout = [e for e in entries if len(e.name) == 2 and _HEX2.fullmatch(e.name)]
     for directory in fanout:
+        if directory.is_symlink():
+            return None
+        if not directory.is_dir(follow_symlinks=False):
+            continue
         with os.scandir(directory.path) as entries:
             for entry in entries:
-                if len(entry.name) == 38 and _HEX38.fullmatch(entry.name) and entry.is_file():
+                if not (len(entry.name) == 38 and _HEX38.fullmatch(entry.name)):
+                    continue
+                if entry.is_symlink():
+                    return None
+                if entry.is_file(follow_symlinks=False):
                     name = f"{directory.name}/{entry.name}"
-                    total += file_cost(name, entry.stat().st_size)
+                    total += file_cost(name, entry.stat(follow_symlinks=False).st_size)
                     listed.append((name, Path(entry.path)))
         if total > budget:
             return None
     pack_dir = objects / "pack"
+    if pack_dir.is_symlink():
+        return None
     names = set(os.listdir(pack_dir)) if pack_dir.is_dir() else set()
     for name in sorted(names):
         if not (name.startswith("pack-") and name.endswith(".pack")):
@@ -147,11 +160,21 @@ def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile]
         if index not in names or not _PACK.fullmatch(f"pack/{name}"):
             continue  # still being written, or not a name git gives
         for part in (name, index):
-            total += file_cost(f"pack/{part}", (pack_dir / part).stat().st_size)
+            status = os.lstat(pack_dir / part)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            total += file_cost(f"pack/{part}", status.st_size)
             listed.append((f"pack/{part}", pack_dir / part))
         if total > budget:
             return None
-    return [repository_pb2.ObjectFile(name=name, data=file.read_bytes()) for name, file in listed]
+    return [repository_pb2.ObjectFile(name=name, data=_read_unfollowed(file)) for name, file in listed]
+
+
+def _read_unfollowed(path: Path) -> bytes:
+    """The bytes of the file at `path`; OSError if it is (became) a symbolic link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
 
 
 # --- target ---------------------------------------------------------------------------

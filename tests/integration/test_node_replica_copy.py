@@ -312,3 +312,29 @@ def test_a_source_with_more_distinct_tips_than_a_copy_takes_exports_refs_only(
     assert not export.copyable and not export.files
     monkeypatch.setattr(replica_copy, "MAX_TIPS", tips)
     assert export_repository(source, LIMIT).copyable
+
+
+def test_object_files_that_are_symbolic_links_are_not_exported(tmp_path: Path) -> None:
+    """An export read whatever a symbolic link under objects/ pointed at, outside the
+    repository too. git follows such links (an object store shared by hand): such a
+    repository is fetched instead, git reading it as it would."""
+    source = source_repository(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    loose = next(f.name for f in export_repository(source, LIMIT).files if not f.name.startswith("pack/"))
+    (outside / "object").write_bytes((source / "objects" / loose).read_bytes())
+    (source / "objects" / loose).unlink()
+    (source / "objects" / loose).symlink_to(outside / "object")
+    git_cli("fsck", "--no-dangling", cwd=source)  # git reads it
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
+
+    (source / "objects" / loose).unlink()
+    (source / "objects" / loose).write_bytes((outside / "object").read_bytes())
+    pack = next(p for p in (source / "objects" / "pack").iterdir() if p.suffix == ".pack")
+    (outside / pack.name).write_bytes(pack.read_bytes())
+    pack.unlink()
+    pack.symlink_to(outside / pack.name)
+    git_cli("fsck", "--no-dangling", cwd=source)
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
