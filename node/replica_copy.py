@@ -11,8 +11,10 @@ one unary call that also answers what RepositoryInfo did) and runs one git proce
   read *before* the object files are listed, then the loose objects and the packs that
   have their index - never a temporary (`tmp_*`), a push's quarantine
   (`tmp_objdir-incoming-*`, whose objects fsck has not passed yet) or a pack still
-  being written (no `.idx`). Not copyable (refs only): files over the limit, a file
-  that vanished while read (a concurrent repack), alternates, an unreadable ref.
+  being written (no `.idx`). Not copyable (refs only): files and refs over the limit
+  (file_cost, ref_cost), a file that vanished while read (a concurrent repack),
+  alternates, a symbolic link among the object files (never followed), an unreadable
+  ref or one not UTF-8, more than MAX_TIPS distinct tips.
 - Target (`copy_into`): the files the replica lacks go to a quarantine beside it,
   where `git fsck --strict` checks them by the push policy (node.fsck: the same checks
   as a push and a fetch), checks every hash and pack checksum, and checks that every
@@ -30,22 +32,30 @@ checks, and gc treats them as any unreachable object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import secrets
 import shutil
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pygit2
 
+from common.paths import TEMP_MARKER
 from gitraft.v1 import repository_pb2
 from node import fsck
 from node.git import run_git
-from node.storage import temp_sibling
 
-# Bytes of a ref counted against the limit (name and oid on the wire).
-REF_COST = 64
+# Bytes counted against the limit besides a ref's name (its oid, the message's framing)
+# and besides an object file's name and data (framing): the whole answer stays within
+# the limit but for its three header fields, so that the largest (MAX_REPLICATION_COPY_
+# LIMIT) stays under the nodes' gRPC message size.
+REF_FRAMING = 48
+FILE_FRAMING = 16
 _LOOSE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{38}")
 _PACK = re.compile(r"pack/pack-[0-9a-f]{40}\.(pack|idx)")
 # A copy's tips are git fsck's arguments: past this many distinct ones, fetch instead.
@@ -60,6 +70,7 @@ FSCK_FLAGS = ("--strict", "--full", "--no-dangling", "--no-reflogs", "--no-progr
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX38 = re.compile(r"[0-9a-f]{38}")
 _OID = re.compile(r"[0-9a-f]{40}")
+_T = TypeVar("_T")
 
 
 class CopyRefused(Exception):
@@ -77,7 +88,8 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
     default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
     names = [name for name in repo.listall_references() if name != "HEAD"]
     answer = repository_pb2.ExportRepositoryResponse(default_branch=str(default_branch), ref_count=len(names))
-    if limit <= 0 or len(names) * REF_COST > limit:
+    refs_cost = sum(ref_cost(name) for name in names)
+    if limit <= 0 or refs_cost > limit:
         return answer
     objects = path / "objects"
     if (objects / "info" / "alternates").exists():
@@ -87,7 +99,9 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
             repository_pb2.ExportedRef(name=name, oid=str(repo.lookup_reference(name).resolve().target))
             for name in names
         ]
-        files = _object_files(objects, limit - len(names) * REF_COST)
+        if len({ref.oid for ref in refs}) > MAX_TIPS:
+            return answer  # more tips than a copy takes (copy_into refuses it)
+        files = _object_files(objects, limit - refs_cost)
     except (KeyError, ValueError, pygit2.GitError, OSError):
         return answer  # a ref deleted or dangling, a file gone (repack): fetch instead
     if files is None:
@@ -98,21 +112,46 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
     return answer
 
 
+def ref_cost(name: str) -> int:
+    """Bytes a ref named `name` takes of an export's limit (a name that is not UTF-8 has
+    no place in a protobuf string: export_repository then answers refs only)."""
+    return len(name.encode(errors="surrogateescape")) + REF_FRAMING  # as pygit2 decodes it
+
+
+def file_cost(name: str, size: int) -> int:
+    """Bytes an object file named `name` (under objects/) of `size` bytes takes of an
+    export's limit."""
+    return len(name) + size + FILE_FRAMING
+
+
 def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile] | None:
-    """The loose objects and indexed packs under `objects`, read; None past `budget` bytes."""
+    """The loose objects and indexed packs under `objects`, read; None past `budget`
+    bytes (file_cost), or for a symbolic link among them (never followed: it may lead
+    out of the repository; a fetch reads such a repository as git does)."""
     listed: list[tuple[str, Path]] = []
     total = 0
     with os.scandir(objects) as entries:
-        fanout = [e for e in entries if len(e.name) == 2 and _HEX2.fullmatch(e.name) and e.is_dir()]
+        fanout = [e for e in entries if len(e.name) == 2 and _HEX2.fullmatch(e.name)]
     for directory in fanout:
+        if directory.is_symlink():
+            return None
+        if not directory.is_dir(follow_symlinks=False):
+            continue
         with os.scandir(directory.path) as entries:
             for entry in entries:
-                if len(entry.name) == 38 and _HEX38.fullmatch(entry.name) and entry.is_file():
-                    total += entry.stat().st_size
-                    listed.append((f"{directory.name}/{entry.name}", Path(entry.path)))
+                if not (len(entry.name) == 38 and _HEX38.fullmatch(entry.name)):
+                    continue
+                if entry.is_symlink():
+                    return None
+                if entry.is_file(follow_symlinks=False):
+                    name = f"{directory.name}/{entry.name}"
+                    total += file_cost(name, entry.stat(follow_symlinks=False).st_size)
+                    listed.append((name, Path(entry.path)))
         if total > budget:
             return None
     pack_dir = objects / "pack"
+    if pack_dir.is_symlink():
+        return None
     names = set(os.listdir(pack_dir)) if pack_dir.is_dir() else set()
     for name in sorted(names):
         if not (name.startswith("pack-") and name.endswith(".pack")):
@@ -121,11 +160,21 @@ def _object_files(objects: Path, budget: int) -> list[repository_pb2.ObjectFile]
         if index not in names or not _PACK.fullmatch(f"pack/{name}"):
             continue  # still being written, or not a name git gives
         for part in (name, index):
-            total += (pack_dir / part).stat().st_size
+            status = os.lstat(pack_dir / part)
+            if not stat.S_ISREG(status.st_mode):
+                return None
+            total += file_cost(f"pack/{part}", status.st_size)
             listed.append((f"pack/{part}", pack_dir / part))
         if total > budget:
             return None
-    return [repository_pb2.ObjectFile(name=name, data=file.read_bytes()) for name, file in listed]
+    return [repository_pb2.ObjectFile(name=name, data=_read_unfollowed(file)) for name, file in listed]
+
+
+def _read_unfollowed(path: Path) -> bytes:
+    """The bytes of the file at `path`; OSError if it is (became) a symbolic link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
 
 
 # --- target ---------------------------------------------------------------------------
@@ -145,16 +194,21 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
     by `git fsck` (FSCK_CONFIG: the push policy, every object's hash, each pack against
     its checksum, and every object reachable from the new refs present), then moved in;
-    then refs are mirrored. CopyRefused, with no ref changed and nothing moved in, when
-    the export is not copyable, malformed, or fails the check."""
+    then refs are mirrored. An export without refs brings no file (no fsck would check
+    it). CopyRefused, with no ref changed and nothing moved in, when the export is not
+    copyable, malformed, or fails the check."""
     if not export.copyable:
         raise CopyRefused("the source did not export its objects")
     desired = _desired_refs(export)
     objects = repo / "objects"
-    quarantine = temp_sibling(repo, "copy")
+    # Beside `repo` (a rename moves files in), named apart from it: `repo` may be a new
+    # replica's temporary, whose name leaves no room for another suffix below NAME_MAX.
+    quarantine = repo.parent / f"{TEMP_MARKER}copy-{secrets.token_hex(6)}"
+    tips = sorted(set(desired.values()))
+    # Without a tip git fsck would not run: no file is brought unchecked (none is needed).
+    files = export.files if tips else ()
     try:  # each blocking step is one hand-off to a thread: they cost more than the work
-        added = await asyncio.to_thread(_write_quarantine, objects, quarantine, export.files)
-        tips = sorted(set(desired.values()))
+        added = await _to_thread_to_its_end(_write_quarantine, objects, quarantine, files)
         if tips:
             checked = await run_git(
                 [*(arg for option in FSCK_CONFIG for arg in ("-c", option)), "fsck", *FSCK_FLAGS, *tips],
@@ -171,11 +225,25 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
             if checked.exit_code != 0:
                 finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr + checked.stdout)
                 raise CopyRefused(f"the copied objects fail git fsck: {finding}")
-        changed = await asyncio.to_thread(_move_in_and_mirror, quarantine, objects, repo, desired)
+        changed = await _to_thread_to_its_end(_move_in_and_mirror, quarantine, objects, repo, desired)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, quarantine, True)
         raise
     return Applied(sum(len(f.data) for f in export.files), added, changed)
+
+
+async def _to_thread_to_its_end(function: Callable[..., _T], *args: Any) -> _T:
+    """`function(*args)` in a worker thread, waited for to its end even when the caller
+    is cancelled (the cancellation is raised then): a thread writing the repository
+    must not outlive the replication holding it (its lock, its quarantine's removal)."""
+    step = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        while not step.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({step})
+        raise
 
 
 def _desired_refs(export: repository_pb2.ExportRepositoryResponse) -> dict[str, str]:
@@ -204,9 +272,9 @@ def _first_error(output: bytes) -> str:
 
 
 def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repository_pb2.ObjectFile]) -> int:
-    """Write the files of `files` that `objects` lacks under `quarantine` (created);
-    CopyRefused for a name that is no loose object or pack file, or a pack without its
-    index. Returns the number written."""
+    """Write the files of `files` that `objects` lacks under `quarantine` (created; the
+    others are freshened); CopyRefused for a name that is no loose object or pack file,
+    or a pack without its index. Returns the number written."""
     parts: dict[str, set[str]] = {}
     quarantine.mkdir()
     made = {quarantine}
@@ -218,7 +286,7 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
             parts.setdefault(stem, set()).add(kind)
         elif not _LOOSE.fullmatch(name):
             raise CopyRefused(f"unexpected object file {name!r}")
-        if (objects / name).exists():
+        if _freshened(objects / name):
             continue
         path = quarantine / name
         if path.parent not in made:
@@ -232,6 +300,17 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
     if incomplete:
         raise CopyRefused(f"{incomplete[0]} comes without its pack or its index")
     return written
+
+
+def _freshened(path: Path) -> bool:
+    """Whether the object file at `path` exists, its time then set to now (as git
+    freshens an object it would write again): it may be unreachable and old, and a gc
+    pruning before the copy's refs are mirrored must not remove it."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _move_in(quarantine: Path, objects: Path) -> None:

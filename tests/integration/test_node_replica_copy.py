@@ -5,14 +5,19 @@ quarantine left - so that the replication falls back to `git fetch`."""
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 from pathlib import Path
 
 import pygit2
 import pytest
 
+from common.paths import MAX_SEGMENT_BYTES
 from gitraft.v1 import repository_pb2 as pb
-from node.replica_copy import REF_COST, CopyRefused, copy_into, export_repository
-from node.storage import TEMP_MARKER, init_bare_repository
+from node import replica_copy
+from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
+from node.storage import TEMP_MARKER, init_bare_repository, temp_sibling
 from tests.integration.conftest import git_cli
 from tests.integration.gateway_helpers import refs_of
 
@@ -83,10 +88,11 @@ def test_refs_deleted_and_a_directory_file_conflict_are_mirrored(tmp_path: Path)
 
 def test_a_repository_over_the_limit_or_with_alternates_exports_refs_only(tmp_path: Path) -> None:
     source = source_repository(tmp_path)
-    size = sum(len(f.data) for f in export_repository(source, LIMIT).files)
+    full = export_repository(source, LIMIT)
+    size = sum(file_cost(f.name, len(f.data)) for f in full.files) + sum(ref_cost(r.name) for r in full.refs)
     refs = len(refs_of(source))
-    assert export_repository(source, size + refs * REF_COST).copyable
-    small = export_repository(source, size + refs * REF_COST - 1)
+    assert export_repository(source, size).copyable
+    small = export_repository(source, size - 1)
     assert not small.copyable and not small.files and not small.refs
     assert small.ref_count == refs and small.default_branch == "refs/heads/main"
     assert not export_repository(source, 0).copyable
@@ -168,3 +174,167 @@ def test_a_dangerous_object_is_refused_by_the_push_policy(tmp_path: Path) -> Non
     commit = git_cli("commit-tree", tree, "-m", "dotgit", cwd=source).strip()
     git_cli("update-ref", "refs/heads/evil", commit, cwd=source)
     refused(target_repository(tmp_path), export_repository(source, LIMIT), "hasDotgit")
+
+
+def test_a_source_without_refs_brings_no_unchecked_object(tmp_path: Path) -> None:
+    """A source whose refs were all deleted still has its object files; with no tip,
+    the copy ran no git fsck and moved them all in unchecked - a dangerous tree a push
+    refuses among them. Nothing reaches them: none is brought (as a fetch brings none)."""
+    source = source_repository(tmp_path)
+    blob = git_cli("hash-object", "-w", "--stdin", cwd=source, stdin="x\n").strip()
+    tree = git_cli("mktree", cwd=source, stdin=f"100644 blob {blob}\t.git\n").strip()
+    for name in refs_of(source):
+        git_cli("update-ref", "-d", name, cwd=source)
+    target = target_repository(tmp_path)
+    asyncio.run(copy_into(target, export_repository(source, LIMIT)))
+    assert refs_of(target) == {}
+    assert tree not in pygit2.Repository(str(target)).odb
+    assert not quarantines_left(target)
+
+
+def test_an_export_fits_its_limit_whatever_the_length_of_ref_names(tmp_path: Path) -> None:
+    """Refs were counted 64 bytes each whatever their names: with long names
+    the answer was many times the limit - past the 16 MiB a node's gRPC sends and
+    receives (8 MiB limit or 1 MiB and ~1 KiB names), the ExportRepository call failed
+    and with it the replication, which should have fetched."""
+    source = source_repository(tmp_path)
+    main = git_cli("rev-parse", "refs/heads/main", cwd=source).strip()
+    commands = "".join(f"create refs/heads/{'x' * 200}-{n} {main}\n" for n in range(1000))
+    git_cli("update-ref", "--stdin", cwd=source, stdin=commands)
+    git_cli("pack-refs", "--all", cwd=source)
+    limit = 1010 * 64 + 16 * 1024  # the refs at 64 bytes each, the object files (~3 KiB)
+    export = export_repository(source, limit)
+    assert export.ByteSize() <= limit + len(export.default_branch) + 16
+
+
+def test_a_ref_name_that_is_not_utf8_exports_refs_only(tmp_path: Path) -> None:
+    """git takes any bytes in a ref name; protobuf strings take UTF-8 only, so such a
+    repository is fetched. (Counting the name's bytes against the limit raised
+    UnicodeEncodeError: ExportRepository failed, and the replication with it.)"""
+    source = source_repository(tmp_path)
+    main = git_cli("rev-parse", "refs/heads/main", cwd=source).strip()
+    refs = len(refs_of(source))
+    (source / "refs" / "heads" / "caf\udce9").write_text(f"{main}\n")  # b"caf\xe9"
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and export.ref_count == refs + 1
+
+
+def test_a_cancelled_copy_ends_only_once_its_refs_are_mirrored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy cancelled (its replication timed out, its caller went away) while its
+    thread moved files in and mirrored refs returned at once, the thread still running:
+    the replication's lock was released, and a later replication's refs could be
+    overwritten by this older export's."""
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+    mirror = replica_copy._mirror_refs
+
+    def slow_mirror(repo: Path, desired: dict[str, str]) -> int:
+        entered.set()
+        release.wait(30)
+        changed = mirror(repo, desired)
+        finished.set()
+        return changed
+
+    monkeypatch.setattr(replica_copy, "_mirror_refs", slow_mirror)
+
+    async def cancel_while_mirroring() -> None:
+        task = asyncio.create_task(copy_into(target, export))
+        await asyncio.to_thread(entered.wait, 30)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        assert not done, "the cancelled copy returned while its thread still mirrored refs"
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert finished.is_set()
+
+    try:
+        asyncio.run(cancel_while_mirroring())
+    finally:
+        release.set()
+    assert refs_of(target) == refs_of(source)
+    assert not quarantines_left(target)
+
+
+def test_objects_the_target_already_has_are_freshened_against_a_concurrent_prune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy skips the files the replica already has. Unreachable there and older than
+    gc's prune expiry (a branch deleted weeks ago, now restored on the source), they were
+    left old: a gc --prune landing before the refs were mirrored removed them, and the
+    new refs pointed at missing objects. git freshens an object it would write again."""
+    source = source_repository(tmp_path)
+    target = target_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    weeks_ago = time.time() - 21 * 86400
+    for f in export.files:  # the replica holds every object already, unreachable and old
+        path = target / "objects" / f.name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(f.data)
+        os.utime(path, (weeks_ago, weeks_ago))
+    mirror = replica_copy._mirror_refs
+
+    def pruned_then_mirrored(repo: Path, desired: dict[str, str]) -> int:
+        git_cli("-c", "gc.auto=0", "gc", "--quiet", "--prune=2.weeks.ago", cwd=repo)
+        return mirror(repo, desired)
+
+    monkeypatch.setattr(replica_copy, "_mirror_refs", pruned_then_mirrored)
+    asyncio.run(copy_into(target, export))
+    assert refs_of(target) == refs_of(source)
+    git_cli("fsck", "--strict", "--no-dangling", cwd=target)
+
+
+def test_a_new_replica_with_the_longest_name_is_copied(tmp_path: Path) -> None:
+    """A path segment of MAX_SEGMENT_BYTES leaves room for one temporary sibling named
+    after it - a new replica's - but the copy's quarantine was named after that one:
+    past NAME_MAX, every copy into a new replica of such a name failed (and fetched)."""
+    source = source_repository(tmp_path)
+    temp = temp_sibling(tmp_path / ("x" * (MAX_SEGMENT_BYTES - 4) + ".git"), "replicate")
+    init_bare_repository(temp, "refs/heads/main")
+    asyncio.run(copy_into(temp, export_repository(source, LIMIT)))
+    assert refs_of(temp) == refs_of(source)
+    assert quarantines_left(temp) == [temp.name]
+
+
+def test_a_source_with_more_distinct_tips_than_a_copy_takes_exports_refs_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The target refuses a copy of more than MAX_TIPS distinct ref targets (git fsck's
+    arguments); the source shipped all its object files anyway, for every replication."""
+    source = source_repository(tmp_path)
+    tips = len(set(refs_of(source).values()))
+    monkeypatch.setattr(replica_copy, "MAX_TIPS", tips - 1)
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
+    monkeypatch.setattr(replica_copy, "MAX_TIPS", tips)
+    assert export_repository(source, LIMIT).copyable
+
+
+def test_object_files_that_are_symbolic_links_are_not_exported(tmp_path: Path) -> None:
+    """An export read whatever a symbolic link under objects/ pointed at, outside the
+    repository too. git follows such links (an object store shared by hand): such a
+    repository is fetched instead, git reading it as it would."""
+    source = source_repository(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    loose = next(f.name for f in export_repository(source, LIMIT).files if not f.name.startswith("pack/"))
+    (outside / "object").write_bytes((source / "objects" / loose).read_bytes())
+    (source / "objects" / loose).unlink()
+    (source / "objects" / loose).symlink_to(outside / "object")
+    git_cli("fsck", "--no-dangling", cwd=source)  # git reads it
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
+
+    (source / "objects" / loose).unlink()
+    (source / "objects" / loose).write_bytes((outside / "object").read_bytes())
+    pack = next(p for p in (source / "objects" / "pack").iterdir() if p.suffix == ".pack")
+    (outside / pack.name).write_bytes(pack.read_bytes())
+    pack.unlink()
+    pack.symlink_to(outside / pack.name)
+    git_cli("fsck", "--no-dangling", cwd=source)
+    export = export_repository(source, LIMIT)
+    assert not export.copyable and not export.files
