@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +26,21 @@ def sample(text: str, needle: str) -> float:
         if line.startswith("gitraft_grpc_requests_total{") and all(n in line for n in needle.split("|")):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def counted(port: int, needle: str, expected: float, within: float = 5.0) -> float:
+    """The counter matching `needle` once it reaches `expected`, or its value after
+    `within` seconds. A refused call is counted just after the client has its answer: grpc's
+    `context.abort` sends the status before it raises, and the metrics interceptor counts
+    the call as that exception leaves it (the server runs on this test's event loop, so
+    it must be let run: scrapes go to a thread)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = sample(await asyncio.to_thread(scrape, port), needle)
+        if value >= expected or loop.time() > deadline:
+            return value
+        await asyncio.sleep(0.02)
 
 
 async def test_rpc_counters(tmp_path: Path, token: str) -> None:
@@ -52,10 +68,10 @@ async def test_rpc_counters(tmp_path: Path, token: str) -> None:
                     repository=shared_pb2.Repository(relative_path="../x.git")
                 )
                 await stub.RepositoryExists(bad, metadata=bearer_metadata(token), timeout=5)
-        after = scrape(server.metrics_port)
         for code in ("UNAUTHENTICATED", "INVALID_ARGUMENT"):
             needle = f'{method}|code="{code}"|component="node"'
-            assert sample(after, needle) == sample(before, needle) + 1, code
-        assert "gitraft_grpc_request_duration_seconds_bucket" in after
+            expected = sample(before, needle) + 1
+            assert await counted(server.metrics_port, needle, expected) == expected, code
+        assert "gitraft_grpc_request_duration_seconds_bucket" in scrape(server.metrics_port)
     finally:
         await server.stop(0)
