@@ -54,6 +54,7 @@ from pathlib import Path
 
 import grpc
 import pygit2
+from prometheus_client import Counter as MetricCounter
 
 from common.errors import (
     DeadlineExceededError,
@@ -75,6 +76,14 @@ from node.smarthttp_service import protocol_env
 from node.storage import Storage, head_points_at, init_bare_repository, is_bare_repository, temp_sibling
 
 log = logging.getLogger(__name__)
+
+REPLICATIONS = MetricCounter(
+    "gitraft_node_replications",
+    "ReplicateRepository calls that succeeded on this node as the target (how: copy, the "
+    "source's object files copied (node.replica_copy); fetch, git fetch; none, a new "
+    "replica of a repository without refs).",
+    ["how"],
+)
 
 # The same object checks as a push (node.fsck), so a replica never holds what a push refuses.
 # Only git:// (the node's own loopback TunnelListener), in protocol v0 (see above).
@@ -170,6 +179,7 @@ class ReplicationMixin:
                 f"replication of {quoted(relative)} from {quoted(node.address)} did not finish "
                 f"within {self.replication_timeout:g} s"
             ) from None
+        REPLICATIONS.labels("copy" if copied else "fetch" if checksum is not None else "none").inc()
         if checksum is None:  # a new replica of a repository without refs: nothing mirrored
             checksum = await asyncio.to_thread(lambda: repository_checksum(pygit2.Repository(str(target))))
         log.info(

@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 
+from cluster.testing import free_port
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
@@ -66,7 +68,9 @@ def node_pair(workdir: Path, extra_toml: str = "") -> Iterator[tuple[Node, Node]
     """node-a and node-b started under `workdir`, each with a client; stopped on exit."""
     with (
         TunedNode("node-a", workdir, secrets.token_hex(16), extra_toml=extra_toml).start() as a,
-        TunedNode("node-b", workdir, secrets.token_hex(16), extra_toml=extra_toml).start() as b,
+        TunedNode(
+            "node-b", workdir, secrets.token_hex(16), metrics_port=free_port(), extra_toml=extra_toml
+        ).start() as b,
         grpc.insecure_channel(a.address) as channel_a,
         grpc.insecure_channel(b.address) as channel_b,
     ):
@@ -82,6 +86,15 @@ def nodes(
 ) -> Iterator[tuple[Node, Node]]:
     with node_pair(tmp_path_factory.mktemp(f"replication-{request.param}"), MODES[request.param]) as pair:
         yield pair
+
+
+def replications(node: Node, how: str) -> float:
+    """gitraft_node_replications_total{how} on `node` (which serves /metrics)."""
+    url = f"http://{node.process.metrics_addr}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        text = answer.read().decode()
+    prefix = f'gitraft_node_replications_total{{how="{how}"}} '
+    return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
 
 
 def copying(nodes: tuple[Node, Node]) -> bool:
@@ -131,9 +144,12 @@ def test_full_copy_mirrors_refs_tags_and_head(nodes: tuple[Node, Node], work_tre
     git_cli("push", "-q", str(a.path(source)), "v1", "main:refs/custom/keep", cwd=work_tree)
 
     target = shared_pb2.Repository(relative_path="copies/full.git")
+    how = "copy" if copying(nodes) else "fetch"
+    before = replications(b, how)
     answer = replicate(b, target, a, source)
     assert answer.created
     assert answer.copied == copying(nodes)
+    assert replications(b, how) == before + 1
     assert answer.bytes_fetched > 0
     assert answer.checksum == a.checksum(source)
     assert_mirrored(a, source, b, target)
