@@ -1,10 +1,11 @@
 """The object-checking policy of a storage node: what a push or a replication accepts.
 
 Every object that enters a node is checked by git's own fsck (`receive.fsckObjects` for
-pushes, `fetch.fsckObjects` for replication fetches; both run in strict mode, where
-git's warnings are errors). This module decides, per fsck message id, which findings
-reject the objects. The same policy applies to both ways in (`receive_config`,
-`fetch_config`), so a history a push accepts always replicates, and nothing reaches a
+pushes, `fetch.fsckObjects` for replication fetches, `git fsck --strict` for the object
+files a replication copies (node.replica_copy); all in strict mode, where git's
+warnings are errors). This module decides, per fsck message id, which findings reject
+the objects. The same policy applies to every way in (`receive_config`, `fetch_config`,
+`fsck_config`), so a history a push accepts always replicates, and nothing reaches a
 replica that a push would have refused.
 
 Two lists, by the harm an object can do (the approach Git hosts take; Gitaly ignores a
