@@ -4,11 +4,14 @@
 (`RepositoryChecksum`, node/checksum.py) and its default branch (`FindDefaultBranch`).
 A replica at the primary's generation, when that is the repository's latest, must
 equal the primary on both; one that differs, or is missing on disk (NOT_FOUND), is a
-**mismatch**: `schedule_repairs` resets it (its generation drops to -1, so no read is
-routed to it) and queues an `update` job from the current primary, which mirrors
-refs and HEAD exactly. Replicas at an older generation are reported, not compared
-(their update is the reconciler's business); nothing is compared while the primary is
-itself outdated or unreadable.
+**mismatch**: `schedule_repairs` (its verifier form, with the replicas that matched)
+raises the primary and the matching replicas to the next generation, so the
+mismatching one is outdated (no read is routed to it) and no generation goes down, and
+queues an `update` job from the current primary, which mirrors refs and HEAD exactly.
+(A primary that differs from every other replica usually holds a write that failed, or
+whose answer was lost, after it changed refs: that is its content now.) Replicas at an
+older generation are reported, not compared (their update is the reconciler's
+business); nothing is compared while the primary is itself outdated or unreadable.
 
 The background loop (Raft leader only) runs every `tick` seconds and verifies enough
 repositories that each is verified about once per `interval` seconds (a cursor by id;
@@ -156,6 +159,16 @@ class Verifier:
         primary.matches = True
         result.comparable = True
         items: list[RepairItem] = []
+        matching = [
+            r.storage
+            for r in result.replicas
+            if r is primary
+            or (
+                not r.error
+                and r.generation == latest
+                and (r.checksum, r.default_branch) == (primary.checksum, primary.default_branch)
+            )
+        ]
         for r in result.replicas:
             if r is primary or r.error:
                 continue
@@ -176,7 +189,11 @@ class Verifier:
                 )
                 items.append(
                     RepairItem(
-                        repository_id=repo.repository_id, storage=r.storage, reset=True, generation=latest
+                        repository_id=repo.repository_id,
+                        storage=r.storage,
+                        reset=True,
+                        generation=latest,
+                        matching=matching,
                     )
                 )
         if repair and items:

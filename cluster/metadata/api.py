@@ -49,7 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 
 class JobState(StrEnum):
@@ -177,9 +177,13 @@ class RepairItem(TypedDict):
 
     repository_id: str
     storage: str
-    # True: found damaged on disk; its generation drops to -1 if still `generation`.
+    # True: found damaged on disk; its generation drops to -1 if still `generation`
+    # (without `matching`).
     reset: bool
     generation: int
+    # With `reset`: the verifier's form. The replicas found equal to the primary (the
+    # primary among them) go to `generation` + 1 instead, so no generation decreases.
+    matching: NotRequired[list[str]]
 
 
 class MetadataStore(Protocol):

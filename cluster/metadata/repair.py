@@ -10,8 +10,15 @@
   replica was found damaged on disk (missing, or its refs differ from the primary's at
   the same generation): when its generation still equals the item's `generation` (what
   the caller saw), it drops to -1 - it no longer holds that generation's data, and no
-  read is routed to it any more - and gets the job. This is the one place a generation
-  goes down.
+  read is routed to it any more - and gets the job (the reconciler's form, for a replica
+  missing on disk: the one place a generation goes down). With `reset` and `matching`
+  (the verifier's form: the replicas found equal to the primary), the repository's
+  generation must still be `generation`; then the primary and the matching replicas
+  still there go to `generation` + 1 (their content, now the one generation that holds
+  it) and the differing replica, left at `generation`, gets the job at the new
+  generation. No generation goes down: the primary may differ from the others because
+  a write that failed or whose answer was lost changed its refs, which is no damage of
+  theirs. Later items of the same command for the repository only get their job.
 - `retry_jobs`: `dead` (and `failed`) jobs named by id, or every dead one with
   `all_dead`, become `ready` with their attempts reset; `last_error` is kept until the
   next attempt. Returns the ids retried.
@@ -44,7 +51,7 @@ def _live_job(conn: sqlite3.Connection, repository_id: str, target: str) -> bool
     return row is not None
 
 
-def _repair_one(conn: sqlite3.Connection, item: dict[str, Any], now: float) -> str:
+def _repair_one(conn: sqlite3.Connection, item: dict[str, Any], now: float, raised: dict[str, int]) -> str:
     rid, storage = str(item["repository_id"]), str(item["storage"])
     row = conn.execute('SELECT "primary" FROM repositories WHERE repository_id = ?', (rid,)).fetchone()
     if row is None:
@@ -58,6 +65,8 @@ def _repair_one(conn: sqlite3.Connection, item: dict[str, Any], now: float) -> s
     latest = max(gens.values())
     if gens.get(primary, -1) != latest or latest < 0:
         return "primary outdated"
+    if item.get("reset") and "matching" in item:
+        return _realign(conn, rid, storage, primary, item, gens, now, raised)
     if item.get("reset"):
         if gens[storage] != int(item["generation"]):
             return "changed meanwhile"
@@ -73,11 +82,47 @@ def _repair_one(conn: sqlite3.Connection, item: dict[str, Any], now: float) -> s
     return "scheduled"
 
 
+def _realign(
+    conn: sqlite3.Connection,
+    rid: str,
+    storage: str,
+    primary: str,
+    item: dict[str, Any],
+    gens: dict[str, int],
+    now: float,
+    raised: dict[str, int],
+) -> str:
+    """The verifier's form of a reset (see the module doc); `raised` holds the
+    repositories an earlier item of this command raised, with their new generation."""
+    generation = int(item["generation"])
+    if gens[storage] != generation:
+        return "changed meanwhile"
+    if rid not in raised:
+        if max(gens.values()) != generation:
+            return "changed meanwhile"
+        keep = [
+            s
+            for s in dict.fromkeys([primary, *item["matching"]])
+            if s != storage and gens.get(s) == generation
+        ]
+        conn.executemany(
+            "UPDATE replicas SET generation = ? WHERE repository_id = ? AND storage = ?",
+            [(generation + 1, rid, s) for s in keep],
+        )
+        raised[rid] = generation + 1
+    conn.execute(
+        "UPDATE replicas SET needs_verify = 0 WHERE repository_id = ? AND storage = ?", (rid, storage)
+    )
+    schedule_update(conn, rid, primary, storage, raised[rid], now)
+    return "scheduled"
+
+
 @command(result=results.strings)
 def schedule_repairs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[str]:
     """One outcome per item, in order: "scheduled" or why not (see the module doc)."""
     now = float(a["now"])
-    return [_repair_one(conn, item, now) for item in a["items"]]
+    raised: dict[str, int] = {}
+    return [_repair_one(conn, item, now, raised) for item in a["items"]]
 
 
 @command(result=results.ints)

@@ -129,6 +129,44 @@ def test_ref_changed_by_hand_is_reported_and_repaired(cluster: LocalCluster, tmp
     assert again.mismatches == 0 and all(r.matches for r in again.repositories[0].replicas), again
 
 
+def test_a_primary_that_differs_from_every_replica_lowers_no_generation(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """As after a push whose answer was lost (a partition mid-push): the primary's refs
+    changed, its generation did not, and the write's failure flagged it for the
+    verifier. The verifier takes the primary's content as the repository's: the primary
+    goes to the next generation and the others are repaired from it - no replica's
+    generation goes down (invariant 3; the chaos harness's metadata checker caught the
+    two secondaries dropping to -1 in a partition round)."""
+    path = "heal/primary-ahead.git"
+    _, repo = pushed(cluster, tmp_path, path)
+    before = {r.storage: int(r.generation) for r in repo.replicas}
+    primary_dir = on_disk(cluster, repo.primary, repo)
+    head = subprocess.run(
+        ["git", "rev-parse", "refs/heads/main"], cwd=primary_dir, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    subprocess.run(["git", "update-ref", "refs/heads/unacknowledged", head], cwd=primary_dir, check=True)
+    expected = cluster.replica_checksum(repo.primary, repo.replica_path)
+
+    stub = cluster.cluster_stub("proxy-3")
+    answer = stub.VerifyRepositories(
+        cluster_pb2.VerifyRepositoriesRequest(relative_paths=[path]),
+        metadata=cluster.metadata("proxy-3"),
+        timeout=30,
+    )
+    assert answer.mismatches == 2, answer
+    after = cluster.repository(path)
+    assert after is not None
+    lowered = {r.storage: int(r.generation) for r in after.replicas if r.generation < before[r.storage]}
+    assert not lowered, f"generations went down: {lowered} (before {before})"
+    assert after.generation == repo.generation + 1
+    assert {r.storage for r in after.replicas if r.generation == after.generation} == {repo.primary}
+
+    converged = cluster.wait_converged(path, timeout=60)
+    assert converged.generation == repo.generation + 1
+    assert set(cluster.replica_checksums(path).values()) == {expected}
+
+
 def test_failing_target_ends_dead_then_heals_without_a_write(cluster: LocalCluster, tmp_path: Path) -> None:
     path = "heal/blocked.git"
     work, repo = pushed(cluster, tmp_path, path)

@@ -335,3 +335,33 @@ async def test_reconciler_retries_a_dead_deletion_once_its_node_is_back(tmp_path
         assert (await reconciler.round()).retried == [delete.id]
         (again,) = await store.list_jobs([JobState.READY], 10)
         assert again.id == delete.id and again.attempts == 0
+
+
+async def test_the_verifier_form_raises_the_matching_replicas_and_lowers_none(tmp_path: Path) -> None:
+    """`matching` given: the primary and the replicas that matched it go to the next
+    generation once per command, each differing replica keeps its generation (now
+    outdated) and gets a job at the new one; a repository whose generation moved since
+    the comparison is left alone."""
+    async with local_store(tmp_path, healthy=lambda s: True) as store:
+        await written(store, "r1", ["a", "b", "c"])
+        for job in await store.lease_jobs("w", NOW, 30, 10):
+            await store.complete_job(job.id, "w", NOW)
+        moved = RepairItem(repository_id="r1", storage="b", reset=True, generation=5, matching=["a"])
+        assert await store.schedule_repairs([moved], NOW) == ["changed meanwhile"]
+        items = [
+            RepairItem(repository_id="r1", storage="b", reset=True, generation=0, matching=["a"]),
+            RepairItem(repository_id="r1", storage="c", reset=True, generation=0, matching=["a"]),
+        ]
+        assert await store.schedule_repairs(items, NOW) == ["scheduled", "scheduled"]
+        repo = await store.get_repository_by_id("r1")
+        assert repo is not None
+        assert {r.storage: r.generation for r in repo.replicas} == {"a": 1, "b": 0, "c": 0}
+        waiting = [j for j in await store.list_jobs(None, 10) if j.state is JobState.READY]
+        assert sorted((j.target, j.source, j.source_generation) for j in waiting) == [
+            ("b", "a", 1),
+            ("c", "a", 1),
+        ]
+        # The same comparison reported again (e.g. by a second verifier): nothing moves.
+        assert await store.schedule_repairs(items[:1], NOW) == ["changed meanwhile"]
+        one = RepairItem(repository_id="r1", storage="b", reset=True, generation=1, matching=["a", "c"])
+        assert await store.schedule_repairs([one], NOW) == ["changed meanwhile"]  # b is at 0, not 1
