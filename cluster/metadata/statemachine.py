@@ -24,7 +24,8 @@ its peers reached. A new rule comes with a new argument that the new code sends
 `complete_job.removed_is_noop`, `lease_jobs.healthy`, `lease_jobs.max_per_target`,
 `lease_jobs.fresh_by_update`,
 `begin_write.fence`, `accept_dataloss.fence`, `finish_write.repair`,
-`set_replication_factor.replication_factor`); entries without it
+`set_replication_factor.replication_factor`, `schedule_repairs` items' `matching`); entries
+without it
 apply as they always did; fencing rules elsewhere act only on intents begun with
 `fence`. Members of one cluster must still run code that knows the arguments in use:
 an older member ignores an argument it does not know (and diverges), so a rolling
