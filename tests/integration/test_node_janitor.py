@@ -52,7 +52,8 @@ def node(tmp_path: Path) -> Iterator[TunedNode]:
         tmp_path,
         secrets.token_hex(16),
         metrics_port=free_port(),
-        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+        # replication_copy_limit 0: the replication fetches (a copy runs no index-pack).
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\nreplication_copy_limit = 0\n",
     )
     repo = node.storage_path / "group" / "a.git"
     repo.parent.mkdir(parents=True)
@@ -230,7 +231,8 @@ def test_a_replication_still_fetching_keeps_its_half_written_pack_however_old_it
         "node-dst",
         tmp_path,
         secrets.token_hex(16),
-        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+        # replication_copy_limit 0: the replication fetches (a copy runs no index-pack).
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\nreplication_copy_limit = 0\n",
     )
     for node in (source, target):
         node.storage_path.mkdir(parents=True, exist_ok=True)
@@ -302,7 +304,8 @@ def test_an_optimization_still_writing_keeps_its_half_written_pack_however_old_i
         "node-o",
         tmp_path,
         secrets.token_hex(16),
-        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\n",
+        # replication_copy_limit 0: the replication fetches (a copy runs no index-pack).
+        extra_toml="temporaries_sweep_interval = 0.2\ntemporaries_max_age = 60\nreplication_copy_limit = 0\n",
     )
     repo_path = loose_repository(node.storage_path / "r.git", commits=60)
     pack_dir = repo_path / "objects" / "pack"
