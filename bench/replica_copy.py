@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,24 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import grpc
 
 from bench._machine import describe
-from cluster.testing import GIT_ENV, NodeProcess, run_git
+from cluster.testing import GIT_ENV, TunedNode, run_git
 from common.auth import bearer_metadata
 from gitraft.v1 import repository_pb2 as pb
 from gitraft.v1 import repository_pb2_grpc, shared_pb2
 
 MODES = {"copy": "", "fetch": "replication_copy_limit = 0\n"}
-
-
-@dataclass
-class TunedNode(NodeProcess):
-    """A node whose TOML gets `extra_toml` appended."""
-
-    extra_toml: str = ""
-
-    def write_config(self) -> None:
-        super().write_config()
-        with self.config_path.open("a", encoding="utf-8") as config:
-            config.write(self.extra_toml)
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

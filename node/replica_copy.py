@@ -49,6 +49,7 @@ from common.paths import TEMP_MARKER
 from gitraft.v1 import repository_pb2
 from node import fsck
 from node.git import run_git
+from node.storage import symbolic_head
 
 # Bytes counted against the limit besides a ref's name (its oid, the message's framing)
 # and besides an object file's name and data (framing): the whole answer stays within
@@ -84,10 +85,9 @@ def export_repository(path: Path, limit: int) -> repository_pb2.ExportRepository
     """The repository at `path` as ExportRepository answers it (see module doc).
     Blocking: reads files; call it from a worker thread."""
     repo = pygit2.Repository(str(path))
-    head = repo.lookup_reference("HEAD")
-    default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
+    default_branch = symbolic_head(repo)
     names = [name for name in repo.listall_references() if name != "HEAD"]
-    answer = repository_pb2.ExportRepositoryResponse(default_branch=str(default_branch), ref_count=len(names))
+    answer = repository_pb2.ExportRepositoryResponse(default_branch=default_branch, ref_count=len(names))
     refs_cost = sum(ref_cost(name) for name in names)
     if limit <= 0 or refs_cost > limit:
         return answer

@@ -27,7 +27,7 @@ from node import janitor
 from node.checksum import repository_checksum
 from node.git import GitCommandError, run_git
 from node.replication import ReplicationMixin
-from node.storage import Storage, init_bare_repository, is_bare_repository, temp_sibling
+from node.storage import Storage, init_bare_repository, is_bare_repository, symbolic_head, temp_sibling
 
 DEFAULT_BRANCH = "main"
 # gc's own default expiry for unreachable objects (gc.pruneExpire).
@@ -145,16 +145,15 @@ def repository_info(path: Path, refs_only: bool = False) -> repository_pb2.Repos
     """Sizes and counts of the repository at `path` (blocking: walks the directory),
     or with `refs_only` its ref count and HEAD's target alone (no walk)."""
     repo = pygit2.Repository(str(path))
-    head = repo.lookup_reference("HEAD")
-    default_branch = head.target if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"
+    default_branch = symbolic_head(repo)
     refs = sum(1 for name in repo.listall_references() if name != "HEAD")
     if refs_only:
-        return repository_pb2.RepositoryInfoResponse(ref_count=refs, default_branch=str(default_branch))
+        return repository_pb2.RepositoryInfoResponse(ref_count=refs, default_branch=default_branch)
     objects = path / "objects"
     return repository_pb2.RepositoryInfoResponse(
         size_bytes=directory_size(path),
         ref_count=refs,
-        default_branch=str(default_branch),
+        default_branch=default_branch,
         loose_objects=count_loose_objects(objects),
         packfiles=sum(1 for _ in (objects / "pack").glob("*.pack")),
     )

@@ -88,3 +88,10 @@ def head_points_at(path: Path, head: str) -> bool:
         return (path / "HEAD").read_bytes() == f"ref: {head}\n".encode()
     except OSError:
         return False
+
+
+def symbolic_head(repo: pygit2.Repository) -> str:
+    """The full ref name HEAD points at ("refs/heads/main", unborn too), or "HEAD" when
+    it is detached (what RepositoryInfo and ExportRepository answer)."""
+    head = repo.lookup_reference("HEAD")
+    return str(head.target) if head.type == pygit2.enums.ReferenceType.SYMBOLIC else "HEAD"

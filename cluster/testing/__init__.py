@@ -27,7 +27,7 @@ from cluster.testing.local_cluster import (
     local_cluster,
     token_channel,
 )
-from cluster.testing.processes import NodeProcess, ProxyProcess, scrape_metrics
+from cluster.testing.processes import NodeProcess, ProxyProcess, TunedNode, scrape_metrics
 
 __all__ = [
     "GIT_ENV",
@@ -38,6 +38,7 @@ __all__ = [
     "ManagedProcess",
     "NodeProcess",
     "ProxyProcess",
+    "TunedNode",
     "child_env",
     "commit_file",
     "free_port",

@@ -136,6 +136,20 @@ class NodeProcess(_ChildProcess):
 
 
 @dataclass
+class TunedNode(NodeProcess):
+    """NodeProcess whose TOML gets `extra_toml` after the generated keys (tables such as
+    `[[concurrency]]`, keys such as `replication_copy_limit`); top-level keys in it must
+    come before any table."""
+
+    extra_toml: str = ""
+
+    def write_config(self) -> None:
+        super().write_config()
+        with self.config_path.open("a", encoding="utf-8") as config:
+            config.write(self.extra_toml)
+
+
+@dataclass
 class ProxyProcess(_ChildProcess):
     """A routing proxy process (`python -m cluster.proxy --config ...`) of a layout.
 
