@@ -269,6 +269,7 @@ class Drain:
     failed_pushes: int
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
     cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the drain, by process
+    entries: int = 0  # Raft log entries applied during the drain (proxy-1's applied index)
 
     @property
     def cpu_seconds(self) -> float:
@@ -343,6 +344,7 @@ def backlog_drain(
     # From the nodes' start (both at once): the drain includes their start-up, and their
     # CPU counts from their start.
     cpu_before = _cluster_cpu(cluster, without=down)
+    index_before = applied_index(cluster, "proxy-1")
     began = time.monotonic()
     for name in down:
         cluster.nodes[name].spawn()
@@ -360,10 +362,12 @@ def backlog_drain(
             time.sleep(0.5)
         took = time.monotonic() - began
         after = _cluster_cpu(cluster)
+        entries = applied_index(cluster, "proxy-1") - index_before
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in after.items()}
     finally:
         stream.stop.set()
         stream.thread.join(900)
     lags = sorted(stream.lags) or [0.0]
     load = (min(loads), max(loads))
-    return Drain(waiting, took, len(stream.lags), statistics.median(lags), lags[-1], stream.failed, load, cpu)
+    lag_p50 = statistics.median(lags)
+    return Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries)

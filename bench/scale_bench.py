@@ -319,10 +319,15 @@ def live_section(
                     print_drains(drains[-1:])
 
 
-def drain_section(size: int, backlog: int, workers: int, per_target: int, commits: bool = False) -> None:
+def drain_section(
+    size: int, backlog: int, workers: int, per_target: int, commits: bool = False, test_settings: bool = False
+) -> None:
     """The backlog drain alone, on a fresh live cluster holding `size` repositories
-    (created first, 32 in flight over the three proxies): no other live measurement."""
-    settings: dict[str, Any] = {**TEST_PROXY_SETTINGS, "reconcile_exists_batch": 20}
+    (created first, 32 in flight over the three proxies): no other live measurement.
+    The proxies run with ProxyConfig's defaults, or with `test_settings` the tests'
+    (TEST_PROXY_SETTINGS: health checks every 0.2 s, 5 s leases)."""
+    settings: dict[str, Any] = dict(TEST_PROXY_SETTINGS) if test_settings else {}
+    settings["reconcile_exists_batch"] = 20
     if workers:
         settings["replication_workers"] = workers
     if per_target:
@@ -356,6 +361,7 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
             cells += [f"{d.lag_p50:.2f}", f"{d.lag_max:.2f}", f"{d.failed_pushes}"]
             cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}", f"{d.cpu_ms_per_job:.1f}"]
             print(" | ".join(cells), flush=True)
+            print(f"  Raft entries during the drain: {d.entries} ({d.entries / max(d.jobs, 1):.2f} per job)")
             print("  CPU s during the drain: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(d.cpu.items())))
 
 
@@ -385,9 +391,22 @@ def main() -> int:
         action="store_true",
         help="with --drain-only: the backlog's repositories hold a commit (update jobs), not empty",
     )
+    parser.add_argument(
+        "--settings",
+        choices=("default", "test"),
+        default="default",
+        help="with --drain-only: the proxies' settings, ProxyConfig defaults or TEST_PROXY_SETTINGS",
+    )
     args = parser.parse_args()
     if args.drain_only >= 0:
-        drain_section(args.drain_only, args.backlog, args.workers, args.per_target, args.backlog_commits)
+        drain_section(
+            args.drain_only,
+            args.backlog,
+            args.workers,
+            args.per_target,
+            args.backlog_commits,
+            args.settings == "test",
+        )
         return 0
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:

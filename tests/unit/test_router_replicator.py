@@ -109,6 +109,17 @@ async def written(store: LocalStore, rid: str, storages: tuple[str, ...]) -> Non
     await store.finish_write(f"{rid}-w", [storages[0]], [], CLOCK)
 
 
+async def settle(replicator: Replicator, rounds: int = 100) -> None:
+    """Run rounds (as the replicator's loop would, when woken) until every job leased
+    so far has finished: a job's completion leaves with the next round."""
+    for _ in range(rounds):
+        if not replicator._running:
+            return
+        await asyncio.sleep(0.01)
+        await replicator.round()
+    raise AssertionError(f"jobs still running after {rounds} rounds: {sorted(replicator._running)}")
+
+
 async def test_a_repository_removed_before_the_copy_is_not_recreated_on_disk(
     store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -160,7 +171,7 @@ async def test_a_dead_node_does_not_starve_the_jobs_of_live_ones(
     await written(store, "r2", ("b", "c"))  # b -> c
     (leased,) = await replicator.round()  # one free worker
     assert (leased.repository_id, leased.source, leased.target) == ("r2", "b", "c")
-    await asyncio.gather(*list(replicator._running.values()))
+    await settle(replicator)
     assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r2.git")]
     (waiting,) = await store.list_jobs([JobState.READY], 10)
     assert (waiting.repository_id, waiting.attempts) == ("r1", 0)
@@ -194,6 +205,20 @@ class CountedCommands:
         return await self._submit(op, args, *rest, **kw)
 
 
+class CountedEntries:
+    """Wraps what a store's command batcher commits: what each log entry held ("batch
+    of N" or an op)."""
+
+    def __init__(self, store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entries: list[str] = []
+        self._commit = store._batcher._commit
+        monkeypatch.setattr(store._batcher, "_commit", self)
+
+    async def __call__(self, payload: bytes, what: str, within: float | None) -> Any:
+        self.entries.append(what)
+        return await self._commit(payload, what, within)
+
+
 async def test_a_copy_started_right_after_its_lease_costs_the_lease_and_the_completion(
     store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,10 +226,13 @@ async def test_a_copy_started_right_after_its_lease_costs_the_lease_and_the_comp
     # state read after it includes every command committed before it (no barrier).
     await written(store, "r1", ("b", "c"))
     counted = CountedCommands(store, monkeypatch)
+    entries = CountedEntries(store, monkeypatch)
     assert len(await replicator.round()) == 1
-    await asyncio.gather(*list(replicator._running.values()))
+    await settle(replicator)
     assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r1.git")]
-    assert counted.ops == ["lease_jobs", "complete_job"]
+    # the completion carries the next lease (which finds nothing): two log entries
+    assert counted.ops == ["lease_jobs", "complete_job", "lease_jobs"]
+    assert entries.entries == ["lease_jobs", "batch of 2"]
     assert [j.state for j in await store.list_jobs([JobState.COMPLETED], 10)] == [JobState.COMPLETED]
 
 
@@ -221,3 +249,45 @@ async def test_a_lease_older_than_a_third_of_its_time_is_confirmed_before_the_co
     await replicator.execute(job)
     assert counted.ops == ["renew_leases"]
     assert [c for _, c, _ in nodes.calls] == ["ReplicateRepository", "ReplicateRepository"]
+
+
+async def test_a_finished_jobs_completion_shares_the_next_leases_log_entry(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two jobs for the same target and one worker: the second is leased in the entry that
+    # completes the first (which applies first: the per-target slot is free again).
+    await written(store, "r1", ("b", "c"))
+    await written(store, "r2", ("b", "c"))
+    replicator.per_target = 1
+    counted = CountedCommands(store, monkeypatch)
+    entries = CountedEntries(store, monkeypatch)
+    (first,) = await replicator.round()
+    for _ in range(100):  # bounded: the first job runs on the node, then waits
+        if replicator._completing:
+            break
+        await asyncio.sleep(0.01)
+    (second,) = await replicator.round()
+    assert (first.repository_id, second.repository_id) == ("r1", "r2")
+    await settle(replicator)
+    assert counted.ops == ["lease_jobs", "complete_job", "lease_jobs", "complete_job", "lease_jobs"]
+    assert entries.entries == ["lease_jobs", "batch of 2", "batch of 2"]
+    assert [j.repository_id for j in await store.list_jobs([JobState.COMPLETED], 10)] == ["r1", "r2"]
+
+
+async def test_a_stopping_replicator_records_the_jobs_it_finished(
+    store: LocalStore, nodes: NodeCalls, replicator: Replicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The proxy is told to stop while a job's copy ends: the copy is done on the node,
+    # its completion waits for a round that will not come.
+    await written(store, "r1", ("b", "c"))
+    stop = asyncio.Event()
+
+    async def copy_then_stop(*args: Any) -> Any:
+        answer = await nodes(*args)
+        stop.set()
+        return answer
+
+    monkeypatch.setattr(replicator, "_call", copy_then_stop)
+    await asyncio.wait_for(replicator.run(stop), 10)
+    assert nodes.calls == [("c", "ReplicateRepository", "@cluster/r1.git")]
+    assert [j.repository_id for j in await store.list_jobs([JobState.COMPLETED], 10)] == ["r1"]
