@@ -270,6 +270,7 @@ class Drain:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average: lowest, highest seen
     cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the drain, by process
     entries: int = 0  # Raft log entries applied during the drain (proxy-1's applied index)
+    steal: float = 0.0  # share of the machine's CPU time the hypervisor gave elsewhere meanwhile
 
     @property
     def cpu_seconds(self) -> float:
@@ -345,6 +346,7 @@ def backlog_drain(
     # CPU counts from their start.
     cpu_before = _cluster_cpu(cluster, without=down)
     index_before = applied_index(cluster, "proxy-1")
+    steal_before = _steal_and_total()
     began = time.monotonic()
     for name in down:
         cluster.nodes[name].spawn()
@@ -363,6 +365,7 @@ def backlog_drain(
         took = time.monotonic() - began
         after = _cluster_cpu(cluster)
         entries = applied_index(cluster, "proxy-1") - index_before
+        steal_after = _steal_and_total()
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in after.items()}
     finally:
         stream.stop.set()
@@ -370,4 +373,12 @@ def backlog_drain(
     lags = sorted(stream.lags) or [0.0]
     load = (min(loads), max(loads))
     lag_p50 = statistics.median(lags)
-    return Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries)
+    steal = (steal_after[0] - steal_before[0]) / max(1, steal_after[1] - steal_before[1])
+    return Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries, steal)
+
+
+def _steal_and_total() -> tuple[int, int]:
+    """The machine's (steal, total) CPU ticks so far (/proc/stat): a busy host slows
+    every figure of a run, and this tells such a run apart."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])

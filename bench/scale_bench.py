@@ -284,9 +284,9 @@ def live_section(
                 rate = live.create_many(cluster, size, "fill")
                 terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
-                at_size, cpu = live.cpu_during(cluster, lambda: live.create_many(cluster, creates, "more"))
+                at_size, create_cpu = live.cpu_during(cluster, lambda: live.create_many(cluster, creates, "more"))
                 live.wait_queue_empty(cluster)
-                per_create = {name: seconds * 1000 / creates for name, seconds in cpu.items()}
+                per_create = {name: seconds * 1000 / creates for name, seconds in create_cpu.items()}
                 print(
                     f"  CPU ms per create at {size}: {sum(per_create.values()):.1f} = "
                     + ", ".join(f"{name} {ms:.1f}" for name, ms in sorted(per_create.items()) if ms >= 0.05),
@@ -362,6 +362,7 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
             cells += [f"{d.load[0]:.1f}-{d.load[1]:.1f}", f"{d.cpu_ms_per_job:.1f}"]
             print(" | ".join(cells), flush=True)
             print(f"  Raft entries during the drain: {d.entries} ({d.entries / max(d.jobs, 1):.2f} per job)")
+            print(f"  CPU stolen by the host meanwhile: {100 * d.steal:.1f}%")
             print("  CPU s during the drain: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(d.cpu.items())))
 
 
