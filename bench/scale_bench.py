@@ -284,7 +284,9 @@ def live_section(
                 rate = live.create_many(cluster, size, "fill")
                 terms.append(live.raft_term(cluster))
                 settle = live.wait_queue_empty(cluster)
-                at_size, create_cpu = live.cpu_during(cluster, lambda: live.create_many(cluster, creates, "more"))
+                at_size, create_cpu = live.cpu_during(
+                    cluster, lambda: live.create_many(cluster, creates, "more")
+                )
                 live.wait_queue_empty(cluster)
                 per_create = {name: seconds * 1000 / creates for name, seconds in create_cpu.items()}
                 print(

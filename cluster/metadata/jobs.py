@@ -161,10 +161,18 @@ def lease_jobs(conn: sqlite3.Connection, a: dict[str, Any]) -> list[dict[str, An
             take(job_id, rid, target, state, tries)
     after: int | None = -1
     while after is not None and len(leased) < limit:
-        page, after = _candidates(conn, now, healthy, after, min(LEASE_PAGE, max(32, 4 * limit)))
+        page, after = _candidates(conn, now, healthy, after, page_size(limit))
         for job_id, rid, _change, _source, target, state, tries in page:
             take(job_id, rid, target, state, tries)
     return [_load(conn, job_id) for job_id in leased]
+
+
+def page_size(limit: int) -> int:
+    """Candidates `lease_jobs` reads per state and page for a lease of `limit` jobs: a
+    few more than it leases (some are skipped: their repository busy, their target
+    full). The size changes what a lease reads, never what it leases (see
+    `_candidates`): members applying one entry with different sizes agree."""
+    return min(LEASE_PAGE, max(8, 2 * limit))
 
 
 def _health_filter(healthy: list[str] | None) -> tuple[str, list[Any]]:
@@ -185,12 +193,14 @@ def _fresh(
     if by not in ("created_at", "updated_at"):
         raise ValueError(f"not a job time column: {by!r}")
     extra, extra_params = _health_filter(healthy)
-    rows = conn.execute(
-        f"SELECT id, repository_id, change, source, target, state, attempts, {by}"
-        f" FROM replication_jobs WHERE state = ?{extra} ORDER BY id DESC LIMIT ?",
-        (JobState.READY, *extra_params, LEASE_PAGE),
+    # The time filter in SQL: the newest LEASE_PAGE are read, only the fresh reach Python.
+    return conn.execute(
+        "SELECT id, repository_id, change, source, target, state, attempts FROM ("
+        f"SELECT id, repository_id, change, source, target, state, attempts, {by} AS at"
+        f" FROM replication_jobs WHERE state = ?{extra} ORDER BY id DESC LIMIT ?"
+        ") WHERE at >= ? ORDER BY id",
+        (JobState.READY, *extra_params, LEASE_PAGE, now - FRESH_SECONDS),
     ).fetchall()
-    return [r[:7] for r in reversed(rows) if float(r[7]) >= now - FRESH_SECONDS]
 
 
 def _candidates(
