@@ -47,8 +47,7 @@ import pygit2
 
 from common.paths import TEMP_MARKER
 from gitraft.v1 import repository_pb2
-from node import fsck
-from node.git import run_git
+from node import copy_check
 from node.storage import symbolic_head
 
 # Bytes counted against the limit besides a ref's name (its oid, the message's framing)
@@ -61,13 +60,6 @@ _LOOSE = re.compile(r"[0-9a-f]{2}/[0-9a-f]{38}")
 _PACK = re.compile(r"pack/pack-[0-9a-f]{40}\.(pack|idx)")
 # A copy's tips are git fsck's arguments: past this many distinct ones, fetch instead.
 MAX_TIPS = 2000
-# `git fsck` as a copy runs it: strict, by the push policy; no commit-graph or
-# multi-pack-index verification (two more git processes, for files a copy never brings).
-FSCK_CONFIG = ("core.commitGraph=false", "core.multiPackIndex=false", *fsck.fsck_config())
-# The quarantine's objects and the repository's own (an alternate of the quarantine:
-# fsck --full reads both, and its reachability walk from the tips given only finds
-# objects it has read); the repository is small too, or the source would not be.
-FSCK_FLAGS = ("--strict", "--full", "--no-dangling", "--no-reflogs", "--no-progress")
 _HEX2 = re.compile(r"[0-9a-f]{2}")
 _HEX38 = re.compile(r"[0-9a-f]{38}")
 _OID = re.compile(r"[0-9a-f]{40}")
@@ -192,8 +184,9 @@ class Applied:
 async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse) -> Applied:
     """Make the bare repository at `repo` hold `export`'s objects and exactly its refs
     (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
-    by `git fsck` (FSCK_CONFIG: the push policy, every object's hash, each pack against
-    its checksum, and every object reachable from the new refs present), then moved in;
+    by `git fsck` (node.copy_check: the push policy, every object's hash, each pack
+    against its checksum, and every object reachable from the new refs present; shared
+    with the copies that reach their check together), then moved in;
     then refs are mirrored. An export without refs brings no file (no fsck would check
     it). CopyRefused, with no ref changed and nothing moved in, when the export is not
     copyable, malformed, or fails the check."""
@@ -209,22 +202,10 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     files = export.files if tips else ()
     try:  # each blocking step is one hand-off to a thread: they cost more than the work
         added = await _to_thread_to_its_end(_write_quarantine, objects, quarantine, files)
-        if tips:
-            checked = await run_git(
-                [*(arg for option in FSCK_CONFIG for arg in ("-c", option)), "fsck", *FSCK_FLAGS, *tips],
-                git_dir=repo,
-                env={
-                    "GIT_OBJECT_DIRECTORY": str(quarantine),
-                    "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(objects),
-                },
-                check=False,
-                # Reads a quarantine of at most MAX_REPLICATION_COPY_LIMIT for milliseconds:
-                # without setpriv's exec (~1 ms, a fifth of the check).
-                dies_with_node=False,
-            )
-            if checked.exit_code != 0:
-                finding = fsck.rejection(checked.stderr) or _first_error(checked.stderr + checked.stdout)
-                raise CopyRefused(f"the copied objects fail git fsck: {finding}")
+        try:
+            await copy_check.checker().check(repo, quarantine, tips, _object_count(files))
+        except copy_check.CheckFailed as exc:
+            raise CopyRefused(f"the copied objects fail git fsck: {exc}") from None
         changed = await _to_thread_to_its_end(_move_in_and_mirror, quarantine, objects, repo, desired)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, quarantine, True)
@@ -259,16 +240,19 @@ def _desired_refs(export: repository_pb2.ExportRepositoryResponse) -> dict[str, 
     return desired
 
 
-def _first_error(output: bytes) -> str:
-    """git fsck's first error line in `output` (its stderr then stdout), else its first
-    line (a missing object reached through a tree is reported on stdout as "broken link
-    from tree ..." then "missing blob ...")."""
-    lines = [line.strip() for line in output.decode(errors="replace").splitlines() if line.strip()]
-    for start in ("error", "missing", "broken link"):
-        found = [line for line in lines if line.startswith(start)]
-        if found:
-            return found[0]
-    return lines[0] if lines else "no reason given"
+def _object_count(files: Iterable[repository_pb2.ObjectFile]) -> int:
+    """Objects in an export's files (loose ones, and each pack's by its index): what a
+    walk from its tips may read; -1 when an index does not tell."""
+    count = 0
+    for f in files:
+        if f.name.endswith(".idx"):
+            in_pack = copy_check.pack_object_count(bytes(f.data))
+            if in_pack < 0:
+                return -1
+            count += in_pack
+        elif not f.name.endswith(".pack"):
+            count += 1
+    return count
 
 
 def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repository_pb2.ObjectFile]) -> int:

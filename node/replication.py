@@ -65,7 +65,7 @@ from common.errors import (
     quoted,
 )
 from gitraft.v1 import repository_pb2
-from node import fsck
+from node import copy_check, fsck
 from node.checksum import repository_checksum
 from node.config import MAX_REPLICATION_COPY_LIMIT
 from node.git import GitCommandError, run_git
@@ -204,20 +204,29 @@ async def _replicate(
     """Make `target` a mirror of `source`: (whether it had to be created, whether the
     objects were copied, its checksum when refs were mirrored). Object files up to
     `copy_limit` bytes are copied rather than fetched (node.replica_copy)."""
+    # On its way to a copy's check from now on: checks that start meanwhile wait for it
+    # a little, to share one git fsck (node.copy_check).
     async with _exclusive(target), source:
-        created = not is_bare_repository(target)
-        if created and _occupied(target):
-            raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
-        info = await source.export(copy_limit)  # NotFoundError when the source does not exist
-        empty = created and info.ref_count == 0
-        # HEAD's symbolic target as the source reads it from disk ("HEAD": detached)
-        head: str | None = info.default_branch if info.default_branch != "HEAD" else None
-        if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
-            raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
-        if created:
-            copied, checksum = await _copy_new(target, relative, None if empty else source, head, info)
-        else:
-            copied, checksum = await _mirror(target, source, head, info)
+        with copy_check.checker().expected():
+            return await _replicate_locked(target, relative, source, copy_limit)
+
+
+async def _replicate_locked(
+    target: Path, relative: str, source: SourceRepository, copy_limit: int
+) -> tuple[bool, bool, str | None]:
+    created = not is_bare_repository(target)
+    if created and _occupied(target):
+        raise FailedPreconditionError(f"target path is not a repository: {quoted(relative)}")
+    info = await source.export(copy_limit)  # NotFoundError when the source does not exist
+    empty = created and info.ref_count == 0
+    # HEAD's symbolic target as the source reads it from disk ("HEAD": detached)
+    head: str | None = info.default_branch if info.default_branch != "HEAD" else None
+    if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
+        raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
+    if created:
+        copied, checksum = await _copy_new(target, relative, None if empty else source, head, info)
+    else:
+        copied, checksum = await _mirror(target, source, head, info)
     return created, copied, checksum
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from common.paths import MAX_SEGMENT_BYTES
 from gitraft.v1 import repository_pb2 as pb
-from node import replica_copy
+from node import copy_check, replica_copy
 from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
 from node.storage import TEMP_MARKER, init_bare_repository, temp_sibling
 from tests.integration.conftest import git_cli
@@ -338,3 +338,172 @@ def test_object_files_that_are_symbolic_links_are_not_exported(tmp_path: Path) -
     git_cli("fsck", "--no-dangling", cwd=source)
     export = export_repository(source, LIMIT)
     assert not export.copyable and not export.files
+
+
+# --- checks shared by the copies that reach them together (node.copy_check) -------------
+
+
+def checks(how: str) -> float:
+    return float(copy_check.CHECKS.labels(how)._value.get())
+
+
+def counted() -> dict[str, float]:
+    return {how: checks(how) for how in ("alone", "group", "copies")}
+
+
+def pushed_repositories(tmp_path: Path, count: int) -> list[Path]:
+    """`count` source repositories with a commit of their own and a blob they share
+    (same content: the same object in each)."""
+    sources = []
+    for i in range(count):
+        work = tmp_path / f"work-{i}"
+        git_cli("init", "-q", "-b", "main", str(work), cwd=tmp_path)
+        (work / "shared.txt").write_text("the same in every repository\n")
+        (work / "own.txt").write_text(f"repository {i}\n")
+        git_cli("add", ".", cwd=work)
+        git_cli("commit", "-q", "-m", f"r{i}", cwd=work)
+        source = tmp_path / f"source-{i}.git"
+        init_bare_repository(source, "refs/heads/main")
+        git_cli("push", "-q", str(source), "main", cwd=work)
+        sources.append(source)
+    return sources
+
+
+def exported_pairs(tmp_path: Path, sources: list[Path]) -> list[tuple[Path, pb.ExportRepositoryResponse]]:
+    pairs = []
+    for i, source in enumerate(sources):
+        target = tmp_path / f"target-{i}.git"
+        init_bare_repository(target, "refs/heads/main")
+        pairs.append((target, export_repository(source, LIMIT)))
+    return pairs
+
+
+async def expected_copy(target: Path, export: pb.ExportRepositoryResponse) -> None:
+    """A copy as a replication makes it: expected by the checker from its start."""
+    with copy_check.checker().expected():
+        await copy_into(target, export)
+
+
+async def copy_all(pairs: list[tuple[Path, pb.ExportRepositoryResponse]]) -> list[BaseException | None]:
+    results = await asyncio.gather(*(expected_copy(t, e) for t, e in pairs), return_exceptions=True)
+    return [r if isinstance(r, BaseException) else None for r in results]
+
+
+def test_copies_that_start_together_share_one_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A long linger: the first copy at its check waits for the five others on their way.
+    monkeypatch.setattr(copy_check, "LINGER", 60.0)
+    sources = pushed_repositories(tmp_path, 6)
+    pairs = exported_pairs(tmp_path, sources)
+    before = counted()
+    assert asyncio.run(asyncio.wait_for(copy_all(pairs), 30)) == [None] * 6
+    after = counted()
+    assert {how: after[how] - before[how] for how in after} == {"alone": 0, "group": 1, "copies": 6}
+    for (target, _), source in zip(pairs, sources, strict=True):
+        assert refs_of(target) == refs_of(source)
+        git_cli("fsck", "--strict", "--no-dangling", cwd=target)
+
+
+def test_a_check_with_nobody_on_the_way_does_not_linger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_check, "LINGER", 60.0)
+    (source,) = pushed_repositories(tmp_path, 1)
+    ((target, export),) = exported_pairs(tmp_path, [source])
+    before = counted()
+    asyncio.run(asyncio.wait_for(copy_all([(target, export)]), 30))  # 60 s if it waited
+    assert checks("alone") - before["alone"] == 1
+    assert refs_of(target) == refs_of(source)
+
+
+def test_a_replication_that_ends_without_a_check_releases_the_waiting_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One copy waits at its check for another replication, which then ends without a
+    # check (as a fetch or a failed export would): the first goes on, alone.
+    monkeypatch.setattr(copy_check, "LINGER", 60.0)
+    (source,) = pushed_repositories(tmp_path, 1)
+    ((target, export),) = exported_pairs(tmp_path, [source])
+
+    async def run() -> None:
+        other_expected = asyncio.Event()
+        release = asyncio.Event()
+
+        async def other() -> None:
+            with copy_check.checker().expected():
+                other_expected.set()
+                await release.wait()
+
+        waiting = asyncio.create_task(other())
+        await other_expected.wait()
+        copying = asyncio.create_task(expected_copy(target, export))
+        for _ in range(200):  # bounded: the copy reaches its check and waits there
+            if copy_check.checker()._waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert copy_check.checker()._waiting and not copying.done()
+        release.set()
+        await asyncio.wait_for(copying, 30)
+        await waiting
+
+    before = counted()
+    asyncio.run(run())
+    assert checks("alone") - before["alone"] == 1
+    assert refs_of(target) == refs_of(source)
+
+
+def test_a_group_refuses_only_its_faulty_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one group: a member with a `.git` tree entry (policy), and a member whose copy
+    lacks the blob every member shares - present in the others' quarantines, so the
+    group's fsck alone would pass it. Both are refused; the others are copied."""
+    monkeypatch.setattr(copy_check, "LINGER", 60.0)
+    sources = pushed_repositories(tmp_path, 5)
+    evil = sources[1]
+    blob = git_cli("hash-object", "-w", "--stdin", cwd=evil, stdin="x\n").strip()
+    tree = git_cli("mktree", cwd=evil, stdin=f"100644 blob {blob}\t.git\n").strip()
+    commit = git_cli("commit-tree", tree, "-m", "dotgit", cwd=evil).strip()
+    git_cli("update-ref", "refs/heads/main", commit, cwd=evil)
+    pairs = exported_pairs(tmp_path, sources)
+    shared = git_cli("rev-parse", "main:shared.txt", cwd=sources[2]).strip()
+    lacking = pairs[2][1]
+    lacking.files.remove(next(f for f in lacking.files if f.name == f"{shared[:2]}/{shared[2:]}"))
+    before = counted()
+    errors = asyncio.run(asyncio.wait_for(copy_all(pairs), 30))
+    assert checks("group") - before["group"] == 1  # then each alone
+    assert isinstance(errors[1], CopyRefused) and "hasDotgit" in str(errors[1])
+    assert isinstance(errors[2], CopyRefused) and "missing" in str(errors[2])
+    assert [e is None for e in errors] == [True, False, False, True, True]
+    for i, (target, _) in enumerate(pairs):
+        assert (refs_of(target) == refs_of(sources[i])) == (i not in (1, 2))
+        assert not quarantines_left(target)
+
+
+def test_a_group_check_walks_each_members_own_objects(tmp_path: Path) -> None:
+    """The group path itself (copy_check._check_group): the group's git fsck passes -
+    the shared blob the second member lacks is in the others' quarantines - and the
+    walk of that member's own objects refuses it."""
+    sources = pushed_repositories(tmp_path, 3)
+    items = []
+    shared = ""
+    for i, source in enumerate(sources):
+        target = tmp_path / f"target-{i}.git"
+        init_bare_repository(target, "refs/heads/main")
+        export = export_repository(source, LIMIT)
+        if i == 1:
+            shared = git_cli("rev-parse", "main:shared.txt", cwd=source).strip()
+            export.files.remove(next(f for f in export.files if f.name == f"{shared[:2]}/{shared[2:]}"))
+        quarantine = tmp_path / f"quarantine-{i}"
+        replica_copy._write_quarantine(target / "objects", quarantine, export.files)
+        tips = sorted({r.oid for r in export.refs})
+        items.append((target, quarantine, tips, replica_copy._object_count(export.files)))
+
+    async def run() -> list[BaseException | None]:
+        loop = asyncio.get_running_loop()
+        group = [copy_check._Check(t, q, tips, n, loop.create_future()) for t, q, tips, n in items]
+        await copy_check._check_group(group)
+        return [item.future.exception() for item in group]
+
+    before = counted()
+    errors = asyncio.run(run())
+    assert (checks("group") - before["group"], checks("alone") - before["alone"]) == (1, 0)
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], copy_check.CheckFailed) and f"{shared}: object missing" in str(errors[1])
