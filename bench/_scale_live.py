@@ -14,6 +14,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,6 +272,8 @@ class Drain:
     cpu: dict[str, float] = field(default_factory=dict)  # CPU s during the drain, by process
     entries: int = 0  # Raft log entries applied during the drain (proxy-1's applied index)
     steal: float = 0.0  # share of the machine's CPU time the hypervisor gave elsewhere meanwhile
+    # gitraft_node_copy_checks_total of node-b and node-c at the end: copies, alone, group
+    checks: dict[str, float] = field(default_factory=dict)
 
     @property
     def cpu_seconds(self) -> float:
@@ -374,7 +377,24 @@ def backlog_drain(
     load = (min(loads), max(loads))
     lag_p50 = statistics.median(lags)
     steal = (steal_after[0] - steal_before[0]) / max(1, steal_after[1] - steal_before[1])
-    return Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries, steal)
+    drain = Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries)
+    drain.steal, drain.checks = steal, copy_checks(cluster, down)
+    return drain
+
+
+def copy_checks(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, float]:
+    """gitraft_node_copy_checks_total{how} summed over the nodes `names` (their /metrics)."""
+    totals: dict[str, float] = {}
+    for spec in cluster.layout.nodes:
+        if spec.name not in names:
+            continue
+        with urllib.request.urlopen(f"http://{spec.metrics_addr}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        for line in text.splitlines():
+            if line.startswith('gitraft_node_copy_checks_total{how="'):
+                how = line.split('"')[1]
+                totals[how] = totals.get(how, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def _steal_and_total() -> tuple[int, int]:

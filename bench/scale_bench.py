@@ -365,6 +365,12 @@ def print_drains(drains: list[tuple[int, live.Drain]]) -> None:
             print(" | ".join(cells), flush=True)
             print(f"  Raft entries during the drain: {d.entries} ({d.entries / max(d.jobs, 1):.2f} per job)")
             print(f"  CPU stolen by the host meanwhile: {100 * d.steal:.1f}%")
+            if d.checks:
+                runs = d.checks.get("alone", 0.0) + d.checks.get("group", 0.0)
+                print(
+                    f"  copies checked on node-b and node-c: {d.checks.get('copies', 0.0):.0f} in"
+                    f" {runs:.0f} git fsck runs ({d.checks.get('group', 0.0):.0f} of them for a group)"
+                )
             print("  CPU s during the drain: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(d.cpu.items())))
 
 
