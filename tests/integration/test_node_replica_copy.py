@@ -507,3 +507,47 @@ def test_a_group_check_walks_each_members_own_objects(tmp_path: Path) -> None:
     assert (checks("group") - before["group"], checks("alone") - before["alone"]) == (1, 0)
     assert errors[0] is None and errors[2] is None
     assert isinstance(errors[1], copy_check.CheckFailed) and f"{shared}: object missing" in str(errors[1])
+
+
+def test_a_copy_cancelled_while_its_group_waits_leaves_the_others_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two copies wait at their check for a third replication still on its way; one is
+    # cancelled (its quarantine removed) before the group leaves. The other is copied
+    # all the same, and the cancelled one leaves nothing behind.
+    monkeypatch.setattr(copy_check, "LINGER", 60.0)
+    sources = pushed_repositories(tmp_path, 2)
+    pairs = exported_pairs(tmp_path, sources)
+
+    async def run() -> None:
+        other_expected = asyncio.Event()
+        release = asyncio.Event()
+
+        async def other() -> None:
+            with copy_check.checker().expected():
+                other_expected.set()
+                await release.wait()
+
+        waiting = asyncio.create_task(other())
+        await other_expected.wait()
+        copies = [asyncio.create_task(expected_copy(t, e)) for t, e in pairs]
+        for _ in range(200):  # bounded: both reach their check and wait there
+            if len(copy_check.checker()._waiting) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(copy_check.checker()._waiting) == 2
+        copies[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await copies[0]
+        release.set()
+        await asyncio.wait_for(copies[1], 30)
+        await waiting
+
+    before = counted()
+    asyncio.run(run())
+    # the group's fsck failed on the vanished quarantine; each member then alone
+    assert (checks("group") - before["group"], checks("alone") - before["alone"]) == (1, 2)
+    (first, _), (second, _) = pairs
+    assert refs_of(second) == refs_of(sources[1])
+    assert refs_of(first) == {}
+    assert not quarantines_left(first) and not quarantines_left(second)
