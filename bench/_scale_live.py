@@ -14,14 +14,13 @@ import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
-from cluster.testing import LocalCluster, commit_file, run_git
+from cluster.testing import LocalCluster, commit_file, run_git, scrape_metrics
 from common.auth import bearer_metadata
 from gitraft.v1 import cluster_pb2, repository_pb2, repository_pb2_grpc, shared_pb2
 
@@ -386,14 +385,10 @@ def copy_checks(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, floa
     """gitraft_node_copy_checks_total{how} summed over the nodes `names` (their /metrics)."""
     totals: dict[str, float] = {}
     for spec in cluster.layout.nodes:
-        if spec.name not in names:
-            continue
-        with urllib.request.urlopen(f"http://{spec.metrics_addr}/metrics", timeout=10) as answer:
-            text = answer.read().decode()
-        for line in text.splitlines():
-            if line.startswith('gitraft_node_copy_checks_total{how="'):
-                how = line.split('"')[1]
-                totals[how] = totals.get(how, 0.0) + float(line.rsplit(" ", 1)[1])
+        if spec.name in names:
+            for sample, labels, value in scrape_metrics(spec.metrics_addr, timeout=10):
+                if sample == "gitraft_node_copy_checks_total":
+                    totals[labels["how"]] = totals.get(labels["how"], 0.0) + value
     return totals
 
 

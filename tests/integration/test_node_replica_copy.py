@@ -5,9 +5,11 @@ quarantine left - so that the replication falls back to `git fetch`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pygit2
@@ -378,6 +380,35 @@ def exported_pairs(tmp_path: Path, sources: list[Path]) -> list[tuple[Path, pb.E
     return pairs
 
 
+@contextlib.asynccontextmanager
+async def another_replication_on_its_way() -> AsyncIterator[asyncio.Event]:
+    """A replication the checker counts as on its way to its check until the event
+    yielded is set (or the block ends); it then ends without a check."""
+    on_its_way, release = asyncio.Event(), asyncio.Event()
+
+    async def other() -> None:
+        with copy_check.checker().expected():
+            on_its_way.set()
+            await release.wait()
+
+    task = asyncio.create_task(other())
+    await on_its_way.wait()
+    try:
+        yield release
+    finally:
+        release.set()
+        await task
+
+
+async def until_waiting_at_their_check(count: int) -> None:
+    """Bounded: until `count` copies wait at their check."""
+    for _ in range(200):
+        if len(copy_check.checker()._waiting) == count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{len(copy_check.checker()._waiting)} copies wait at their check, not {count}")
+
+
 async def expected_copy(target: Path, export: pb.ExportRepositoryResponse) -> None:
     """A copy as a replication makes it: expected by the checker from its start."""
     with copy_check.checker().expected():
@@ -425,25 +456,12 @@ def test_a_replication_that_ends_without_a_check_releases_the_waiting_one(
     ((target, export),) = exported_pairs(tmp_path, [source])
 
     async def run() -> None:
-        other_expected = asyncio.Event()
-        release = asyncio.Event()
-
-        async def other() -> None:
-            with copy_check.checker().expected():
-                other_expected.set()
-                await release.wait()
-
-        waiting = asyncio.create_task(other())
-        await other_expected.wait()
-        copying = asyncio.create_task(expected_copy(target, export))
-        for _ in range(200):  # bounded: the copy reaches its check and waits there
-            if copy_check.checker()._waiting:
-                break
-            await asyncio.sleep(0.01)
-        assert copy_check.checker()._waiting and not copying.done()
-        release.set()
-        await asyncio.wait_for(copying, 30)
-        await waiting
+        async with another_replication_on_its_way() as release:
+            copying = asyncio.create_task(expected_copy(target, export))
+            await until_waiting_at_their_check(1)
+            assert not copying.done()
+            release.set()
+            await asyncio.wait_for(copying, 30)
 
     before = counted()
     asyncio.run(run())
@@ -520,28 +538,14 @@ def test_a_copy_cancelled_while_its_group_waits_leaves_the_others_copied(
     pairs = exported_pairs(tmp_path, sources)
 
     async def run() -> None:
-        other_expected = asyncio.Event()
-        release = asyncio.Event()
-
-        async def other() -> None:
-            with copy_check.checker().expected():
-                other_expected.set()
-                await release.wait()
-
-        waiting = asyncio.create_task(other())
-        await other_expected.wait()
-        copies = [asyncio.create_task(expected_copy(t, e)) for t, e in pairs]
-        for _ in range(200):  # bounded: both reach their check and wait there
-            if len(copy_check.checker()._waiting) == 2:
-                break
-            await asyncio.sleep(0.01)
-        assert len(copy_check.checker()._waiting) == 2
-        copies[0].cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await copies[0]
-        release.set()
-        await asyncio.wait_for(copies[1], 30)
-        await waiting
+        async with another_replication_on_its_way() as release:
+            copies = [asyncio.create_task(expected_copy(t, e)) for t, e in pairs]
+            await until_waiting_at_their_check(2)
+            copies[0].cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await copies[0]
+            release.set()
+            await asyncio.wait_for(copies[1], 30)
 
     before = counted()
     asyncio.run(run())

@@ -13,40 +13,28 @@ from typing import Any
 import pytest
 
 from cluster.metadata import commands, jobs, schema, statemachine
+from tests.unit.test_lease_fairness import Machine
 
 STORAGES = ["a", "b", "c", "d"]
 
 
-class State:
-    def __init__(self) -> None:
-        self.conn = schema.connect(":memory:")
-        schema.create(self.conn)
-        self.index = 1
-        self.cids = 0
-
-    def apply(self, op: str, **args: Any) -> Any:
-        self.index += 1
-        self.cids += 1
-        command = {"op": op, "args": args, "cid": f"c{self.cids}"}
-        return statemachine.apply_payload(self.conn, statemachine.encode(command), self.index)
-
-    def copy(self) -> sqlite3.Connection:
-        other = schema.connect(":memory:")
-        self.conn.backup(other)
-        return other
+def copy_of(conn: sqlite3.Connection) -> sqlite3.Connection:
+    other = schema.connect(":memory:")
+    conn.backup(other)
+    return other
 
 
-def random_state(rng: random.Random) -> tuple[State, float]:
+def random_state(rng: random.Random) -> tuple[Machine, float]:
     """Repositories written at various times, some jobs leased (and some of those
     failed or left to expire), jobs merged into waiting ones."""
-    s = State()
+    s = Machine()
     for i, name in enumerate(STORAGES):
-        s.apply("register_storage", name=name, address=f"127.0.0.1:{i + 1}")
+        s.ok("register_storage", name=name, address=f"127.0.0.1:{i + 1}")
     now = 1000.0
     for i in range(rng.randint(5, 60)):
         storages = rng.sample(STORAGES, rng.randint(2, 4))
         rid = f"r{i:03}"
-        s.apply(
+        s.ok(
             "create_repository",
             repository_id=rid,
             relative_path=f"{rid}.git",
@@ -57,17 +45,17 @@ def random_state(rng: random.Random) -> tuple[State, float]:
             now=now,
         )
         for w in range(rng.randint(1, 3)):
-            s.apply("begin_write", intent_id=f"{rid}-{w}", repository_id=rid, storages=[storages[0]],
+            s.ok("begin_write", intent_id=f"{rid}-{w}", repository_id=rid, storages=[storages[0]],
                     proxy="p", deadline=now + 60)  # fmt: skip
-            s.apply("finish_write", intent_id=f"{rid}-{w}", succeeded=[storages[0]], failed=[], now=now)
+            s.ok("finish_write", intent_id=f"{rid}-{w}", succeeded=[storages[0]], failed=[], now=now)
             now += rng.choice([0.0, 0.3, 2.0, 7.0])
         if rng.random() < 0.7:
-            leased = s.apply("lease_jobs", owner=rng.choice(["w1", "w2"]), now=now, lease_seconds=5.0,
+            leased = s.ok("lease_jobs", owner=rng.choice(["w1", "w2"]), now=now, lease_seconds=5.0,
                              limit=rng.randint(1, 6), healthy=rng.sample(STORAGES, rng.randint(2, 4)),
-                             **commands.REGISTRY["lease_jobs"].constants)["ok"]  # fmt: skip
+                             **commands.REGISTRY["lease_jobs"].constants)  # fmt: skip
             for job in leased:
                 if rng.random() < 0.6:
-                    s.apply("fail_job", job_id=job["id"], owner=job["lease_owner"], error="x", now=now,
+                    s.ok("fail_job", job_id=job["id"], owner=job["lease_owner"], error="x", now=now,
                             retry_at=now + rng.choice([0.0, 3.0, 30.0]), max_attempts=3)  # fmt: skip
     return s, now + rng.choice([0.0, 1.0, 6.0, 15.0])
 
@@ -90,10 +78,10 @@ def test_the_page_size_never_changes_what_a_lease_takes(seed: int, monkeypatch: 
         healthy = sorted(rng.sample(STORAGES, rng.randint(1, 4)))
         per_target = rng.choice([0, 0, 1, 2, 3])
         at = now + rng.choice([0.0, 1.0])  # odd and even seconds: with and without fresh jobs first
-        paged = lease(state.copy(), at, limit, healthy, per_target)
+        paged = lease(copy_of(state.conn), at, limit, healthy, per_target)
         with monkeypatch.context() as patched:
             patched.setattr(jobs, "page_size", lambda _limit: 10**6)
-            whole = lease(state.copy(), at, limit, healthy, per_target)
+            whole = lease(copy_of(state.conn), at, limit, healthy, per_target)
         assert "ok" in paged, paged
         assert [j["id"] for j in paged["ok"]] == [j["id"] for j in whole["ok"]]
     state.conn.close()
@@ -105,6 +93,6 @@ def test_the_random_states_lease_something() -> None:
     for seed in range(100):
         rng = random.Random(seed)
         state, now = random_state(rng)
-        taken += bool(lease(state.copy(), now, 4, STORAGES, 0)["ok"])
+        taken += bool(lease(copy_of(state.conn), now, 4, STORAGES, 0)["ok"])
         state.conn.close()
     assert taken >= 75
