@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -47,7 +48,8 @@ import pygit2
 
 from common.paths import TEMP_MARKER
 from gitraft.v1 import repository_pb2
-from node import copy_check
+from node import copy_check, dir_stash
+from node.dir_stash import DirectoryStash
 from node.storage import symbolic_head
 
 # Bytes counted against the limit besides a ref's name (its oid, the message's framing)
@@ -181,7 +183,9 @@ class Applied:
     refs_changed: int
 
 
-async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse) -> Applied:
+async def copy_into(
+    repo: Path, export: repository_pb2.ExportRepositoryResponse, stash: DirectoryStash | None = None
+) -> Applied:
     """Make the bare repository at `repo` hold `export`'s objects and exactly its refs
     (HEAD untouched). The files it lacks go to a quarantine beside it, are checked there
     by `git fsck` (node.copy_check: the push policy, every object's hash, each pack
@@ -189,7 +193,8 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     with the copies that reach their check together), then moved in;
     then refs are mirrored. An export without refs brings no file (no fsck would check
     it). CopyRefused, with no ref changed and nothing moved in, when the export is not
-    copyable, malformed, or fails the check."""
+    copyable, malformed, or fails the check. The directories it makes and removes come
+    from and go to `stash` (node.dir_stash) when given."""
     if not export.copyable:
         raise CopyRefused("the source did not export its objects")
     desired = _desired_refs(export)
@@ -201,12 +206,12 @@ async def copy_into(repo: Path, export: repository_pb2.ExportRepositoryResponse)
     # Without a tip git fsck would not run: no file is brought unchecked (none is needed).
     files = export.files if tips else ()
     try:  # each blocking step is one hand-off to a thread: they cost more than the work
-        added = await _to_thread_to_its_end(_write_quarantine, objects, quarantine, files)
+        added = await _to_thread_to_its_end(_write_quarantine, objects, quarantine, files, stash)
         try:
             await copy_check.checker().check(repo, quarantine, tips, _object_count(files))
         except copy_check.CheckFailed as exc:
             raise CopyRefused(f"the copied objects fail git fsck: {exc}") from None
-        changed = await _to_thread_to_its_end(_move_in_and_mirror, quarantine, objects, repo, desired)
+        changed = await _to_thread_to_its_end(_move_in_and_mirror, quarantine, objects, repo, desired, stash)
     except BaseException:
         await asyncio.to_thread(shutil.rmtree, quarantine, True)
         raise
@@ -255,12 +260,18 @@ def _object_count(files: Iterable[repository_pb2.ObjectFile]) -> int:
     return count
 
 
-def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repository_pb2.ObjectFile]) -> int:
-    """Write the files of `files` that `objects` lacks under `quarantine` (created; the
-    others are freshened); CopyRefused for a name that is no loose object or pack file,
-    or a pack without its index. Returns the number written."""
+def _write_quarantine(
+    objects: Path,
+    quarantine: Path,
+    files: Iterable[repository_pb2.ObjectFile],
+    stash: DirectoryStash | None = None,
+) -> int:
+    """Write the files of `files` that `objects` lacks under `quarantine` (created, as
+    its subdirectories, from `stash`; the others are freshened); CopyRefused for a name
+    that is no loose object or pack file, or a pack without its index. Returns the number
+    written."""
     parts: dict[str, set[str]] = {}
-    quarantine.mkdir()
+    dir_stash.mkdir(stash, quarantine)
     made = {quarantine}
     written = 0
     for f in files:
@@ -274,7 +285,7 @@ def _write_quarantine(objects: Path, quarantine: Path, files: Iterable[repositor
             continue
         path = quarantine / name
         if path.parent not in made:
-            path.parent.mkdir(exist_ok=True)
+            dir_stash.mkdir(stash, path.parent)
             made.add(path.parent)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)  # read-only, as git's
         with os.fdopen(descriptor, "wb") as out:
@@ -297,30 +308,37 @@ def _freshened(path: Path) -> bool:
     return True
 
 
-def _move_in(quarantine: Path, objects: Path) -> None:
+def _move_in(quarantine: Path, objects: Path, stash: DirectoryStash | None = None) -> None:
     """Move every file of `quarantine` to the same place under `objects`, packs before
-    their indexes (readers find a pack by its index), removing the emptied directories
-    and `quarantine` itself. A file that appeared meanwhile under `objects` is replaced
-    by its twin (the same name is the same content)."""
+    their indexes (readers find a pack by its index): a directory `objects` lacks is
+    moved in whole (one rename, files and all), the others file by file, their emptied
+    directories and `quarantine` itself then retired to `stash` (removed without one).
+    A file that appeared meanwhile under `objects` is replaced by its twin (the same
+    name is the same content)."""
     with os.scandir(quarantine) as entries:
         directories = sorted(entry.name for entry in entries)
     for directory in directories:
         source = quarantine / directory
+        if not os.path.lexists(objects / directory):  # a rename would replace an empty one
+            try:
+                os.rename(source, objects / directory)
+                continue
+            except OSError as exc:  # made meanwhile (ENOTEMPTY, EEXIST): file by file
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
         names = sorted(os.listdir(source), key=lambda n: (n.endswith(".idx"), n))
         for name in names:
-            try:
-                os.rename(source / name, objects / directory / name)
-            except FileNotFoundError:  # a loose-object directory the replica lacks
-                os.mkdir(objects / directory)
-                os.rename(source / name, objects / directory / name)
-        os.rmdir(source)
-    os.rmdir(quarantine)
+            os.rename(source / name, objects / directory / name)
+        dir_stash.rmdir(stash, source)
+    dir_stash.rmdir(stash, quarantine)
 
 
-def _move_in_and_mirror(quarantine: Path, objects: Path, repo: Path, desired: dict[str, str]) -> int:
+def _move_in_and_mirror(
+    quarantine: Path, objects: Path, repo: Path, desired: dict[str, str], stash: DirectoryStash | None = None
+) -> int:
     """`_move_in` (the quarantine removed whatever happens), then `_mirror_refs`."""
     try:
-        _move_in(quarantine, objects)
+        _move_in(quarantine, objects, stash)
     except BaseException:
         shutil.rmtree(quarantine, True)
         raise

@@ -68,6 +68,7 @@ from gitraft.v1 import repository_pb2
 from node import copy_check, fsck
 from node.checksum import repository_checksum
 from node.config import MAX_REPLICATION_COPY_LIMIT
+from node.dir_stash import DirectoryStash
 from node.git import GitCommandError, run_git
 from node.pipes import GitPipe
 from node.replica_copy import CopyRefused, copy_into, export_repository
@@ -172,7 +173,7 @@ class ReplicationMixin:
         try:
             async with asyncio.timeout(self.replication_timeout):
                 created, copied, checksum = await _replicate(
-                    target, relative, source, self.replication_copy_limit
+                    target, relative, source, self.replication_copy_limit, self.storage.stash
                 )
         except TimeoutError:
             raise DeadlineExceededError(
@@ -199,20 +200,25 @@ class ReplicationMixin:
 
 
 async def _replicate(
-    target: Path, relative: str, source: SourceRepository, copy_limit: int
+    target: Path,
+    relative: str,
+    source: SourceRepository,
+    copy_limit: int,
+    stash: DirectoryStash | None = None,
 ) -> tuple[bool, bool, str | None]:
     """Make `target` a mirror of `source`: (whether it had to be created, whether the
     objects were copied, its checksum when refs were mirrored). Object files up to
-    `copy_limit` bytes are copied rather than fetched (node.replica_copy)."""
+    `copy_limit` bytes are copied rather than fetched (node.replica_copy), with the
+    directories of `stash` (node.dir_stash)."""
     # On its way to a copy's check from now on: checks that start meanwhile wait for it
     # a little, to share one git fsck (node.copy_check).
     async with _exclusive(target), source:
         with copy_check.checker().expected():
-            return await _replicate_locked(target, relative, source, copy_limit)
+            return await _replicate_locked(target, relative, source, copy_limit, stash)
 
 
 async def _replicate_locked(
-    target: Path, relative: str, source: SourceRepository, copy_limit: int
+    target: Path, relative: str, source: SourceRepository, copy_limit: int, stash: DirectoryStash | None
 ) -> tuple[bool, bool, str | None]:
     created = not is_bare_repository(target)
     if created and _occupied(target):
@@ -224,9 +230,9 @@ async def _replicate_locked(
     if head is not None and not (head.startswith("refs/") and pygit2.reference_is_valid_name(head)):
         raise FailedPreconditionError(f"source HEAD is not a valid ref: {quoted(head)}")
     if created:
-        copied, checksum = await _copy_new(target, relative, None if empty else source, head, info)
+        copied, checksum = await _copy_new(target, relative, None if empty else source, head, info, stash)
     else:
-        copied, checksum = await _mirror(target, source, head, info)
+        copied, checksum = await _mirror(target, source, head, info, stash)
     return created, copied, checksum
 
 
@@ -277,6 +283,7 @@ async def _copy_new(
     source: SourceRepository | None,
     head: str | None,
     export: repository_pb2.ExportRepositoryResponse,
+    stash: DirectoryStash | None,
 ) -> tuple[bool, str | None]:
     """A full copy into a temporary sibling, renamed to `target` when complete; without
     `source` (it has no refs) only HEAD is set: nothing to fetch. A HEAD under refs/
@@ -290,7 +297,7 @@ async def _copy_new(
             await run_git(["init", "--bare", "--quiet", str(temp)])
         copied, checksum = False, None
         if source is not None:
-            copied, checksum = await _mirror(temp, source, head, export)
+            copied, checksum = await _mirror(temp, source, head, export, stash)
         try:
             os.rename(temp, target)
         except OSError as exc:  # created meanwhile: a retry fetches into it
@@ -302,11 +309,15 @@ async def _copy_new(
 
 
 async def _mirror(
-    repo: Path, source: SourceRepository, head: str | None, export: repository_pb2.ExportRepositoryResponse
+    repo: Path,
+    source: SourceRepository,
+    head: str | None,
+    export: repository_pb2.ExportRepositoryResponse,
+    stash: DirectoryStash | None = None,
 ) -> tuple[bool, str]:
     """Copy (`export` when copyable) or else fetch every ref of `source` into `repo`
     (pruning the others), then set HEAD: (whether it was a copy, the refs' checksum)."""
-    copied = await _copied(repo, source, export)
+    copied = await _copied(repo, source, export, stash)
     if not copied:
         await _fetch(repo, source)
     loose_over, head_set, checksum = await asyncio.to_thread(_settled, repo, head)
@@ -327,7 +338,10 @@ def _settled(repo: Path, head: str | None) -> tuple[bool, bool, str]:
 
 
 async def _copied(
-    repo: Path, source: SourceRepository, export: repository_pb2.ExportRepositoryResponse
+    repo: Path,
+    source: SourceRepository,
+    export: repository_pb2.ExportRepositoryResponse,
+    stash: DirectoryStash | None,
 ) -> bool:
     """Whether `export`'s files and refs are now in `repo` (node.replica_copy); False when
     it was not copyable or the copy was refused or failed (the caller fetches: git then
@@ -335,7 +349,7 @@ async def _copied(
     if not export.copyable:
         return False
     try:
-        applied = await copy_into(repo, export)
+        applied = await copy_into(repo, export, stash)
     except (CopyRefused, OSError, pygit2.GitError, ValueError) as exc:
         log.info("replication copy refused, fetching", extra={"reason": hide_paths(str(exc))})
         return False

@@ -15,6 +15,7 @@ import pygit2
 from common.errors import InvalidArgumentError, NotFoundError, quoted
 from common.paths import TEMP_MARKER, resolve_under
 from gitraft.v1 import shared_pb2
+from node.dir_stash import STASH_NAME, DirectoryStash
 
 
 def temp_sibling(path: Path, purpose: str) -> Path:
@@ -29,6 +30,9 @@ class Storage:
         self.name = name
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        # Replications' empty directories for reuse (node.dir_stash); its name holds
+        # TEMP_MARKER: a starting node removes it, listings skip it.
+        self.stash = DirectoryStash(self.root / STASH_NAME)
 
     def path_of(self, repository: shared_pb2.Repository) -> Path:
         """The on-disk path for `repository`; InvalidArgumentError for a bad path or storage."""

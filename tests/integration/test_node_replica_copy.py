@@ -18,6 +18,7 @@ import pytest
 from common.paths import MAX_SEGMENT_BYTES
 from gitraft.v1 import repository_pb2 as pb
 from node import copy_check, replica_copy
+from node.dir_stash import DirectoryStash
 from node.replica_copy import CopyRefused, copy_into, export_repository, file_cost, ref_cost
 from node.storage import TEMP_MARKER, init_bare_repository, temp_sibling
 from tests.integration.conftest import git_cli
@@ -555,3 +556,66 @@ def test_a_copy_cancelled_while_its_group_waits_leaves_the_others_copied(
     assert refs_of(second) == refs_of(sources[1])
     assert refs_of(first) == {}
     assert not quarantines_left(first) and not quarantines_left(second)
+
+
+# --- directories from the stash (node.dir_stash) ---------------------------------------
+
+
+def stashed(tmp_path: Path, count: int) -> tuple[DirectoryStash, set[int]]:
+    """A stash holding `count` directories, and their inode numbers."""
+    stash = DirectoryStash(tmp_path / "stash")
+    inodes = set()
+    for n in range(count):
+        spare = tmp_path / f"spare-{n}"
+        spare.mkdir()
+        inodes.add(spare.stat().st_ino)
+        stash.retire(spare)
+    return stash, inodes
+
+
+def directory_inodes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_ino for p in root.rglob("*") if p.is_dir()}
+
+
+def stash_inodes(stash: DirectoryStash) -> set[int]:
+    entries = list(stash.root.iterdir())
+    assert len(entries) == len(stash) and all(not any(e.iterdir()) for e in entries)
+    return {e.stat().st_ino for e in entries}
+
+
+def test_copies_take_their_directories_from_the_stash_and_give_them_back(tmp_path: Path) -> None:
+    """No directory is made or removed: the quarantine and its fan-out directories come
+    from the stash; a fan-out directory the replica lacks is moved in whole, the others
+    go back to the stash once their files are moved in."""
+    sources = pushed_repositories(tmp_path, 2)
+    (first, first_export), (second, second_export) = exported_pairs(tmp_path, sources)
+    for n in range(256):  # `second` has every fan-out directory: its files move one by one
+        (second / "objects" / f"{n:02x}").mkdir()
+    stash, spare = stashed(tmp_path, 16)
+    before = {target: directory_inodes(target) for target in (first, second)}
+    for target, export in ((first, first_export), (second, second_export)):
+        asyncio.run(copy_into(target, export, stash))
+        assert refs_of(target) == {r.name: r.oid for r in export.refs}
+        git_cli("fsck", "--strict", "--no-dangling", cwd=target)
+        assert not quarantines_left(target)
+    moved_in = {name: inode for name, inode in directory_inodes(first).items() if name not in before[first]}
+    assert moved_in and all(name.startswith("objects/") for name in moved_in)
+    assert directory_inodes(second) == before[second]
+    in_stash = stash_inodes(stash)
+    assert in_stash.isdisjoint(moved_in.values())
+    assert in_stash | set(moved_in.values()) == spare
+
+
+def test_a_refused_copy_leaves_the_stash_sound(tmp_path: Path) -> None:
+    source = source_repository(tmp_path)
+    export = export_repository(source, LIMIT)
+    blob = git_cli("rev-parse", "side:side.txt", cwd=source).strip()
+    export.files.remove(next(f for f in export.files if f.name == f"{blob[:2]}/{blob[2:]}"))
+    target = target_repository(tmp_path)
+    stash, spare = stashed(tmp_path, 16)
+    with pytest.raises(CopyRefused, match="fail git fsck"):
+        asyncio.run(copy_into(target, export, stash))
+    assert not quarantines_left(target) and not (target / "refs" / "heads" / "side").exists()
+    assert stash_inodes(stash) < spare  # the quarantine's directories were removed with it
+    asyncio.run(copy_into(target, export_repository(source, LIMIT), stash))
+    assert refs_of(target) == refs_of(source)
