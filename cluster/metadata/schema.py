@@ -18,6 +18,7 @@ Columns a reader may wonder about:
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 SCHEMA_VERSION = 1
@@ -159,11 +160,23 @@ BEGIN {_refresh_outdated("OLD")} END;
 """
 
 
+# Every column of each counter table: a row whose counters are all 0 is removed, so the
+# triggers keep exactly the rows REBUILD_COUNTERS makes (no row for nothing). A member
+# that rebuilt them (a restart, a restored snapshot) then holds the same rows as one
+# that counted all along: the chaos run's metadata checker found proxy-2, restarted,
+# without the `failed | 0` row the others kept.
+_COUNTERS = {"storage_load": ("replicas", "primaries"), "job_state_counts": ("jobs",)}
+
+
 def _count(table: str, key: str, column: str, value: str, delta: int) -> str:
-    return (
+    update = (
         f"INSERT INTO {table} ({key}, {column}) VALUES ({value}, {delta})"
         f" ON CONFLICT ({key}) DO UPDATE SET {column} = {column} + ({delta});"
     )
+    if delta >= 0:
+        return update
+    empty = " AND ".join(f"{c} = 0" for c in _COUNTERS[table])
+    return f"{update} DELETE FROM {table} WHERE {key} = {value} AND {empty};"
 
 
 COUNTER_TRIGGERS = f"""
@@ -191,6 +204,8 @@ BEGIN
     {_count("job_state_counts", "state", "jobs", "NEW.state", 1)}
 END;
 """
+
+COUNTER_TRIGGER_NAMES = re.findall(r"CREATE TRIGGER IF NOT EXISTS (\w+)", COUNTER_TRIGGERS)
 
 REBUILD_COUNTERS = """
 DELETE FROM storage_load;
@@ -246,6 +261,8 @@ def create(conn: sqlite3.Connection) -> None:
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
     conn.executescript(TRIGGERS)
+    # This code's counter triggers, not those of the snapshot a database came from.
+    conn.executescript("".join(f"DROP TRIGGER IF EXISTS {name};" for name in COUNTER_TRIGGER_NAMES))
     conn.executescript(COUNTER_TRIGGERS)
     conn.executescript(f"BEGIN; {REBUILD_OUTDATED} {REBUILD_COUNTERS} COMMIT;")
     conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))

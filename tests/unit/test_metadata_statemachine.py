@@ -688,3 +688,45 @@ def test_the_repair_of_an_intent_renewed_since_it_expired_is_refused(m: Machine)
     assert m.conn.execute("SELECT deadline FROM write_intents").fetchone() == (30.0,)
     assert finish(m, "A", "a") == {"generation": 0, "scheduled": ["b", "c"]}
     assert m.ok("renew_intent", intent_id="A", deadline=50.0, now=13.0) is False  # closed
+
+
+def test_counters_a_member_rebuilt_equal_those_it_counted(m: Machine) -> None:
+    """The chaos run's metadata anomaly: proxy-2, restarted, rebuilt the derived counters
+    (schema.create, as after a restored snapshot) and held no `failed | 0` row, where the
+    others had counted the job through `failed` and kept one. A counter row whose
+    counts are all 0 is removed, so both hold the same rows."""
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    (job,) = m.ok("lease_jobs", owner="w", now=10.0, lease_seconds=5.0, limit=1)
+    m.ok("fail_job", job_id=job["id"], owner="w", error="boom", now=10.0, retry_at=11.0)
+    (job,) = m.ok("lease_jobs", owner="w", now=12.0, lease_seconds=5.0, limit=1)
+    m.ok("complete_job", job_id=job["id"], owner="w", now=12.0)
+    m.ok("set_replication_factor", repository_id="r1", assign=[], unassign=["b"], now=13.0)
+    counted = schema.dump_state(m.conn)
+    rebuilt = sqlite3.connect(":memory:", isolation_level=None)
+    m.conn.backup(rebuilt)
+    schema.create(rebuilt)
+    assert schema.dump_state(rebuilt) == counted
+    by_state = m.conn.execute("SELECT state, COUNT(*) FROM replication_jobs GROUP BY state ORDER BY 1")
+    assert counted["job_state_counts"] == [tuple(row) for row in by_state]  # no ('failed', 0)
+    assert [s for s, replicas, primaries in counted["storage_load"] if not replicas + primaries] == []
+
+
+def test_create_replaces_the_counter_triggers_an_older_snapshot_brought(m: Machine) -> None:
+    """A restored snapshot brings the triggers of the code that wrote it: before zero
+    rows were removed, a job's update kept one."""
+    m.conn.executescript(
+        "DROP TRIGGER jobs_count_update;"
+        " CREATE TRIGGER jobs_count_update AFTER UPDATE OF state ON replication_jobs"
+        " WHEN OLD.state != NEW.state BEGIN"
+        " INSERT INTO job_state_counts (state, jobs) VALUES (OLD.state, -1)"
+        " ON CONFLICT (state) DO UPDATE SET jobs = jobs - 1;"
+        " INSERT INTO job_state_counts (state, jobs) VALUES (NEW.state, 1)"
+        " ON CONFLICT (state) DO UPDATE SET jobs = jobs + 1; END;"
+    )
+    schema.create(m.conn)
+    create(m, storages=("a", "b"))
+    write(m, "i1", ["a"])
+    (job,) = m.ok("lease_jobs", owner="w", now=10.0, lease_seconds=5.0, limit=1)
+    m.ok("complete_job", job_id=job["id"], owner="w", now=12.0)
+    assert m.conn.execute("SELECT * FROM job_state_counts").fetchall() == [("completed", 1)]
