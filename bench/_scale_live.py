@@ -376,9 +376,10 @@ def backlog_drain(
     load = (min(loads), max(loads))
     lag_p50 = statistics.median(lags)
     steal = (steal_after[0] - steal_before[0]) / max(1, steal_after[1] - steal_before[1])
-    drain = Drain(waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries)
-    drain.steal, drain.checks = steal, copy_checks(cluster, down)
-    return drain
+    checks = copy_checks(cluster, down)
+    return Drain(
+        waiting, took, len(stream.lags), lag_p50, lags[-1], stream.failed, load, cpu, entries, steal, checks
+    )
 
 
 def copy_checks(cluster: LocalCluster, names: tuple[str, ...]) -> dict[str, float]:

@@ -308,7 +308,7 @@ def _freshened(path: Path) -> bool:
     return True
 
 
-def _move_in(quarantine: Path, objects: Path, stash: DirectoryStash | None = None) -> None:
+def _move_in(quarantine: Path, objects: Path, stash: DirectoryStash | None) -> None:
     """Move every file of `quarantine` to the same place under `objects`, packs before
     their indexes (readers find a pack by its index): a directory `objects` lacks is
     moved in whole (one rename, files and all), the others file by file, their emptied
@@ -334,7 +334,7 @@ def _move_in(quarantine: Path, objects: Path, stash: DirectoryStash | None = Non
 
 
 def _move_in_and_mirror(
-    quarantine: Path, objects: Path, repo: Path, desired: dict[str, str], stash: DirectoryStash | None = None
+    quarantine: Path, objects: Path, repo: Path, desired: dict[str, str], stash: DirectoryStash | None
 ) -> int:
     """`_move_in` (the quarantine removed whatever happens), then `_mirror_refs`."""
     try:

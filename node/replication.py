@@ -204,7 +204,7 @@ async def _replicate(
     relative: str,
     source: SourceRepository,
     copy_limit: int,
-    stash: DirectoryStash | None = None,
+    stash: DirectoryStash | None,
 ) -> tuple[bool, bool, str | None]:
     """Make `target` a mirror of `source`: (whether it had to be created, whether the
     objects were copied, its checksum when refs were mirrored). Object files up to
@@ -313,7 +313,7 @@ async def _mirror(
     source: SourceRepository,
     head: str | None,
     export: repository_pb2.ExportRepositoryResponse,
-    stash: DirectoryStash | None = None,
+    stash: DirectoryStash | None,
 ) -> tuple[bool, str]:
     """Copy (`export` when copyable) or else fetch every ref of `source` into `repo`
     (pruning the others), then set HEAD: (whether it was a copy, the refs' checksum)."""
