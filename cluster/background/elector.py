@@ -6,7 +6,11 @@ indexes - `MetadataStore.failover_candidates` - so an idle round costs the same 
 number of repositories), and moves the primary
 (`set_primary`) to a healthy, up-to-date, assigned replica: the one that is primary of
 the fewest repositories (then by name). A repository without such a replica keeps its
-primary and stays unavailable until one returns (DatalossCheck lists it).
+primary and stays unavailable until one returns (DatalossCheck lists it). The round
+plans every move first, then sends the `set_primary` commands concurrently (at most
+`concurrency` at once), so they share Raft log entries (the store's group commit): a
+node that led thousands of repositories hands them over in a few entries, not one
+round trip each (1,002 moves took 2.4 s one after another).
 
 Safety does not rest on the elector: the router never sends a mutator to an outdated
 or unhealthy primary, nor an accessor to an outdated replica, and `set_primary` itself
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Failover:
+    repository_id: str
     repository: str
     old_primary: str
     new_primary: str
@@ -61,8 +66,10 @@ class Elector:
         clock: Callable[[], float] = time.time,
         batch: int = 1000,
         on_moved: Callable[[Failover], None] | None = None,
+        concurrency: int = 64,
     ) -> None:
         self.batch = batch
+        self.concurrency = concurrency
         self.store = store
         self.interval = interval
         self.clock = clock
@@ -79,26 +86,38 @@ class Elector:
         if not repos:
             return []
         _, primaries = await self.store.storage_counts()
-        moved: list[Failover] = []
+        planned: list[Failover] = []
         for repo in repos:
             new = choose_primary(repo, healthy, primaries)
             if new is None or new == repo.primary:
                 continue
-            try:
-                await self.store.set_primary(repo.repository_id, new, now)
-            except FailedPreconditionError as exc:  # changed since we read it; next round
-                log.info("primary not moved", extra={"repository": repo.relative_path, "error": str(exc)})
-                continue
             primaries[repo.primary] -= 1
             primaries[new] = primaries.get(new, 0) + 1
-            moved.append(Failover(repo.relative_path, repo.primary, new))
-            if self.on_moved is not None:
-                self.on_moved(moved[-1])
-            log.warning(
-                "primary moved",
-                extra={"repository": repo.relative_path, "old_primary": repo.primary, "new_primary": new},
-            )
-        return moved
+            planned.append(Failover(repo.repository_id, repo.relative_path, repo.primary, new))
+        gate = asyncio.Semaphore(self.concurrency)
+        done = await asyncio.gather(*(self._move(move, now, gate) for move in planned))
+        return [move for move, moved in zip(planned, done, strict=True) if moved]
+
+    async def _move(self, move: Failover, now: float, gate: asyncio.Semaphore) -> bool:
+        """`set_primary` for one planned move; False when it was refused (the repository
+        changed since the round read it: the next round decides again)."""
+        async with gate:
+            try:
+                await self.store.set_primary(move.repository_id, move.new_primary, now)
+            except FailedPreconditionError as exc:
+                log.info("primary not moved", extra={"repository": move.repository, "error": str(exc)})
+                return False
+        if self.on_moved is not None:
+            self.on_moved(move)
+        log.warning(
+            "primary moved",
+            extra={
+                "repository": move.repository,
+                "old_primary": move.old_primary,
+                "new_primary": move.new_primary,
+            },
+        )
+        return True
 
     async def run(self, stop: asyncio.Event) -> None:
         await run_periodically("elector", self.round, stop, self.interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,6 +78,36 @@ async def test_a_move_refused_at_apply_skips_that_repository_only(
 
     monkeypatch.setattr(store, "set_primary", after_a_write_on_the_old_primary)
     moved = await Elector(store, clock=lambda: NOW).round()
-    assert [(m.repository, m.new_primary) for m in moved] == [("g/s.git", "b")]
+    # The round planned r1 for b, so r2 went to the then least-leading current replica, c.
+    assert [(m.repository, m.new_primary) for m in moved] == [("g/s.git", "c")]
     r1 = await store.get_repository("g/r.git")
     assert r1 is not None and r1.primary == "a"
+
+
+async def test_a_round_sends_its_moves_concurrently_and_balances_them(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(2, 41):
+        await store.create_repository(
+            f"r{i}", f"g/{i}.git", f"@cluster/r{i}.git", ["a", "b", "c"], "a", 3, NOW
+        )
+    for i in range(1, 41):
+        for storage in "abc":
+            await store.set_generation(f"r{i}", storage, 1, NOW)
+    real = store.set_primary
+    running: list[int] = [0, 0]  # now, most at once
+
+    async def slow(rid: str, storage: str, now: float) -> Repository:
+        running[0] += 1
+        running[1] = max(running)
+        await asyncio.sleep(0.01)
+        running[0] -= 1
+        return await real(rid, storage, now)
+
+    monkeypatch.setattr(store, "set_primary", slow)
+    moved = await Elector(store, clock=lambda: NOW, concurrency=8).round()
+    assert len(moved) == 40 and running[1] == 8
+    assert sorted(m.new_primary for m in moved).count("b") == 20
+    for i in range(1, 41):
+        fresh = await store.get_repository("g/r.git" if i == 1 else f"g/{i}.git")
+        assert fresh is not None and fresh.primary in ("b", "c")
