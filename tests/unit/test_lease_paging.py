@@ -96,3 +96,61 @@ def test_the_random_states_lease_something() -> None:
         taken += bool(lease(copy_of(state.conn), now, 4, STORAGES, 0)["ok"])
         state.conn.close()
     assert taken >= 75
+
+
+def reference_fresh(conn: sqlite3.Connection, now: float, healthy: list[str] | None) -> list[Any]:
+    """`jobs._fresh` by its definition: the fresh among the newest LEASE_PAGE ready jobs."""
+    extra, params = jobs._health_filter(healthy)
+    return conn.execute(
+        "SELECT id, repository_id, change, source, target, state, attempts FROM ("
+        "SELECT id, repository_id, change, source, target, state, attempts, updated_at AS at"
+        f" FROM replication_jobs WHERE state = ?{extra} ORDER BY id DESC LIMIT ?"
+        ") WHERE at >= ? ORDER BY id",
+        ("ready", *params, jobs.LEASE_PAGE, now - jobs.FRESH_SECONDS),
+    ).fetchall()
+
+
+def rewritten_state(rng: random.Random) -> tuple[Machine, float]:
+    """`random_state`, then some of the older repositories written again just before
+    `now`: their waiting jobs, low ids, become fresh behind newer jobs that are not."""
+    s, now = random_state(rng)
+    rids = [r for (r,) in s.conn.execute("SELECT repository_id FROM repositories ORDER BY repository_id")]
+    for rid in rng.sample(rids[: max(1, len(rids) // 2)], rng.randint(1, 3)):
+        (primary,) = s.conn.execute(
+            'SELECT "primary" FROM repositories WHERE repository_id = ?', (rid,)
+        ).fetchone()
+        s.ok("begin_write", intent_id=f"{rid}-again", repository_id=rid, storages=[primary], proxy="p",
+             deadline=now + 60)  # fmt: skip
+        s.ok("finish_write", intent_id=f"{rid}-again", succeeded=[primary], failed=[], now=now - 1.0)
+    return s, now
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_fresh_jobs_read_through_their_time_index_are_those_of_the_newest_page(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(seed)
+    state, now = rewritten_state(rng)
+    for page in (1, 2, 3, 5, 8, 256):
+        monkeypatch.setattr(jobs, "LEASE_PAGE", page)
+        for at in (now - 20.0, now - 6.0, now, now + 4.0, now + 11.0):
+            for healthy in (None, STORAGES, sorted(rng.sample(STORAGES, rng.randint(1, 3)))):
+                assert jobs._fresh(state.conn, at, healthy) == reference_fresh(state.conn, at, healthy)
+    state.conn.close()
+
+
+def test_the_random_states_hold_fresh_jobs_some_beyond_a_small_page(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison above means little if the answers were empty, or never cut by the page.
+    # "Cut by the page" counted where _fresh takes its index path: no more fresh jobs
+    # than the page holds.
+    fresh = cut = 0
+    for seed in range(100):
+        state, now = rewritten_state(random.Random(seed))
+        whole = reference_fresh(state.conn, now, None)
+        fresh += bool(whole)
+        for page in (2, 3, 5, 8):
+            monkeypatch.setattr(jobs, "LEASE_PAGE", page)
+            cut += len(reference_fresh(state.conn, now, None)) < len(whole) <= page
+        monkeypatch.setattr(jobs, "LEASE_PAGE", 256)
+        state.conn.close()
+    assert fresh >= 50 and cut >= 10
