@@ -166,6 +166,42 @@ def restart_to_push(cluster: LocalCluster, work: Path, path: str) -> float:
             time.sleep(0.1)
 
 
+def node_failover(cluster: LocalCluster, node: str = "node-b") -> tuple[int, float, float]:
+    """`node` stopped (SIGTERM) with every node healthy and current: (primaries it led,
+    seconds until the first moved, seconds until all had moved), from the stop; read
+    from the proxies' gitraft_primary_changes_total{reason="failover"}. The node is
+    started again and healthy on return."""
+    request = cluster_pb2.ListClusterRepositoriesRequest()
+    listed = cluster.cluster_stub("proxy-1").ListClusterRepositories(
+        request, metadata=cluster.metadata("proxy-1"), timeout=120
+    )
+    led = sum(1 for repo in listed.repositories if repo.primary == node)
+
+    def moved() -> float:
+        return sum(
+            value
+            for spec in cluster.layout.proxies
+            for sample, labels, value in scrape_metrics(spec.metrics_addr, timeout=10)
+            if sample == "gitraft_primary_changes_total" and labels.get("reason") == "failover"
+        )
+
+    before = moved()
+    began = time.monotonic()
+    cluster.stop(node)
+    first = 0.0
+    while (done := moved() - before) < led:
+        if done and not first:
+            first = time.monotonic() - began
+        if time.monotonic() - began > 600:
+            raise RuntimeError(f"{done:.0f} of {led} primaries moved in 600 s")
+        time.sleep(0.05)
+    took = time.monotonic() - began
+    cluster.nodes[node].spawn()
+    cluster.nodes[node].wait_serving(600)
+    cluster.wait_health({node: True}, timeout=120)
+    return led, first or took, took
+
+
 @dataclass
 class PushStream:
     """Pushes one small commit through proxy-1 every `interval` s until stopped; for

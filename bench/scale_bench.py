@@ -19,7 +19,8 @@
    then, once the replication jobs the fill left are done (the time it took is printed:
    "idle" must mean idle): creation rate, small-push latency (median of 10), the Raft
    leader's CPU while idle (5 s), the Raft term at each step (a move is an election),
-   the time from a full restart of the proxies to the first acknowledged push, and the
+   the time from a full restart of the proxies to the first acknowledged push, the time
+   node-b's death takes to move every primary it led (a third of them), and the
    drain rate of a backlog (on the largest cluster only): node-b and node-c are stopped while --backlog/2
    repositories are created (each leaves a job for both), then started together; jobs
    per second from their start until none waits, with a push every 0.5 s meanwhile and
@@ -305,6 +306,12 @@ def live_section(
                 catch_up = live.follower_catch_up(cluster)
                 terms.append(live.raft_term(cluster))
                 restart = live.restart_to_push(cluster, work, "bench/push.git")
+                led, first, all_moved = live.node_failover(cluster)
+                print(
+                    f"  node-b stopped: the {led} primaries it led moved within {all_moved:.2f} s"
+                    f" (the first after {first:.2f} s)",
+                    flush=True,
+                )
                 cells = [
                     f"{size}",
                     f"{rate:.1f}",

@@ -29,7 +29,11 @@ SMALL = {
 # What each must print: its table's header, or its last figure (proxy_bench's table of
 # issue #13's ratios names the machine it ran on).
 EXPECTED = {
-    "scale_bench": ("create/s at that size (20 more)", "CPU ms per create at 20"),
+    "scale_bench": (
+        "create/s at that size (20 more)",
+        "CPU ms per create at 20",
+        "primaries it led moved within",
+    ),
     "proxy_bench": ("goals (issue #13):", "fetch, up to date", "machine: nproc"),
     "clone_fleet": ("2 clones: wall",),
     "replication_refs": ("one new commit: median",),
