@@ -190,33 +190,33 @@ def _fresh(
     """Ready jobs whose `by` column (created_at or updated_at) is within FRESH_SECONDS of
     `now` among the newest LEASE_PAGE, oldest first: the replication of new writes.
 
-    By updated_at (what lease commands send now), the fresh jobs are read first through
-    the (state, updated_at) index - usually a handful: the pushes of the last seconds -
-    and then only the ready jobs from the oldest of them on are counted, to drop those
-    beyond the newest LEASE_PAGE. Past LEASE_PAGE fresh jobs, and by created_at, the
-    newest LEASE_PAGE are read instead (one indexed range, read backwards). Both ways
-    give the same answer (`tests/unit/test_lease_paging.py`)."""
+    By updated_at (what lease commands send now) with at most LEASE_PAGE fresh jobs
+    (counted in the (state, updated_at) index alone; usually a handful, the pushes of
+    the last seconds), the fresh jobs are read through that index, and then only the
+    ready jobs from the oldest of them on are counted, to drop those beyond the newest
+    LEASE_PAGE. Otherwise (many fresh jobs, or by created_at) the newest LEASE_PAGE are
+    read (one indexed range, read backwards). Both ways give the same answer
+    (`tests/unit/test_lease_paging.py`)."""
     if by not in ("created_at", "updated_at"):
         raise ValueError(f"not a job time column: {by!r}")
     extra, extra_params = _health_filter(healthy)
     since = now - FRESH_SECONDS
-    if by == "updated_at":
+    if by == "updated_at" and _fresh_at_most(conn, since, LEASE_PAGE):
         fresh = conn.execute(
             "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
-            f" WHERE state = ? AND updated_at >= ?{extra} LIMIT ?",
-            (JobState.READY, since, *extra_params, LEASE_PAGE + 1),
+            f" WHERE state = ? AND updated_at >= ?{extra}",
+            (JobState.READY, since, *extra_params),
         ).fetchall()
-        if len(fresh) <= LEASE_PAGE:
-            if not fresh:
-                return []
-            oldest = min(int(row[0]) for row in fresh)
-            newest_page_ends = conn.execute(
-                f"SELECT id FROM replication_jobs WHERE state = ? AND id >= ?{extra}"
-                " ORDER BY id DESC LIMIT 1 OFFSET ?",
-                (JobState.READY, oldest, *extra_params, LEASE_PAGE - 1),
-            ).fetchone()
-            floor = oldest if newest_page_ends is None else int(newest_page_ends[0])
-            return sorted((row for row in fresh if int(row[0]) >= floor), key=lambda row: int(row[0]))
+        if not fresh:
+            return []
+        oldest = min(int(row[0]) for row in fresh)
+        newest_page_ends = conn.execute(
+            f"SELECT id FROM replication_jobs WHERE state = ? AND id >= ?{extra}"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (JobState.READY, oldest, *extra_params, LEASE_PAGE - 1),
+        ).fetchone()
+        floor = oldest if newest_page_ends is None else int(newest_page_ends[0])
+        return sorted((row for row in fresh if int(row[0]) >= floor), key=lambda row: int(row[0]))
     # The time filter in SQL: the newest LEASE_PAGE are read, only the fresh reach Python.
     return conn.execute(
         "SELECT id, repository_id, change, source, target, state, attempts FROM ("
@@ -225,6 +225,17 @@ def _fresh(
         ") WHERE at >= ? ORDER BY id",
         (JobState.READY, *extra_params, LEASE_PAGE, since),
     ).fetchall()
+
+
+def _fresh_at_most(conn: sqlite3.Connection, since: float, count: int) -> bool:
+    """Whether at most `count` ready jobs were updated at `since` or later (whatever
+    their storages): read from the (state, updated_at) index alone, `count` + 1 entries
+    at most."""
+    (found,) = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM replication_jobs WHERE state = ? AND updated_at >= ? LIMIT ?)",
+        (JobState.READY, since, count + 1),
+    ).fetchone()
+    return int(found) <= count
 
 
 def _candidates(
