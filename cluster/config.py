@@ -15,7 +15,7 @@
     replication_factor = 3              # replicas of a new repository (fewer if fewer nodes)
     create_on_push = true               # a push to a missing path creates the repository
     health_interval = 0.5               # seconds between health checks of each node
-    replication_workers = 4             # replication jobs this proxy runs at once
+    replication_workers = 8             # replication jobs this proxy runs at once
     write_intent_timeout = 300.0        # an intent open longer is repaired by the leader
     read_first_response_timeout = 10.0  # a read's node silent longer: tried on another replica
     reconcile_interval = 5.0            # seconds between the leader's reconciler rounds
@@ -89,11 +89,13 @@ class ProxyConfig:
     # Seconds between re-submissions of an unchanged health view; keep well under the
     # Raft table's health_window so this proxy counts as live.
     health_refresh: float = 2.0
-    # Replication workers in this proxy, and their job lease. 4 (and 8 per target): a
-    # 2,000-job backlog of small repositories drained at 38 jobs/s on a shared 2-core
-    # machine, against 24 with 2 and 4, and 23-32 with 8 and 16 (more only queues for
-    # the CPU; bench/scale_bench.py --drain-only).
-    replication_workers: int = 4
+    # Replication workers in this proxy, and their job lease. 8 (and 8 per target): a
+    # 2,000-job backlog of small repositories that hold a commit drained at 103-120
+    # jobs/s on a 2-core machine, against 92-109 with 4 in runs interleaved with them
+    # (bench/scale_bench.py --drain-only 0 --backlog-commits; README, "Benchmarks"): a
+    # copy now costs little git, so more copies in flight share fsck runs and Raft
+    # entries. (With the fetch path, 4 beat 8: more only queued for the CPU.)
+    replication_workers: int = 8
     lease_seconds: float = 30.0
     # Seconds a write intent may stay open before it counts as abandoned.
     write_intent_timeout: float = 300.0
