@@ -204,19 +204,17 @@ def _fresh(
     if by == "updated_at" and _fresh_at_most(conn, since, LEASE_PAGE):
         fresh = conn.execute(
             "SELECT id, repository_id, change, source, target, state, attempts FROM replication_jobs"
-            f" WHERE state = ? AND updated_at >= ?{extra}",
+            f" WHERE state = ? AND updated_at >= ?{extra} ORDER BY id",
             (JobState.READY, since, *extra_params),
         ).fetchall()
         if not fresh:
             return []
-        oldest = min(int(row[0]) for row in fresh)
         newest_page_ends = conn.execute(
             f"SELECT id FROM replication_jobs WHERE state = ? AND id >= ?{extra}"
             " ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (JobState.READY, oldest, *extra_params, LEASE_PAGE - 1),
+            (JobState.READY, fresh[0][0], *extra_params, LEASE_PAGE - 1),
         ).fetchone()
-        floor = oldest if newest_page_ends is None else int(newest_page_ends[0])
-        return sorted((row for row in fresh if int(row[0]) >= floor), key=lambda row: int(row[0]))
+        return fresh if newest_page_ends is None else [row for row in fresh if row[0] >= newest_page_ends[0]]
     # The time filter in SQL: the newest LEASE_PAGE are read, only the fresh reach Python.
     return conn.execute(
         "SELECT id, repository_id, change, source, target, state, attempts FROM ("
